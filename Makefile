@@ -1,0 +1,43 @@
+# The README's commands. `make run` and `make test` each set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# Plain `torch` suits users (CUDA wheels); CI pins the CPU build: make TORCH=torch==2.13.0 test
+TORCH ?= torch
+REALM_HOME ?= $(CURDIR)/.realm
+export REALM_HOME
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-all dev lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/realm init
+	$(BIN)/realm campaign --hero tiny
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m ""
+
+dev: setup
+	$(BIN)/realm init
+	DAGSTER_HOME=$(REALM_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .realm

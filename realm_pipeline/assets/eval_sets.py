@@ -1,0 +1,34 @@
+"""`eval_sets`: the fixed held-out items of every level of one skill."""
+
+import dagster as dg
+
+from realm_pipeline import ledger
+from realm_pipeline.evaluation.eval_sets import build_eval_sets
+from realm_pipeline.partitions import skill_partitions
+from realm_pipeline.resources.ledger import LedgerResource
+from realm_pipeline.resources.realm import RealmResource
+
+
+@dg.asset(partitions_def=skill_partitions, group_name="evaluation", kinds={"duckdb"})
+def eval_sets(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource):
+    """Writes every level's held-out eval items of the skill, with their hash; idempotent."""
+    skill = context.partition_key
+    cfg = realm.settings.skills[skill]
+    rows = build_eval_sets(skill, cfg.level_cap, cfg.eval_items_per_level)
+    with ledger_db.get_connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        # Replace the skill's rows whole: a level cap lowered since last time leaves no stale levels.
+        con.execute("DELETE FROM eval_items WHERE skill = ?", [skill])
+        con.execute("DELETE FROM eval_sets WHERE skill = ?", [skill])
+        ledger.upsert(con, "eval_sets", rows.sets)
+        ledger.upsert(con, "eval_items", rows.items)
+        con.execute("COMMIT")
+    return dg.MaterializeResult(
+        metadata={
+            "levels": len(rows.sets),
+            "items": len(rows.items),
+            "eval_set_hash": rows.combined_hash,
+            "smallest_level_items": min(s["n_items"] for s in rows.sets),
+        },
+        data_version=dg.DataVersion(rows.combined_hash),
+    )

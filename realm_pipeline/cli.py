@@ -1,0 +1,103 @@
+"""`realm`: the verbs Dagster has no word for (init, doctor, campaign, ...)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from realm_pipeline.settings import DEFAULT_CONFIG_DIR, ConfigError, Settings, ledger_path, realm_home
+
+INSTANCE_TEMPLATE = DEFAULT_CONFIG_DIR.parent / "dagster.yaml"
+GPU_POOL = "gpu"
+
+
+def dagster_home() -> Path:
+    """$DAGSTER_HOME, default $REALM_HOME/dagster; exported so Dagster finds the same instance."""
+    home = Path(os.environ.get("DAGSTER_HOME") or realm_home() / "dagster").resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def init_instance() -> Path:
+    """Create REALM_HOME and the Dagster instance (settings from dagster.yaml, pool `gpu` limited to 1)."""
+    import dagster as dg
+
+    home = realm_home()
+    for sub in ("checkpoints", "mirror", "inbox/rejected", "knowledge"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    dhome = dagster_home()
+    dhome.mkdir(parents=True, exist_ok=True)
+    if not (dhome / "dagster.yaml").exists() or (dhome / "dagster.yaml").read_bytes() != INSTANCE_TEMPLATE.read_bytes():
+        shutil.copyfile(INSTANCE_TEMPLATE, dhome / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
+    return dhome
+
+
+@click.group()
+def main() -> None:
+    """realm: training campaigns for small language models, on Dagster."""
+
+
+@main.command()
+def init() -> None:
+    """Create REALM_HOME, the Dagster instance and the ledger; validate every config."""
+    try:
+        Settings().validate_all()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    dhome = init_instance()
+    from realm_pipeline.resources.ledger import LedgerResource
+
+    with LedgerResource(database=str(ledger_path())).get_connection():
+        pass  # creates and migrates the ledger
+    click.echo(f"REALM_HOME={realm_home()}\nDAGSTER_HOME={dhome}\npool {GPU_POOL}: limit 1")
+
+
+@main.command()
+def doctor() -> None:
+    """Check configs, paths and the accelerator; print what a campaign would use."""
+    try:
+        settings = Settings()
+        settings.validate_all()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"configs: {settings.config_dir} (ok)")
+    click.echo(f"heroes: {', '.join(settings.heroes)}  skills: {', '.join(settings.skills)}")
+    click.echo(f"REALM_HOME: {realm_home()}  DAGSTER_HOME: {dagster_home()}")
+    import torch
+
+    cuda = torch.cuda.is_available()
+    click.echo(f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if cuda else 'none (CPU)'}")
+
+
+def _execute(job_name: str, partition_key: str | None = None) -> None:
+    """Run one job in this process, recorded in the Dagster instance; exit non-zero on failure."""
+    import dagster as dg
+
+    from realm_pipeline.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        result = defs.get_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False
+        )
+    status = "ok" if result.success else "FAILED"
+    click.echo(f"run {result.run_id[:8]} {job_name}{f' [{partition_key}]' if partition_key else ''}: {status}")
+    if not result.success:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--hero", default="tiny", show_default=True, help="hero config name (configs/heroes/)")
+def campaign(hero: str) -> None:
+    """Run a short campaign of HERO end to end, every step a run in the Dagster instance."""
+    settings = Settings()
+    if hero not in settings.heroes:
+        raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+    init_instance()
+    for skill in sorted(settings.skills):
+        _execute("eval_sets_job", skill)

@@ -1,0 +1,1 @@
+"""Evaluation: eval sets, batched generation, fingerprints, progression rules (pure)."""

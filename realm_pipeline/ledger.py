@@ -1,0 +1,344 @@
+"""The ledger's schema: every table and column, declared public or private in this one place.
+
+The DDL, the forward migrations and the mirror's allowlist are all derived from `TABLES`, so a
+column cannot exist without a visibility: adding one here without `public=` is a TypeError.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its DuckDB type and whether the public mirror may ever read it."""
+
+    name: str
+    type: str
+    public: bool
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table; `primary_key` makes re-writes replace rather than duplicate."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    since: int = 1  # the schema version that introduced it
+
+    @property
+    def public_columns(self) -> tuple[str, ...]:
+        """Names of the columns the mirror may read."""
+        return tuple(c.name for c in self.columns if c.public)
+
+    @property
+    def private_columns(self) -> tuple[str, ...]:
+        """Names of the columns that must never leave the ledger."""
+        return tuple(c.name for c in self.columns if not c.public)
+
+    def ddl(self) -> str:
+        """CREATE TABLE statement for this declaration."""
+        cols = ",\n  ".join(f"{c.name} {c.type}" for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.primary_key)})\n)"
+
+
+def _c(name: str, type_: str, *, public: bool) -> Column:
+    return Column(name, type_, public)
+
+
+PUB, PRIV = True, False
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "eval_sets",
+            (
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("n_items", "INTEGER", public=PUB),
+                _c("eval_set_hash", "VARCHAR", public=PUB),
+                _c("skill_version", "VARCHAR", public=PUB),
+            ),
+            ("skill", "level"),
+        ),
+        Table(
+            "eval_items",
+            (
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("item_index", "INTEGER", public=PUB),
+                _c("seed", "BIGINT", public=PRIV),
+                _c("prompt", "VARCHAR", public=PRIV),
+                _c("answer", "VARCHAR", public=PRIV),
+                _c("system_prompt", "VARCHAR", public=PRIV),
+            ),
+            ("skill", "level", "item_index"),
+        ),
+        Table(
+            "checkpoints",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("segment", "INTEGER", public=PUB),
+                _c("parent_id", "VARCHAR", public=PUB),
+                _c("sha256", "VARCHAR", public=PUB),
+                _c("tokens", "BIGINT", public=PUB),
+                _c("train_loss", "DOUBLE", public=PUB),
+                _c("heldout_loss", "DOUBLE", public=PUB),
+                _c("strain", "DOUBLE", public=PUB),
+                _c("zone", "VARCHAR", public=PUB),
+                _c("effort", "DOUBLE", public=PUB),
+                _c("tokens_per_s", "DOUBLE", public=PUB),
+                _c("wall_s", "DOUBLE", public=PUB),
+                _c("gpu_seconds", "DOUBLE", public=PUB),
+                _c("peak_memory_bytes", "BIGINT", public=PUB),
+                _c("path", "VARCHAR", public=PRIV),
+                _c("host", "VARCHAR", public=PRIV),
+                _c("spec_json", "VARCHAR", public=PRIV),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("checkpoint_id",),
+        ),
+        Table(
+            "eval_scores",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("fingerprint", "VARCHAR", public=PUB),
+                _c("n", "INTEGER", public=PUB),
+                _c("correct", "INTEGER", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("partial", "DOUBLE", public=PUB),
+                _c("eval_set_hash", "VARCHAR", public=PUB),
+                _c("skill_version", "VARCHAR", public=PUB),
+                _c("backend", "VARCHAR", public=PUB),
+                _c("gpu_seconds", "DOUBLE", public=PUB),
+                _c("fingerprint_json", "VARCHAR", public=PRIV),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("checkpoint_id", "skill", "level", "fingerprint"),
+        ),
+        Table(
+            "eval_generations",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PRIV),
+                _c("skill", "VARCHAR", public=PRIV),
+                _c("level", "INTEGER", public=PRIV),
+                _c("item_index", "INTEGER", public=PRIV),
+                _c("fingerprint", "VARCHAR", public=PRIV),
+                _c("output", "VARCHAR", public=PRIV),
+                _c("correct", "BOOLEAN", public=PRIV),
+                _c("partial", "DOUBLE", public=PRIV),
+            ),
+            ("checkpoint_id", "skill", "level", "item_index", "fingerprint"),
+        ),
+        Table(
+            "curriculum_events",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("event", "VARCHAR", public=PUB),  # level_up | regression | confirmed_regression
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero", "skill", "level", "event", "checkpoint_id"),
+        ),
+        Table(
+            "hero_state",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("paused", "BOOLEAN", public=PUB),
+                _c("maxed_out", "BOOLEAN", public=PUB),
+                _c("champion", "VARCHAR", public=PUB),
+                _c("levels_json", "VARCHAR", public=PUB),
+                _c("updated_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero",),
+        ),
+        Table(
+            "leaderboard_rows",
+            (
+                _c("bench", "VARCHAR", public=PUB),
+                _c("lane", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("rank", "INTEGER", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("n", "INTEGER", public=PUB),
+                _c("ci_low", "DOUBLE", public=PUB),
+                _c("ci_high", "DOUBLE", public=PUB),
+                _c("gpu_seconds", "DOUBLE", public=PUB),
+                _c("cost_per_point", "DOUBLE", public=PUB),
+                _c("votes", "INTEGER", public=PUB),
+                _c("win_rate", "DOUBLE", public=PUB),
+                _c("champion", "BOOLEAN", public=PUB),
+                _c("confirmed_regression", "BOOLEAN", public=PUB),
+                _c("built_at", "TIMESTAMP", public=PUB),
+            ),
+            ("bench", "lane"),
+        ),
+        Table(
+            "leaderboard_baseline",
+            (
+                _c("bench", "VARCHAR", public=PUB),
+                _c("lane", "VARCHAR", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("version", "BIGINT", public=PUB),
+            ),
+            ("bench", "lane"),
+        ),
+        Table(
+            "compare_runs",
+            (
+                _c("compare_id", "VARCHAR", public=PUB),
+                _c("lane_a", "VARCHAR", public=PUB),
+                _c("lane_b", "VARCHAR", public=PUB),
+                _c("prompt_set", "VARCHAR", public=PUB),
+                _c("rubric_a", "DOUBLE", public=PUB),
+                _c("rubric_b", "DOUBLE", public=PUB),
+                _c("results_json", "VARCHAR", public=PRIV),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("compare_id",),
+        ),
+        Table(
+            "human_prefs",
+            (
+                _c("compare_id", "VARCHAR", public=PUB),
+                _c("vote_id", "VARCHAR", public=PUB),
+                _c("choice", "VARCHAR", public=PUB),
+                _c("note", "VARCHAR", public=PRIV),
+                _c("voter", "VARCHAR", public=PRIV),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("vote_id",),
+        ),
+        Table(
+            "quests",
+            (
+                _c("quest_id", "VARCHAR", public=PUB),
+                _c("sha256", "VARCHAR", public=PUB),
+                _c("n_examples", "INTEGER", public=PUB),
+                _c("source_path", "VARCHAR", public=PRIV),
+                _c("registered_at", "TIMESTAMP", public=PUB),
+            ),
+            ("quest_id",),
+        ),
+        Table(
+            "quest_examples",
+            (
+                _c("quest_id", "VARCHAR", public=PRIV),
+                _c("example_index", "INTEGER", public=PRIV),
+                _c("messages_json", "VARCHAR", public=PRIV),
+            ),
+            ("quest_id", "example_index"),
+        ),
+        Table(
+            "schema_version",
+            (
+                _c("version", "INTEGER", public=PRIV),
+                _c("applied_at", "TIMESTAMP", public=PRIV),
+            ),
+            ("version",),
+        ),
+    )
+}
+
+PUBLIC_TABLES = tuple(name for name, t in TABLES.items() if t.public_columns)
+PRIVATE_TABLES = tuple(name for name, t in TABLES.items() if not t.public_columns)
+
+
+def _migration_v1(con: duckdb.DuckDBPyConnection) -> None:
+    for table in TABLES.values():
+        if table.since <= 1:
+            con.execute(table.ddl())
+
+
+# Forward migrations, in order: (version it brings the schema to, the step).
+MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = ((1, _migration_v1),)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the schema forward to SCHEMA_VERSION in one transaction; returns the version now in place."""
+    con.execute(TABLES["schema_version"].ddl())
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"ledger schema version {current} is newer than this realm ({SCHEMA_VERSION}): upgrade realm"
+        )
+    for version, step in MIGRATIONS:
+        if version > current:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                step(con)
+                con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            current = version
+    return current
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """True when DuckDB refused a connection because another process holds the file."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.IOException) and ("lock" in text or "conflicting" in text)
+
+
+@contextmanager
+def connect(
+    path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the ledger for one short unit of work, waiting out another process's lock up to `timeout_s`.
+
+    DuckDB allows one writing process per file, so writers hold the file only for the write and
+    retry with backoff when it is busy; a reader that cannot wait passes `timeout_s=0`.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not is_lock_error(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> int:
+    """Insert rows, replacing any with the same primary key; returns the number written."""
+    if not rows:
+        return 0
+    decl = TABLES[table]
+    names = [c.name for c in decl.columns]
+    unknown = set(rows[0]) - set(names)
+    if unknown:
+        raise KeyError(f"table {table} has no column(s) {sorted(unknown)}")
+    values = [[row.get(n) for n in names] for row in rows]
+    placeholders = ", ".join("?" for _ in names)
+    con.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values)
+    return len(rows)

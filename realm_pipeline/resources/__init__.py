@@ -1,0 +1,1 @@
+"""Dagster resources: thin wrappers that hand the pure modules their state."""

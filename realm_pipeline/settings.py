@@ -1,0 +1,300 @@
+"""Pydantic models of `configs/` and the loader that turns a bad file into one clear message."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR_ENV = "REALM_CONFIG_DIR"
+HOME_ENV = "REALM_HOME"
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, line, field and value."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are refused: a typo in a YAML key must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- realm.yaml
+
+
+class Progression(_Strict):
+    level_up_accuracy: float = Field(0.80, gt=0, le=1)
+    evals_required: int = Field(3, ge=1, le=100)
+    maxed_out_window: int = Field(6, ge=2, le=1000)
+    maintenance_multiplier_max: float = Field(2.0, gt=0)
+
+
+class Regression(_Strict):
+    tau: float = Field(0.05, gt=0, lt=1)
+
+
+class LeaderboardSettings(_Strict):
+    vote_minimum: int = Field(5, ge=1)
+    price_per_gpu_hour: float | None = Field(None, gt=0)
+
+
+class EvalSettings(_Strict):
+    batch_size: int = Field(32, ge=1, le=4096)
+    max_new_tokens: int = Field(48, ge=1, le=8192)
+
+
+class SensorSettings(_Strict):
+    max_runs_per_tick: int = Field(4, ge=1, le=1000)
+
+
+class CampaignSettings(_Strict):
+    segment_budget: int = Field(12, ge=1)
+    active_heroes: list[str] = Field(default_factory=lambda: ["tiny"])
+
+
+class RealmConfig(_Strict):
+    """`configs/realm.yaml`: thresholds and caps shared by every hero."""
+
+    progression: Progression = Progression()
+    regression: Regression = Regression()
+    leaderboard: LeaderboardSettings = LeaderboardSettings()
+    eval: EvalSettings = EvalSettings()
+    sensors: SensorSettings = SensorSettings()
+    campaign: CampaignSettings = CampaignSettings()
+
+
+# ---------------------------------------------------------------- skills, profiles, heroes
+
+
+class SkillConfig(_Strict):
+    """`configs/skills/<name>.yaml`: which generator, the campaign's level cap, eval set size."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    display_name: str
+    level_cap: int = Field(ge=1)
+    eval_items_per_level: int = Field(50, ge=1, le=10_000)
+
+
+Method = Literal["full", "lora", "qlora", "galore"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "muon"]
+
+
+class MemoryProfile(_Strict):
+    """`configs/memory_profiles/<name>.yaml`: how a hero is fitted onto a device."""
+
+    name: str
+    device: Literal["cpu", "cuda"]
+    vram_gb: float | None = Field(None, gt=0)
+    method: Method
+    optimizer: Optimizer
+    dtype: Literal["float32", "bfloat16", "float16"]
+    gradient_checkpointing: bool = False
+    deepspeed: Literal["zero2", "zero3_offload"] | None = None
+    num_gpus: int = Field(1, ge=1, le=1024)
+
+
+class TinyBase(_Strict):
+    kind: Literal["config"]
+    config: dict[str, int | float | str | bool]
+
+
+class PretrainedBase(_Strict):
+    kind: Literal["pretrained"]
+    model_id: str
+    path: str | None = None
+
+
+class TrainingDefaults(_Strict):
+    optimizer: Optimizer | None = None  # None: the memory profile chooses
+    lr: float = Field(gt=0, lt=1)
+    batch_size: int = Field(ge=1, le=4096)
+    max_length: int = Field(ge=8, le=131_072)
+    save_every: int = Field(50, ge=1)
+    surprise_weighted: bool = False
+    mastered_share: float = Field(0.2, ge=0, le=1)
+
+
+class HeroCampaign(_Strict):
+    skills: list[str] = Field(min_length=1)
+    segment_steps: int = Field(ge=1)
+    segment_budget: int = Field(ge=1)
+
+
+class HeroConfig(_Strict):
+    """`configs/heroes/<name>.yaml`: everything that defines a hero and its campaign."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    base: TinyBase | PretrainedBase = Field(discriminator="kind")
+    method: Method | None = None  # None: the memory profile chooses
+    memory_profile: str
+    training: TrainingDefaults
+    campaign: HeroCampaign
+    seed: int = Field(ge=0)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location, or of its nearest parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:  # unknown or missing key: point at the key itself, or at the parent
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            continue  # a union/discriminator tag in the loc, not a YAML level
+        line = node.start_mark.line + 1
+    return line
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return "<missing>" if isinstance(data, dict) else data
+    return data
+
+
+_UNION_MEMBER_TAGS = {"int", "float", "str", "bool"}
+
+
+def load_model(path: Path, model: type[BaseModel]) -> Any:
+    """Parse and validate one YAML file; every failure is a ConfigError naming file, line, field, value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: {where}YAML syntax error: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: line 1: expected a mapping of keys to values, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # One line per field: a union reports once per member type ("int", "str", ...); merge them.
+        merged: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            # pydantic puts the discriminator tag into loc ("base", "config", ...): drop it for the path
+            if len(loc) >= 2 and loc[0] == "base" and loc[1] in ("config", "pretrained"):
+                loc = (loc[0],) + loc[2:]
+            if loc and loc[-1] in _UNION_MEMBER_TAGS:
+                loc = loc[:-1]
+            merged.setdefault(loc, (err["type"], []))[1].append(err["msg"])
+        problems = []
+        for loc, (kind, msgs) in merged.items():
+            value = "<missing>" if kind == "missing" else _value_at(data, loc)
+            problems.append(
+                f"{path}: line {_line_of(node, loc)}: field '{'.'.join(map(str, loc)) or '(top level)'}': "
+                f"value {value!r}: {' / '.join(dict.fromkeys(msgs))}"
+            )
+        raise ConfigError("\n".join(problems)) from None
+
+
+class Settings:
+    """Every config of one `configs/` directory, validated and cross-checked."""
+
+    def __init__(self, config_dir: Path | str | None = None) -> None:
+        self.config_dir = Path(config_dir or os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+    @cached_property
+    def realm(self) -> RealmConfig:
+        """`realm.yaml`."""
+        return load_model(self.config_dir / "realm.yaml", RealmConfig)
+
+    def _load_dir(self, sub: str, model: type[BaseModel]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for path in sorted((self.config_dir / sub).glob("*.yaml")):
+            cfg = load_model(path, model)
+            if cfg.name != path.stem:
+                raise ConfigError(f"{path}: line 1: field 'name': value {cfg.name!r}: must equal the file name")
+            found[cfg.name] = cfg
+        return found
+
+    @cached_property
+    def skills(self) -> dict[str, SkillConfig]:
+        """`skills/*.yaml`, checked against the registered generators."""
+        from realm_pipeline.skills import SKILLS
+
+        skills = self._load_dir("skills", SkillConfig)
+        for name, cfg in skills.items():
+            path = self.config_dir / "skills" / f"{name}.yaml"
+            if name not in SKILLS:
+                raise ConfigError(
+                    f"{path}: line 1: field 'name': value {name!r}: no such skill generator "
+                    f"(known: {', '.join(sorted(SKILLS))})"
+                )
+            if cfg.level_cap > SKILLS[name].max_level:
+                line = _line_of(yaml.compose(path.read_text(), Loader=yaml.SafeLoader), ("level_cap",))
+                raise ConfigError(
+                    f"{path}: line {line}: field 'level_cap': value {cfg.level_cap}: "
+                    f"above the skill's max level {SKILLS[name].max_level}"
+                )
+        return skills
+
+    @cached_property
+    def memory_profiles(self) -> dict[str, MemoryProfile]:
+        """`memory_profiles/*.yaml`."""
+        return self._load_dir("memory_profiles", MemoryProfile)
+
+    @cached_property
+    def heroes(self) -> dict[str, HeroConfig]:
+        """`heroes/*.yaml`, with every referenced skill and memory profile checked to exist."""
+        heroes = self._load_dir("heroes", HeroConfig)
+        for name, hero in heroes.items():
+            path = self.config_dir / "heroes" / f"{name}.yaml"
+            node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+            if hero.memory_profile not in self.memory_profiles:
+                raise ConfigError(
+                    f"{path}: line {_line_of(node, ('memory_profile',))}: field 'memory_profile': "
+                    f"value {hero.memory_profile!r}: no such memory profile "
+                    f"(known: {', '.join(sorted(self.memory_profiles))})"
+                )
+            for i, skill in enumerate(hero.campaign.skills):
+                if skill not in self.skills:
+                    raise ConfigError(
+                        f"{path}: line {_line_of(node, ('campaign', 'skills', i))}: "
+                        f"field 'campaign.skills.{i}': value {skill!r}: no such skill "
+                        f"(known: {', '.join(sorted(self.skills))})"
+                    )
+        for i, active in enumerate(self.realm.campaign.active_heroes):
+            if active not in heroes:
+                raise ConfigError(
+                    f"{self.config_dir / 'realm.yaml'}: field 'campaign.active_heroes.{i}': value {active!r}: "
+                    f"no such hero (known: {', '.join(sorted(heroes))})"
+                )
+        return heroes
+
+    def validate_all(self) -> None:
+        """Load every file so that any error surfaces now, not mid-campaign."""
+        _ = self.realm, self.skills, self.memory_profiles, self.heroes
+
+
+def realm_home() -> Path:
+    """Where a campaign keeps its state: `$REALM_HOME`, default `./.realm`."""
+    return Path(os.environ.get(HOME_ENV, ".realm")).resolve()
+
+
+def ledger_path() -> Path:
+    """The ledger file of this REALM_HOME."""
+    return realm_home() / "realm.duckdb"

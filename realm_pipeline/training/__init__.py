@@ -1,0 +1,44 @@
+"""Segment training for heroes: tokenizer, tiny Qwen3 builder, packed data, resumable trainer (no torch at import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "HeroWeightsMissing",
+    "SegmentResult",
+    "SegmentSpec",
+    "build_char_tokenizer",
+    "build_tiny_hero",
+    "load_base",
+    "spec_from_json",
+    "spec_to_json",
+    "sparring_examples",
+    "train_segment",
+    "zone_of",
+]
+
+# Lazy attribute map: keeps `import realm_pipeline.training` free of torch/transformers for Dagster definitions.
+_LAZY = {
+    "HeroWeightsMissing": "hero",
+    "build_tiny_hero": "hero",
+    "load_base": "hero",
+    "build_char_tokenizer": "tokenizer",
+    "SegmentResult": "trainer",
+    "SegmentSpec": "trainer",
+    "spec_from_json": "trainer",
+    "spec_to_json": "trainer",
+    "sparring_examples": "trainer",
+    "train_segment": "trainer",
+    "zone_of": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the defining submodule on first attribute access."""
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

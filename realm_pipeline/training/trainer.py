@@ -1,0 +1,441 @@
+"""One resumable training segment: a plain PyTorch loop over a packed skill mix (torch imported lazily)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Messages = list[dict[str, str]]
+
+RESUME_DIR = "resume"
+RESULT_FILE = "segment_result.json"
+SURPRISE_CLIP = (0.5, 2.0)
+
+
+@dataclass
+class SegmentSpec:
+    """Everything one segment needs; JSON-serialisable (see `spec_to_json`)."""
+
+    output_dir: str
+    base: dict | str = field(default_factory=lambda: {"tiny": {}})  # {"tiny": cfg} | model id | {"id"/"path"}
+    parent_dir: str | None = None  # previous segment's checkpoint; None => start from `base`
+    method: str = "full"  # full | lora | qlora | galore (methods.prepare_model)
+    optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw | muon (methods.build_optimizer)
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int | None = None  # None => min(10, steps // 10)
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    batch_size: int = 8  # packed rows per step
+    max_length: int = 256  # tokens per packed row
+    steps: int = 100
+    save_every: int = 50  # full resume state every N steps (0 = never)
+    log_every: int = 10
+    seed: int = 1  # training-stream seed (>= 1: eval owns the negative seeds); vary it per segment for fresh data
+    mix: list[tuple[str, int, float]] = field(default_factory=list)  # (skill, level, weight)
+    quests: list[Messages] = field(default_factory=list)  # extra chat examples
+    quest_weight: float = 0.1
+    sparring: list[Messages] = field(default_factory=list)  # from `sparring_examples`
+    sparring_weight: float = 0.2
+    heldout: list[tuple[str, int, int]] = field(default_factory=list)  # (skill, level, count) via eval_items
+    heldout_examples: list[Messages] = field(default_factory=list)
+    loss_floor: float = 0.0
+    surprise_weighted: bool = False
+    device: str = "cpu"
+    dtype: str = "float32"  # float32 | bfloat16 (autocast on cuda)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_target_modules: list[str] | None = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class SegmentResult:
+    """Metrics and checkpoint identity of a finished segment."""
+
+    step: int
+    tokens: int  # non-padding tokens trained on (prompt + answer)
+    examples: int
+    train_loss: float  # mean answer-token CE over the last quarter of the segment's steps
+    heldout_loss: float | None  # mean answer-token CE on the held-out items at the end
+    strain: float  # heldout_loss - loss_floor, or train_loss - loss_floor when no held-out items
+    strain_source: str  # "heldout" | "train"
+    zone: str  # Recovery < 0.1 <= Productive < 0.3 <= Stretch < 0.5 <= Overload
+    tokens_per_s: float  # trained tokens / time spent in training steps
+    wall_s: float  # whole segment, summed over resumes
+    peak_memory_bytes: int  # CUDA max allocated, or process peak RSS on CPU
+    sha256: str  # over the saved *.safetensors files, sorted by name
+    path: str
+    resumed_from_step: int = 0
+
+
+def zone_of(strain: float) -> str:
+    """Map strain to the training zone."""
+    if strain < 0.1:
+        return "Recovery"
+    if strain < 0.3:
+        return "Productive"
+    if strain < 0.5:
+        return "Stretch"
+    return "Overload"
+
+
+def spec_to_json(spec: SegmentSpec) -> str:
+    """Serialise a spec to JSON."""
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True)
+
+
+def spec_from_json(data: str | dict) -> SegmentSpec:
+    """Parse a spec from JSON text or an already-decoded dict (unknown keys are an error)."""
+    raw = json.loads(data) if isinstance(data, str) else dict(data)
+    raw["mix"] = [tuple(m) for m in raw.get("mix", [])]
+    raw["heldout"] = [tuple(h) for h in raw.get("heldout", [])]
+    return SegmentSpec(**raw)
+
+
+def sparring_examples(items: Sequence[Any], outputs: Sequence[str]) -> list[Messages]:
+    """Turn the hero's wrong answers on `items` into training examples (prompt -> correct answer)."""
+    out: list[Messages] = []
+    for item, output in zip(items, outputs, strict=True):
+        try:
+            from realm_pipeline.skills import get_skill
+
+            correct = get_skill(item.skill).score(item, output).correct
+        except (ImportError, KeyError, ValueError):
+            correct = output.strip() == item.answer.strip()
+        if not correct:
+            out.append(item.messages)
+    return out
+
+
+def weights_sha256(directory: str | Path) -> str:
+    """sha256 over the directory's *.safetensors files (name and bytes), sorted by name."""
+    h = hashlib.sha256()
+    for p in sorted(Path(directory).glob("*.safetensors")):
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_tree(directory: Path) -> None:
+    for p in directory.rglob("*"):
+        if p.is_file():
+            with p.open("rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(staged: Path, target: Path) -> None:
+    """Replace `target` by the fully written `staged` dir; a crash leaves either the old or the new one whole."""
+    _fsync_tree(staged)
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staged, target)
+    _fsync_dir(target.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _recover(target: Path) -> None:
+    """Finish a swap interrupted between its two renames."""
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.exists():
+        os.replace(old, target)
+
+
+def _peak_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _lr_lambda(spec: SegmentSpec) -> Callable[[int], float]:
+    import math
+
+    warm = spec.warmup_steps if spec.warmup_steps is not None else min(10, spec.steps // 10)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        frac = (step - warm) / max(1, spec.steps - warm)
+        return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    return f
+
+
+def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
+    """The model/tokenizer this segment starts from: the parent checkpoint, else the hero base."""
+    import torch
+
+    from .hero import _torch_dtype, load_base
+
+    # Mixed precision keeps fp32 master weights; bf16 only via autocast on CUDA.
+    if spec.parent_dir is None:
+        return load_base(spec.base, method=spec.method)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(spec.parent_dir)
+    if spec.method == "qlora":
+        from .methods import load_for_method
+
+        return load_for_method(spec.parent_dir, spec.method, _torch_dtype(spec.dtype)), tok
+    return AutoModelForCausalLM.from_pretrained(spec.parent_dir, dtype=torch.float32), tok
+
+
+def _prepare(model: Any, spec: SegmentSpec) -> tuple[Any, Any]:
+    """Apply the school's method and build its optimizer (methods.py when present, else full FT + AdamW)."""
+    import torch
+
+    try:
+        from .methods import build_optimizer, prepare_model
+    except ImportError:
+        if spec.method != "full" or spec.optimizer != "adamw":
+            raise
+        model.to(spec.device)
+        opt = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=spec.weight_decay
+        )
+        return model, opt
+    model = prepare_model(
+        model,
+        spec.method,
+        lora_r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_target_modules=spec.lora_target_modules,
+        gradient_checkpointing=spec.gradient_checkpointing,
+    )
+    if spec.method != "qlora":  # quantized models are placed by their loader
+        model.to(spec.device)
+    return model, build_optimizer(model, spec.optimizer, spec.lr, spec.weight_decay)
+
+
+def _sources(spec: SegmentSpec) -> list[Any]:
+    from .data import Source
+
+    sources = [Source(float(w), skill=s, level=int(lv), name=f"{s}@{lv}") for s, lv, w in spec.mix]
+    if spec.quests:
+        sources.append(Source(spec.quest_weight, examples=list(spec.quests), name="quests"))
+    if spec.sparring:
+        sources.append(Source(spec.sparring_weight, examples=list(spec.sparring), name="sparring"))
+    return sources
+
+
+def _heldout_messages(spec: SegmentSpec) -> list[Messages]:
+    msgs: list[Messages] = []
+    if spec.heldout:
+        from realm_pipeline.skills import get_skill
+        from realm_pipeline.skills.heldout import eval_items
+
+        for skill, level, count in spec.heldout:
+            msgs += [item.messages for item in eval_items(get_skill(skill), int(level), int(count))]
+    return msgs + list(spec.heldout_examples)
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_resume(out: Path, model: Any, opt: Any, sched: Any, counters: dict[str, Any]) -> None:
+    import torch
+
+    staged = out / f".{RESUME_DIR}.tmp"
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir(parents=True)
+    torch.save(model.state_dict(), staged / "model.pt")
+    torch.save(opt.state_dict(), staged / "optimizer.pt")
+    torch.save(sched.state_dict(), staged / "scheduler.pt")
+    torch.save(_rng_state(), staged / "rng.pt")
+    (staged / "state.json").write_text(json.dumps(counters))
+    _swap_in(staged, out / RESUME_DIR)
+
+
+def _load_resume(out: Path, model: Any, opt: Any, sched: Any) -> dict[str, Any] | None:
+    import torch
+
+    _recover(out / RESUME_DIR)
+    d = out / RESUME_DIR
+    if not (d / "state.json").exists():
+        return None
+    model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+    opt.load_state_dict(torch.load(d / "optimizer.pt", map_location="cpu", weights_only=True))
+    sched.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False))
+    _set_rng_state(torch.load(d / "rng.pt", weights_only=False))
+    return json.loads((d / "state.json").read_text())
+
+
+def _finished(out: Path) -> SegmentResult | None:
+    _recover(out)
+    f = out / RESULT_FILE
+    if f.exists() and not (out / RESUME_DIR).exists():
+        return SegmentResult(**json.loads(f.read_text()))
+    return None
+
+
+def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], None] | None = None) -> SegmentResult:
+    """Train one segment (resuming from output_dir/resume if present) and atomically write its checkpoint."""
+    import torch
+
+    from .data import ExampleEncoder, MixStream, StreamState, mean_loss, pack_examples, pack_from_stream, token_nll
+
+    out = Path(spec.output_dir)
+    done = _finished(out)
+    if done is not None:
+        return done  # idempotent: a finished segment is never retrained
+    out.mkdir(parents=True, exist_ok=True)
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # shard/loading bars would flood the Pipes log
+    torch.manual_seed(spec.seed)
+    if spec.device == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model, tokenizer = _load_start(spec)
+    model, opt = _prepare(model, spec)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec))
+    encoder = ExampleEncoder(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    counters: dict[str, Any] = {
+        "step": 0, "tokens": 0, "examples": 0, "train_time": 0.0, "wall": 0.0,
+        "tail_nll": 0.0, "tail_count": 0, "data": {"position": 0, "counts": None},
+    }
+    resumed = _load_resume(out, model, opt, sched)
+    if resumed is not None:
+        counters = resumed
+    resumed_from = counters["step"]
+    state = StreamState(**counters["data"]) if counters["data"]["counts"] is not None else None
+    stream = MixStream(_sources(spec), spec.seed, encoder, state)
+    tail_from = spec.steps - max(1, spec.steps // 4)
+    use_bf16 = spec.dtype in ("bfloat16", "bf16") and spec.device.startswith("cuda")
+    if spec.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    model.train()
+    wall_mark = time.perf_counter()
+    while counters["step"] < spec.steps:
+        t0 = time.perf_counter()
+        batch = pack_from_stream(stream, spec.batch_size, spec.max_length, pad_id).to(spec.device)
+        with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
+            nll, mask = token_nll(model, batch)
+        n = mask.sum().clamp_min(1)
+        plain = nll.sum() / n
+        if spec.surprise_weighted:
+            # Surprise weighting: w_t = clip(nll_t / mean(nll), 0.5, 2), detached; loss = sum(w_t * nll_t) / N.
+            w = (nll / plain).detach().clamp(*SURPRISE_CLIP)
+            loss = (w * nll).sum() / n
+        else:
+            loss = plain
+        loss.backward()
+        if spec.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], spec.grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step_loss = float(plain.detach())  # syncs, so the step timing below is honest on CUDA
+        counters["train_time"] += time.perf_counter() - t0
+        counters["step"] += 1
+        counters["tokens"] += batch.n_tokens
+        counters["examples"] += batch.n_examples
+        if counters["step"] > tail_from:
+            counters["tail_nll"] += step_loss * int(n)
+            counters["tail_count"] += int(n)
+        step = counters["step"]
+        if on_progress and (step % max(1, spec.log_every) == 0 or step == spec.steps):
+            on_progress({"step": step, "steps": spec.steps, "loss": step_loss, "tokens": counters["tokens"],
+                         "lr": sched.get_last_lr()[0],
+                         "tokens_per_s": counters["tokens"] / max(counters["train_time"], 1e-9)})
+        if spec.save_every and step % spec.save_every == 0 and step < spec.steps:
+            now = time.perf_counter()
+            counters["wall"] += now - wall_mark
+            wall_mark = now
+            counters["data"] = dataclasses.asdict(stream.state)
+            _save_resume(out, model, opt, sched, counters)
+
+    heldout_msgs = _heldout_messages(spec)
+    heldout_loss = None
+    if heldout_msgs:
+        batches = pack_examples([encoder.encode(m) for m in heldout_msgs], spec.batch_size, spec.max_length, pad_id)
+        heldout_loss = mean_loss(model, batches, spec.device)
+    train_loss = counters["tail_nll"] / max(counters["tail_count"], 1)
+    strain_base, strain_source = (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
+    strain = strain_base - spec.loss_floor
+
+    # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.
+    staged = out.with_name(f".{out.name}.staging")
+    if staged.exists():
+        shutil.rmtree(staged)
+    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model  # LoRA -> plain weights
+    final.save_pretrained(staged, safe_serialization=True)
+    tokenizer.save_pretrained(staged)
+    sha = weights_sha256(staged)
+    counters["wall"] += time.perf_counter() - wall_mark
+    result = SegmentResult(
+        step=counters["step"],
+        tokens=counters["tokens"],
+        examples=counters["examples"],
+        train_loss=train_loss,
+        heldout_loss=heldout_loss,
+        strain=strain,
+        strain_source=strain_source,
+        zone=zone_of(strain),
+        tokens_per_s=counters["tokens"] / max(counters["train_time"], 1e-9),
+        wall_s=counters["wall"],
+        peak_memory_bytes=_peak_memory(spec.device),
+        sha256=sha,
+        path=str(out),
+        resumed_from_step=resumed_from,
+    )
+    (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap
+    return result

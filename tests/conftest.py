@@ -1,0 +1,31 @@
+"""Shared fixtures: a fresh REALM_HOME and Dagster instance per test that needs one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A private copy of configs/ a test may break."""
+    dest = tmp_path / "configs"
+    shutil.copytree(CONFIGS, dest)
+    return dest
+
+
+@pytest.fixture
+def realm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh REALM_HOME with its own DAGSTER_HOME (dagster.yaml installed, pool `gpu` = 1)."""
+    home = tmp_path / "realm_home"
+    monkeypatch.setenv("REALM_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    from realm_pipeline.cli import init_instance
+
+    init_instance()
+    return home

@@ -1,0 +1,450 @@
+"""Tests for the skills package: determinism, scoring, level design, held-out eval isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+from realm_pipeline.skills import CHARACTERS, SKILLS, get_skill
+from realm_pipeline.skills.base import SkillItem
+from realm_pipeline.skills.bin import SYMBOLS, bin_ops, bin_signals, bin_width
+from realm_pipeline.skills.heldout import (
+    EVAL_SEED,
+    eval_items,
+    eval_prompts,
+    eval_set_hash,
+    training_items,
+)
+from realm_pipeline.skills.sy import lexicon
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = get_skill("bin")
+SY = get_skill("sy")
+
+
+def sample_levels(max_level: int) -> list[int]:
+    """A spread of levels including both ends."""
+    return sorted({1, 2, max_level // 2, max_level - 1, max_level})
+
+
+# ---------------------------------------------------------------- registry and determinism
+
+
+def test_registry_names_and_unknown_skill() -> None:
+    assert set(SKILLS) == {"bin", "sy", "seq_reverse", "attn_count", "xfm_map"}
+    assert all(get_skill(n).name == n for n in SKILLS)
+    with pytest.raises(ValueError, match=r"'nope'.*bin.*seq_reverse"):
+        get_skill("nope")
+
+
+@pytest.mark.parametrize("name", sorted(SKILLS))
+def test_same_inputs_same_item_and_indices_differ(name: str) -> None:
+    skill = SKILLS[name]
+    for level in sample_levels(skill.max_level):
+        a = [skill.generate(level, 7, i) for i in range(60)]
+        b = [skill.generate(level, 7, i) for i in range(60)]
+        assert a == b
+        assert all(isinstance(it, SkillItem) and it.skill == name and it.level == level for it in a)
+        space = skill.distinct_prompts(level)
+        distinct = len({it.prompt for it in a})
+        assert distinct >= (min(space, 60) // 2 if space else 55), (name, level, distinct)
+        assert skill.generate(level, 8, 0) != skill.generate(level, 7, 0) or space and space < 100
+
+
+def _fingerprint_script() -> str:
+    return (
+        "import hashlib\nfrom realm_pipeline.skills import SKILLS\nh = hashlib.sha256()\n"
+        "for s in SKILLS.values():\n"
+        "    for lv in (1, s.max_level):\n"
+        "        for i in range(20):\n"
+        "            it = s.generate(lv, 3, i)\n"
+        "            h.update((it.prompt + '|' + it.answer).encode())\n"
+        "print(h.hexdigest())\n"
+    )
+
+
+def test_items_identical_across_processes_with_different_hash_seeds() -> None:
+    outs = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+        res = subprocess.run(
+            [sys.executable, "-c", _fingerprint_script()], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr
+        outs.add(res.stdout.strip())
+    assert len(outs) == 1 and len(outs.pop()) == 64
+
+
+@pytest.mark.parametrize("name", sorted(SKILLS))
+@pytest.mark.parametrize("bad", [0, -1, 10_000, 1.0, "1", True, None])
+def test_invalid_level_raises_naming_skill_and_range(name: str, bad: object) -> None:
+    skill = SKILLS[name]
+    with pytest.raises(ValueError, match=rf"{name}.*{re.escape(repr(bad))}.*1\.\.{skill.max_level}"):
+        skill.generate(bad, 1, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        skill.distinct_prompts(skill.max_level + 1)
+
+
+def test_characters_sorted_unique_and_cover_every_item() -> None:
+    assert CHARACTERS == "".join(sorted(set(CHARACTERS)))
+    for ch in "⓪①×→" + SYMBOLS + "\n":
+        assert ch in CHARACTERS
+    allowed = set(CHARACTERS)
+    for skill in SKILLS.values():
+        for level in range(1, skill.max_level + 1):
+            for i in range(15):
+                it = skill.generate(level, 5, i)
+                missing = set(it.prompt + it.answer) - allowed
+                assert not missing, (skill.name, level, missing)
+
+
+# ---------------------------------------------------------------- scoring: reference right, corruption wrong
+
+
+def _corrupt(item: SkillItem) -> str:
+    """A semantically wrong answer of the right shape."""
+    if item.skill == "sy":
+        data = json.loads(item.answer)
+        data[0]["word"] = data[0]["word"] + "s"
+        return json.dumps(data)
+    if item.skill == "attn_count":
+        return str(int(item.answer) + 1)
+    if item.skill == "bin":
+        lines = item.answer.split("\n")
+        pos = next((k for k, ln in enumerate(lines) if ln.startswith("= ")), len(lines) - 1)
+        final = lines[pos]
+        swap = {"<": ">", ">": "<", "=": "<"}
+        if final in swap:
+            lines[pos] = swap[final]
+        elif final.lstrip("= -").isdigit():
+            lines[pos] = final + "1"
+        else:
+            lines[pos] = final + final[-1]  # one digit too many
+        return "\n".join(lines)
+    return item.answer[1:] + item.answer[0] if len(set(item.answer)) > 1 else item.answer + "a"
+
+
+@pytest.mark.parametrize("name", sorted(SKILLS))
+def test_reference_scores_correct_and_corruption_wrong(name: str) -> None:
+    skill = SKILLS[name]
+    for level in range(1, skill.max_level + 1):
+        for i in range(12):
+            it = skill.generate(level, 11, i)
+            good = skill.score(it, it.answer)
+            assert good.correct and good.partial == 1.0, (name, level, it)
+            assert skill.score(it, "  " + it.answer + "\n").correct  # surrounding whitespace tolerated
+            bad = skill.score(it, _corrupt(it))
+            assert not bad.correct and bad.partial < 1.0, (name, level, it, _corrupt(it))
+            assert not skill.score(it, "").correct
+
+
+# ---------------------------------------------------------------- BIN design
+
+
+_HEADER = re.compile(r"^bin((?: \[[a-z-]+\])*)(?: map ⓪=(.) ①=(.))?: (.*)$", re.S)
+
+
+def _decode(item: SkillItem) -> tuple[list[str], str, str]:
+    """(signals, body, final answer) with every binary digit rewritten as ASCII 0/1."""
+    m = _HEADER.match(item.prompt)
+    assert m, item.prompt
+    signals = re.findall(r"\[([a-z-]+)\]", m.group(1))
+    table = {"⓪": "0", "①": "1"}
+    if m.group(2):
+        table = {m.group(2): "0", m.group(3): "1"}
+    trans = str.maketrans(table)
+    answer_lines = item.answer.split("\n")
+    final = next((ln[2:] for ln in answer_lines if ln.startswith("= ")), answer_lines[-1])
+    return signals, m.group(4).translate(trans), final.translate(trans)
+
+
+def _oracle(body: str) -> str:
+    """Independent evaluation of a decoded BIN body."""
+    if m := re.fullmatch(r"s(\d+) (.*)", body):
+        n, rest = int(m.group(1)), m.group(2)
+
+        def sval(bits: str) -> int:
+            assert len(bits) == n
+            v = int(bits, 2)
+            return v - (1 << n) if bits[0] == "1" else v
+
+        def spat(v: int) -> str:
+            assert -(1 << (n - 1)) <= v < (1 << (n - 1)), "overflow"
+            return format(v % (1 << n), f"0{n}b")
+
+        if rest.endswith("→dec"):
+            return str(sval(rest[:-4]))
+        if rest.endswith("→bin"):
+            return spat(int(rest[:-4]))
+        a, op, b = re.fullmatch(r"([01]+)([+-])([01]+)=", rest).groups()
+        return spat(sval(a) + sval(b) if op == "+" else sval(a) - sval(b))
+    if body.endswith("→dec"):
+        return str(int(body[:-4], 2))
+    if body.endswith("→bin"):
+        return format(int(body[:-4]), "b")
+    if "?" in body:
+        a, b = (int(x, 2) for x in body.split("?"))
+        return "<" if a < b else ">" if a > b else "="
+    tokens = re.findall(r"[01]+|[+\-×]", body.rstrip("="))
+    value = int(tokens[0], 2)
+    for op, x in zip(tokens[1::2], tokens[2::2]):
+        value = value + int(x, 2) if op == "+" else value - int(x, 2) if op == "-" else value * int(x, 2)
+    assert value >= 0
+    return format(value, "b")
+
+
+def test_bin_answers_match_independent_oracle() -> None:
+    for level in range(1, 31):
+        for i in range(40):
+            it = BIN.generate(level, 2, i)
+            _, body, final = _decode(it)
+            assert final == _oracle(body), (level, it.prompt, it.answer)
+
+
+def test_bin_width_per_level() -> None:
+    widths = [bin_width(lv) for lv in range(1, 31)]
+    assert widths[0] == 2 and widths[-1] == 32
+    assert widths[:3] == [2, 3, 4]
+    assert all(b >= a for a, b in zip(widths, widths[1:]))
+    for level in (1, 2, 3):
+        for i in range(30):
+            body = _decode(BIN.generate(level, 4, i))[1]
+            a, b = re.fullmatch(r"([01]+)\+([01]+)=", body).groups()
+            assert len(a) == len(b) == widths[level - 1]
+    # a 32-bit add at L30 shows 32-digit operands
+    for i in range(200):
+        body = _decode(BIN.generate(30, 4, i))[1]
+        if m := re.fullmatch(r"([01]+)\+([01]+)=", body):
+            assert len(m.group(1)) == 32
+            break
+    else:
+        pytest.fail("no plain add at L30 in 200 items")
+
+
+def test_bin_ops_per_level() -> None:
+    assert bin_ops(1) == bin_ops(3) == ("add",)
+    assert bin_ops(4) == ("add", "sub")
+    assert bin_ops(6) == ("add", "sub", "cmp")
+    assert "convert" in bin_ops(8) and "signed" not in bin_ops(9)
+    assert "signed" in bin_ops(10) and "mul" not in bin_ops(14)
+    assert "mul" in bin_ops(15) and "chain" not in bin_ops(21)
+    assert bin_ops(30) == ("add", "sub", "cmp", "convert", "signed", "mul", "chain")
+
+    def seen(level: int) -> set[str]:
+        kinds = set()
+        for i in range(300):
+            body = _decode(BIN.generate(level, 9, i))[1]
+            kinds |= {k for k, mark in (("sub", "-"), ("cmp", "?"), ("conv", "→"), ("mul", "×")) if mark in body}
+            kinds |= {"signed"} if body.startswith("s") else set()
+            kinds |= {"chain"} if len(re.findall(r"[+-]", body.split(" ")[-1])) >= 2 else set()
+        return kinds
+
+    assert seen(3) == set()
+    assert seen(5) == {"sub"}
+    assert seen(7) == {"sub", "cmp"}
+    assert {"conv"} <= seen(9) and "signed" not in seen(9)
+    assert "signed" in seen(12) and "mul" not in seen(12)
+    assert {"signed", "mul", "chain"} <= seen(25)
+    # low levels stay compact for a character model
+    for level in (1, 2, 3):
+        for i in range(100):
+            it = BIN.generate(level, 9, i)
+            assert len(it.prompt) < 40 and len(it.answer) < 12
+
+
+def test_bin_symbol_mapping_from_level_8() -> None:
+    for level in range(1, 8):
+        assert not any("map" in BIN.generate(level, 1, i).prompt for i in range(100))
+    for level in (8, 20, 30):
+        items = [BIN.generate(level, 1, i) for i in range(500)]
+        mapped = [it for it in items if " map " in it.prompt]
+        assert 0.6 <= len(mapped) / len(items) <= 0.8
+        for it in mapped:
+            body = it.prompt.split(": ", 1)[1]
+            assert "⓪" not in body + it.answer and "①" not in body + it.answer
+            assert set(body + it.answer) & set(SYMBOLS)
+
+
+def test_bin_difficulty_signals_enforced() -> None:
+    for level in range(1, 12):
+        assert bin_signals(level) == ()
+        assert not any("[" in BIN.generate(level, 1, i).prompt for i in range(60))
+    assert bin_signals(12) == ("verify",) and bin_signals(20) == ("verify", "show-work", "trace")
+    found: dict[str, SkillItem] = {}
+    for i in range(3000):
+        it = BIN.generate(24, 1, i)
+        for sig in ("verify", "show-work", "trace"):
+            if f"[{sig}]" in it.prompt and " map " not in it.prompt:
+                found.setdefault(sig, it)
+    assert set(found) == {"verify", "show-work", "trace"}
+
+    v = found["verify"]
+    lines = v.answer.split("\n")
+    assert lines[-1].startswith("check: ")
+    assert not BIN.score(v, "\n".join(lines[:-1])).correct  # check line missing
+    moved = "\n".join([lines[-1]] + lines[:-1])
+    assert not BIN.score(v, moved).correct  # check line not last
+    wrong_check = "\n".join(lines[:-1] + [lines[-1][:-1] + ("⓪" if lines[-1][-1] == "①" else "①")])
+    res = BIN.score(v, wrong_check)
+    assert not res.correct and 0 < res.partial < 1 and res.detail["parts"]["final"]
+    final = next(ln[2:] for ln in lines if ln.startswith("= "))
+    assert not BIN.score(v, final).correct  # bare result is not enough under [verify]
+
+    w = found["show-work"]
+    lines = w.answer.split("\n")
+    assert any(ln.startswith(("carry: ", "borrow: ", "pp: ")) for ln in lines)
+    stripped = "\n".join(ln for ln in lines if not ln.startswith(("carry: ", "borrow: ", "pp: ")))
+    assert not BIN.score(w, stripped).correct
+
+    t = found["trace"]
+    lines = t.answer.split("\n")
+    n = len(re.search(r"([⓪①]+)[+-]", t.prompt).group(1))
+    assert [ln.split(":")[0] for ln in lines if re.match(r"b\d+:", ln)] == [f"b{k}" for k in range(n)]
+    assert not BIN.score(t, "\n".join(ln for ln in lines if not ln.startswith("b0:"))).correct
+
+
+def test_bin_distinct_prompts_exact_for_small_levels() -> None:
+    assert BIN.distinct_prompts(1) == 16 and BIN.distinct_prompts(2) == 64
+    assert BIN.distinct_prompts(4) == 32 * 32 + 32 * 33 // 2
+    assert BIN.distinct_prompts(8) is None and BIN.distinct_prompts(30) is None
+    for level, draws in ((1, 2000), (2, 4000), (3, 20000)):
+        prompts = {BIN.generate(level, 1, i).prompt for i in range(draws)}
+        assert len(prompts) == BIN.distinct_prompts(level)
+
+
+# ---------------------------------------------------------------- SY design
+
+
+def _tiles(item: SkillItem) -> list[str]:
+    line = next(ln for ln in item.prompt.split("\n") if ln.startswith("tiles: "))
+    return line[len("tiles: ") :].split(" ")
+
+
+def test_sy_lexicon_is_clean() -> None:
+    lex = lexicon()
+    assert len(lex) >= 300
+    assert {len(e.syllables) for e in lex} == {2, 3, 4}
+    for e in lex:
+        assert "".join(e.syllables) == e.word and e.word not in e.clue.lower()
+
+
+def test_sy_tile_inventory_and_axes() -> None:
+    for level in (1, 10, 25, 50):
+        p = SY.params(level)
+        for i in range(30):
+            it = SY.generate(level, 3, i)
+            ref = json.loads(it.answer)
+            assert len(ref) == p.words
+            used = Counter(s for d in ref for s in d["syllables"])
+            bank = Counter(_tiles(it))
+            assert not used - bank  # every used tile is in the bank...
+            assert sum((bank - used).values()) == p.herrings  # ...and the rest are the herrings
+            assert all("".join(d["syllables"]) == d["word"] for d in ref)
+            assert all(len(d["syllables"]) in p.syllable_counts for d in ref)
+    assert SY.params(1).words == 4 and SY.params(50).words == 10
+    assert SY.params(1).herrings == 0 and SY.params(50).herrings >= 3
+    assert SY.params(1).hint == "strong" and SY.params(50).hint == "weak"
+    assert SY.params(1).syllable_counts == (2,) and 4 in SY.params(50).syllable_counts
+    assert "[" in SY.generate(1, 1, 0).prompt.split("\n")[2]  # strong hint bracket
+    assert "letters" not in SY.generate(50, 1, 0).prompt  # weak: clue only
+
+    def mean_zipf(level: int) -> float:
+        zipf = {e.word: e.zipf for e in lexicon()}
+        words = [d["word"] for i in range(40) for d in json.loads(SY.generate(level, 1, i).answer)]
+        return sum(zipf[w] for w in words) / len(words)
+
+    assert mean_zipf(1) > mean_zipf(50) + 0.5
+
+
+def test_sy_scoring_partial_credit_order_and_inventory() -> None:
+    it = SY.generate(12, 5, 0)
+    ref = json.loads(it.answer)
+    n = len(ref)
+    assert SY.score(it, json.dumps(list(reversed(ref)))).correct  # any order accepted
+
+    one_wrong = [dict(d) for d in ref]
+    one_wrong[0] = {"word": "zzzz", "syllables": ["zz", "zz"]}
+    res = SY.score(it, json.dumps(one_wrong))
+    assert not res.correct and res.partial == pytest.approx((n - 1) / n)
+    assert res.detail["words_right"] == n - 1 and not res.detail["tiles_ok"]
+
+    missing = SY.score(it, json.dumps(ref[:-1]))
+    assert not missing.correct and missing.partial == pytest.approx((n - 1) / n)
+
+    # right words but a tile split differently: word right, syllables wrong, inventory broken
+    resplit = [dict(d) for d in ref]
+    w = resplit[0]["word"]
+    resplit[0] = {"word": w, "syllables": [w[:1], w[1:]]}
+    res = SY.score(it, json.dumps(resplit))
+    assert not res.correct and not res.detail["tiles_ok"]
+
+    dup = SY.score(it, json.dumps(ref + [ref[0]]))
+    assert not dup.correct and dup.partial == 1.0  # all words found, but a tile used twice
+
+    for junk in ("not json", "{}", "[1, 2]", '[{"word": 3}]'):
+        res = SY.score(it, junk)
+        assert not res.correct and res.partial == 0.0
+    assert SY.distinct_prompts(1) is None
+
+
+# ---------------------------------------------------------------- held-out eval
+
+
+def test_eval_set_capped_by_distinct_prompts_for_bin_l1() -> None:
+    items = eval_items(BIN, 1, 100)
+    space = BIN.distinct_prompts(1)
+    assert 0 < len(items) <= space
+    assert len(items) == space // 2  # at most half a tiny space is held out so training keeps the rest
+    assert len({it.prompt for it in items}) == len(items)
+    assert all(it.seed == EVAL_SEED for it in items)
+    assert eval_items(BIN, 1, 100) == items
+    assert len(eval_items(BIN, 12, 100)) == 100
+    assert len(eval_items(BIN, 12, 7)) == 7
+
+
+def test_eval_set_hash_is_stable_and_sensitive() -> None:
+    items = eval_items(SKILLS["seq_reverse"], 3, 20)
+    h = eval_set_hash(items)
+    assert re.fullmatch(r"[0-9a-f]{64}", h)
+    assert eval_set_hash(eval_items(SKILLS["seq_reverse"], 3, 20)) == h
+    changed = items[:-1] + [SkillItem(**{**items[-1].__dict__, "answer": "x"})]
+    assert eval_set_hash(changed) != h
+    assert eval_set_hash(items[::-1]) != h
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [("bin", 1), ("bin", 2), ("bin", 4), ("bin", 9), ("attn_count", 1), ("seq_reverse", 1), ("xfm_map", 1)],
+)
+def test_no_eval_item_in_large_training_sample(name: str, level: int) -> None:
+    skill = SKILLS[name]
+    held = eval_prompts(skill, level, 100)
+    assert len(held) == len(eval_items(skill, level, 100)) > 0
+    train = [it.prompt for it in islice(training_items(skill, level, seed=1), 20_000)]
+    assert len(train) == 20_000
+    assert not held & set(train)
+    space = skill.distinct_prompts(level)
+    if space is not None and space <= 64:
+        # not vacuous: training still covers everything that was not held out
+        assert len(set(train)) == space - len(held)
+
+
+def test_training_stream_resume_seed_rules_and_determinism() -> None:
+    skill = SKILLS["attn_count"]
+    full = list(islice(training_items(skill, 2, seed=3), 60))
+    assert list(islice(training_items(skill, 2, seed=3, start=25), 35)) == full[25:]
+    assert full == list(islice(training_items(skill, 2, seed=3), 60))
+    assert [it.prompt for it in full] != [it.prompt for it in islice(training_items(skill, 2, seed=4), 60)]
+    for bad in (0, EVAL_SEED, -5):
+        with pytest.raises(ValueError, match="seed"):
+            training_items(skill, 2, seed=bad)
+    with pytest.raises(ValueError, match="attn_count"):
+        training_items(skill, 99, seed=1)
