@@ -93,11 +93,46 @@ def _execute(job_name: str, partition_key: str | None = None) -> None:
 
 @main.command()
 @click.option("--hero", default="tiny", show_default=True, help="hero config name (configs/heroes/)")
-def campaign(hero: str) -> None:
-    """Run a short campaign of HERO end to end, every step a run in the Dagster instance."""
+@click.option("--segments", default=3, show_default=True, help="segments to train in this invocation")
+def campaign(hero: str, segments: int) -> None:
+    """Run a short campaign of HERO end to end, every step a run in the Dagster instance.
+
+    The same steps the campaign sensor raises under `dagster dev`: eval sets, then per segment
+    train -> evaluate every skill -> curriculum + leaderboard, until the budget, a pause or maxed out.
+    """
+    import dagster as dg
+
+    from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
+    from realm_pipeline.resources.ledger import LedgerResource
+    from realm_pipeline.training.plan import next_key
+
     settings = Settings()
     if hero not in settings.heroes:
         raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+    cfg = settings.heroes[hero]
     init_instance()
-    for skill in sorted(settings.skills):
+    for skill in cfg.campaign.skills:
         _execute("eval_sets_job", skill)
+    ledger_db = LedgerResource(database=str(ledger_path()))
+    for _ in range(segments):
+        with ledger_db.read() as con:
+            blocker = campaign_blocker(con, settings, hero)
+            ckpts = hero_checkpoints(con, hero)
+        if blocker:
+            click.echo(f"{hero}: campaign stops: {blocker}")
+            break
+        key = str(next_key(cfg, ckpts[-1]["step"] if ckpts else None))
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("checkpoints", [key])
+        _execute("train_job", key)
+        for skill in cfg.campaign.skills:
+            _execute("eval_job", dg.MultiPartitionKey({"checkpoint": key, "skill": skill}))
+        _execute("rollup_job")
+    with ledger_db.read() as con:
+        rows = con.execute(
+            "SELECT bench, lane, rank, round(accuracy, 3) FROM leaderboard_rows WHERE rank <= 1 ORDER BY bench"
+        ).fetchall()
+        levels = con.execute("SELECT levels_json, champion FROM hero_state WHERE hero = ?", [hero]).fetchone()
+    click.echo(f"{hero}: levels {levels[0] if levels else '{}'}; champion {levels[1] if levels else None}")
+    for bench, lane, rank, acc in rows:
+        click.echo(f"  {bench:<12} #{rank} {lane} accuracy {acc}")

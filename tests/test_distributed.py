@@ -51,7 +51,9 @@ def test_build_fills_values_and_does_not_mutate_file():
     assert cfg["optimizer"]["params"]["lr"] == 3e-4
     assert cfg["bf16"] == {"enabled": True} and "fp16" not in cfg
     assert "train_batch_size" not in cfg
-    fp16 = build_deepspeed_config(ZERO2_CONFIG, micro_batch_size=1, grad_accum=1, lr=1e-5, bf16=False, fp16=True)
+    fp16 = build_deepspeed_config(
+        ZERO2_CONFIG, micro_batch_size=1, grad_accum=1, lr=1e-5, bf16=False, fp16=True
+    )
     assert fp16["fp16"]["enabled"] and not fp16["bf16"]["enabled"]
     assert ZERO2_CONFIG.read_text() == before
     with pytest.raises(ValueError):
@@ -72,7 +74,12 @@ def test_auto_and_bad_stage_rejected(tmp_path):
 
 def test_write_deepspeed_config(tmp_path):
     out = write_deepspeed_config(
-        ZERO3_OFFLOAD_CONFIG, tmp_path / "run" / "ds.json", micro_batch_size=2, grad_accum=3, lr=1e-4, bf16=True
+        ZERO3_OFFLOAD_CONFIG,
+        tmp_path / "run" / "ds.json",
+        micro_batch_size=2,
+        grad_accum=3,
+        lr=1e-4,
+        bf16=True,
     )
     assert out == tmp_path / "run" / "ds.json"
     data = json.loads(out.read_text())
@@ -102,20 +109,37 @@ def test_deepspeed_accepts_built_config(stage_file):
 
 
 def test_launch_single_gpu_plain():
-    cmd = launch_command("realm_pipeline.training.entry", Path("/runs/spec.json"), num_gpus=1,
-                         deepspeed_config=None, python="/venv/bin/python")
+    cmd = launch_command(
+        "realm_pipeline.training.entry",
+        Path("/runs/spec.json"),
+        num_gpus=1,
+        deepspeed_config=None,
+        python="/venv/bin/python",
+    )
     assert cmd == ["/venv/bin/python", "-m", "realm_pipeline.training.entry", "--spec", "/runs/spec.json"]
     assert launch_command("m", Path("s.json"), num_gpus=0, deepspeed_config=None, python="py")[0] == "py"
 
 
 def test_launch_two_gpus_deepspeed():
-    cmd = launch_command("realm_pipeline.training.entry", Path("/runs/spec.json"), num_gpus=2,
-                         deepspeed_config=Path("/runs/ds.json"), python="/venv/bin/python", master_port=29600)
+    cmd = launch_command(
+        "realm_pipeline.training.entry",
+        Path("/runs/spec.json"),
+        num_gpus=2,
+        deepspeed_config=Path("/runs/ds.json"),
+        python="/venv/bin/python",
+        master_port=29600,
+    )
     assert cmd[0].endswith("deepspeed")
     assert cmd[1:3] == ["--num_gpus", "2"]
-    tail = cmd[cmd.index("--module"):]
-    assert tail == ["--module", "realm_pipeline.training.entry", "--spec", "/runs/spec.json",
-                    "--deepspeed_config", "/runs/ds.json"]
+    tail = cmd[cmd.index("--module") :]
+    assert tail == [
+        "--module",
+        "realm_pipeline.training.entry",
+        "--spec",
+        "/runs/spec.json",
+        "--deepspeed_config",
+        "/runs/ds.json",
+    ]
     assert "--no_local_rank" in cmd and cmd[cmd.index("--master_port") + 1] == "29600"
     assert all(isinstance(part, str) for part in cmd)
 
@@ -125,8 +149,12 @@ def test_launch_command_parses_with_deepspeed_runner():
     pytest.importorskip("deepspeed")
     from deepspeed.launcher.runner import parse_args
 
-    cmd = launch_command("realm_pipeline.training.entry", Path("/runs/spec.json"), num_gpus=2,
-                         deepspeed_config=Path("/runs/ds.json"))
+    cmd = launch_command(
+        "realm_pipeline.training.entry",
+        Path("/runs/spec.json"),
+        num_gpus=2,
+        deepspeed_config=Path("/runs/ds.json"),
+    )
     args = parse_args(cmd[1:])
     assert args.num_gpus == 2 and args.module and args.no_local_rank
     assert args.user_script == "realm_pipeline.training.entry"

@@ -100,7 +100,10 @@ def test_lora_trains_only_adapters():
 def test_lora_with_gradient_checkpointing_backprops():
     model = prepare_model(_tiny_model(), "lora", gradient_checkpointing=True)
     model.train()
-    assert getattr(model.base_model.model, "is_activation_checkpointing", None) or model.base_model.model.is_gradient_checkpointing
+    assert (
+        getattr(model.base_model.model, "is_activation_checkpointing", None)
+        or model.base_model.model.is_gradient_checkpointing
+    )
     opt = build_optimizer(model, "adamw", 1e-2)
     loss = _train_step(model, opt)
     assert torch.isfinite(loss)
@@ -125,6 +128,8 @@ def test_load_for_method_plain(tmp_path):
     assert next(model.parameters()).dtype == torch.float32
     model = load_for_method(str(tmp_path), "lora")
     assert next(model.parameters()).dtype == torch.bfloat16
+    model = load_for_method(str(tmp_path), "full", dtype=torch.float16)  # a torch.dtype works too
+    assert next(model.parameters()).dtype == torch.float16
     with pytest.raises(ValueError, match="dtype"):
         load_for_method(str(tmp_path), "full", dtype="int3")
 
@@ -151,7 +156,9 @@ def test_muon_steps_hidden_and_embeddings_and_round_trips():
     _train_step(model, opt)
     sched.step()
     after = _snapshot(model)
-    assert not torch.equal(before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"]
+    )
     assert not torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
     assert all(g["lr"] == pytest.approx(5e-3) for g in muon.param_groups + adamw.param_groups)

@@ -49,7 +49,7 @@ def test_missing_field(config_dir: Path) -> None:
 
 def test_wrong_type(config_dir: Path) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
-    path.write_text(path.read_text().replace("batch_size: 32", "batch_size: lots"))
+    path.write_text(path.read_text().replace("batch_size: 8", "batch_size: lots"))
     msg = _error(config_dir)
     assert "field 'training.batch_size'" in msg and "'lots'" in msg and "line 19" in msg
 

@@ -15,7 +15,7 @@ import pytest
 
 from realm_pipeline.skills import CHARACTERS, SKILLS, get_skill
 from realm_pipeline.skills.base import SkillItem
-from realm_pipeline.skills.bin import SYMBOLS, bin_ops, bin_signals, bin_width
+from realm_pipeline.skills.bin import PHRASES, SYMBOLS, bin_ops, bin_signals, bin_width
 from realm_pipeline.skills.heldout import (
     EVAL_SEED,
     eval_items,
@@ -94,7 +94,7 @@ def test_invalid_level_raises_naming_skill_and_range(name: str, bad: object) -> 
 
 
 def test_characters_sorted_unique_and_cover_every_item() -> None:
-    assert CHARACTERS == "".join(sorted(set(CHARACTERS)))
+    assert "".join(sorted(set(CHARACTERS))) == CHARACTERS
     for ch in "⓪①×→" + SYMBOLS + "\n":
         assert ch in CHARACTERS
     allowed = set(CHARACTERS)
@@ -149,7 +149,7 @@ def test_reference_scores_correct_and_corruption_wrong(name: str) -> None:
 # ---------------------------------------------------------------- BIN design
 
 
-_HEADER = re.compile(r"^bin((?: \[[a-z-]+\])*)(?: map ⓪=(.) ①=(.))?: (.*)$", re.S)
+_HEADER = re.compile(r"^(?:" + "|".join(PHRASES) + r")((?: \[[a-z-]+\])*)(?: map ⓪=(.) ①=(.))?: (.*)$", re.S)
 
 
 def _decode(item: SkillItem) -> tuple[list[str], str, str]:
@@ -195,7 +195,7 @@ def _oracle(body: str) -> str:
         return "<" if a < b else ">" if a > b else "="
     tokens = re.findall(r"[01]+|[+\-×]", body.rstrip("="))
     value = int(tokens[0], 2)
-    for op, x in zip(tokens[1::2], tokens[2::2]):
+    for op, x in zip(tokens[1::2], tokens[2::2], strict=True):
         value = value + int(x, 2) if op == "+" else value - int(x, 2) if op == "-" else value * int(x, 2)
     assert value >= 0
     return format(value, "b")
@@ -213,7 +213,7 @@ def test_bin_width_per_level() -> None:
     widths = [bin_width(lv) for lv in range(1, 31)]
     assert widths[0] == 2 and widths[-1] == 32
     assert widths[:3] == [2, 3, 4]
-    assert all(b >= a for a, b in zip(widths, widths[1:]))
+    assert all(b >= a for a, b in zip(widths, widths[1:], strict=False))
     for level in (1, 2, 3):
         for i in range(30):
             body = _decode(BIN.generate(level, 4, i))[1]
@@ -242,7 +242,9 @@ def test_bin_ops_per_level() -> None:
         kinds = set()
         for i in range(300):
             body = _decode(BIN.generate(level, 9, i))[1]
-            kinds |= {k for k, mark in (("sub", "-"), ("cmp", "?"), ("conv", "→"), ("mul", "×")) if mark in body}
+            kinds |= {
+                k for k, mark in (("sub", "-"), ("cmp", "?"), ("conv", "→"), ("mul", "×")) if mark in body
+            }
             kinds |= {"signed"} if body.startswith("s") else set()
             kinds |= {"chain"} if len(re.findall(r"[+-]", body.split(" ")[-1])) >= 2 else set()
         return kinds
@@ -312,10 +314,11 @@ def test_bin_difficulty_signals_enforced() -> None:
 
 
 def test_bin_distinct_prompts_exact_for_small_levels() -> None:
-    assert BIN.distinct_prompts(1) == 16 and BIN.distinct_prompts(2) == 64
-    assert BIN.distinct_prompts(4) == 32 * 32 + 32 * 33 // 2
+    k = len(PHRASES)
+    assert BIN.distinct_prompts(1) == 16 * k and BIN.distinct_prompts(2) == 64 * k
+    assert BIN.distinct_prompts(4) == (32 * 32 + 32 * 33 // 2) * k
     assert BIN.distinct_prompts(8) is None and BIN.distinct_prompts(30) is None
-    for level, draws in ((1, 2000), (2, 4000), (3, 20000)):
+    for level, draws in ((1, 8000), (2, 20000)):
         prompts = {BIN.generate(level, 1, i).prompt for i in range(draws)}
         assert len(prompts) == BIN.distinct_prompts(level)
 

@@ -9,9 +9,7 @@ from realm_pipeline.skills.bin import SYMBOLS, BinSkill
 from realm_pipeline.skills.drills import AttnCount, SeqReverse, XfmMap
 from realm_pipeline.skills.sy import SySkill
 
-SKILLS: dict[str, Skill] = {
-    s.name: s for s in (BinSkill(), SySkill(), SeqReverse(), AttnCount(), XfmMap())
-}
+SKILLS: dict[str, Skill] = {s.name: s for s in (BinSkill(), SySkill(), SeqReverse(), AttnCount(), XfmMap())}
 
 # Every prompt/answer is printable ASCII plus newline, except BIN's notation (circled digits, mapping
 # symbols, the × and → operators). Taking all of printable ASCII keeps the set valid if the SY clue

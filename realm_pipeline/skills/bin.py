@@ -7,6 +7,9 @@ Conventions (the model sees them only through examples, so they never vary):
 - Plain items answer with the result alone. Items carrying difficulty signals answer with lines:
   trace lines ("b<i>: ..."), then the work line ("carry:"/"borrow:"/"pp:"), then "= <result>",
   then, with [verify], a final "check: ..." line. The scorer checks every part the signals require.
+- Each prompt opens with one of PHRASES. The phrasing never changes the answer, so low levels, whose
+  operand space is tiny (16 pairs at L1), still have a few hundred distinct prompts: the eval set holds
+  out prompts, and the hero must answer a held-out prompt from facts it saw under other phrasings.
 - From level 8 most items use a random symbol mapping ("map ⓪=▲ ①=●"): every binary digit in the
   body and the answer is written in those symbols; decimal numbers stay decimal.
 """
@@ -23,7 +26,13 @@ ZERO, ONE = "⓪", "①"
 SYMBOLS = "▲▼●■◆★♠♣"
 # (op, first level it appears)
 OP_LEVELS: tuple[tuple[str, int], ...] = (
-    ("add", 1), ("sub", 4), ("cmp", 6), ("convert", 8), ("signed", 10), ("mul", 15), ("chain", 22),
+    ("add", 1),
+    ("sub", 4),
+    ("cmp", 6),
+    ("convert", 8),
+    ("signed", 10),
+    ("mul", 15),
+    ("chain", 22),
 )
 SIGNAL_LEVELS: tuple[tuple[str, int], ...] = (("verify", 12), ("show-work", 16), ("trace", 20))
 # Which concrete operations each signal can be asked of.
@@ -32,10 +41,11 @@ SIGNAL_OPS = {
     "show-work": {"add", "sub", "mul"},
     "trace": {"add", "sub"},
 }
+# Interchangeable openings; the header's signals and mapping follow the phrase.
+PHRASES = ("bin", "binary", "calc", "solve", "compute", "eval", "work out", "bin calc", "what is", "sum up")
 MAP_FROM_LEVEL = 8
 MAP_PROB = 0.7
 SIGNAL_PROB = 0.4
-BIN_CHARACTERS = ZERO + ONE + SYMBOLS + "bin:[verify][show-work][trace]map=s0123456789+-×?<>→dec carypwhk\n"
 
 _TRACE_RE = re.compile(r"^b\d+:")
 
@@ -79,7 +89,9 @@ def _add_steps(a: int, b: int, n: int) -> tuple[list[str], str]:
     for i in range(n):
         ai, bi = (a >> i) & 1, (b >> i) & 1
         total = ai + bi + c
-        lines.append(f"b{i}: {_bit(ai, 0)}+{_bit(bi, 0)}+{_bit(c, 0)}={_bit(total & 1, 0)} c{_bit(total >> 1, 0)}")
+        lines.append(
+            f"b{i}: {_bit(ai, 0)}+{_bit(bi, 0)}+{_bit(c, 0)}={_bit(total & 1, 0)} c{_bit(total >> 1, 0)}"
+        )
         c = total >> 1
         carries.append(_bit(c, 0))
     return lines, "".join(reversed(carries))
@@ -120,7 +132,7 @@ class BinSkill:
     """Binary arithmetic in circled notation; see the module docstring for conventions."""
 
     name = "bin"
-    version = "1"
+    version = "2"
     max_level = 30
 
     def generate(self, level: int, seed: int, index: int) -> SkillItem:
@@ -164,9 +176,7 @@ class BinSkill:
             work, check = "pp: " + " ".join(pps), f"check: {to_bits(b, m)}×{to_bits(a, m)}={result}"
         else:  # chain: 2-3 of + / -, left to right, operands at half width, never negative
             op, body, result = "chain", *self._chain(rng, n)
-        signals = [
-            s for s in bin_signals(level) if op in SIGNAL_OPS[s] and rng.random() < SIGNAL_PROB
-        ]
+        signals = [s for s in bin_signals(level) if op in SIGNAL_OPS[s] and rng.random() < SIGNAL_PROB]
         if signals:
             lines = list(trace) if "trace" in signals else []
             if "show-work" in signals and work:
@@ -178,7 +188,7 @@ class BinSkill:
         else:
             answer = result
         body = signed_prefix + body
-        header = "bin" + "".join(f" [{s}]" for s in signals)
+        header = rng.choice(PHRASES) + "".join(f" [{s}]" for s in signals)
         if level >= MAP_FROM_LEVEL and rng.random() < MAP_PROB:
             s0, s1 = rng.sample(SYMBOLS, 2)
             table = str.maketrans({ZERO: s0, ONE: s1})
@@ -240,4 +250,5 @@ class BinSkill:
             total += (1 << n) * ((1 << n) + 1) // 2  # a >= b
         if "cmp" in ops:
             total += pairs
+        total *= len(PHRASES)
         return total if total <= 10**6 else None

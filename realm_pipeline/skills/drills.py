@@ -39,7 +39,7 @@ def char_fraction(expected: str, got: str) -> float:
     """Fraction of expected positions that `got` reproduces (length mismatch counts against it)."""
     if not expected:
         return 1.0 if not got else 0.0
-    hits = sum(1 for a, b in zip(expected, got) if a == b)
+    hits = sum(1 for a, b in zip(expected, got, strict=False) if a == b)
     return hits / max(len(expected), len(got))
 
 
@@ -139,10 +139,12 @@ class XfmMap:
         # table: a few source letters, each mapped to a distinct letter given in the prompt
         src = rng.sample(LOWER, 3 if level < 9 else 4)
         dst = rng.sample(LOWER, len(src))
-        table = dict(zip(src, dst))
+        table = dict(zip(src, dst, strict=True))
         text = "".join(rng.choice(src) for _ in range(n))
         spec = " ".join(f"{a}>{table[a]}" for a in sorted(src))
-        return SkillItem(self.name, level, seed, index, f"map {spec}: {text}", "".join(table[c] for c in text))
+        return SkillItem(
+            self.name, level, seed, index, f"map {spec}: {text}", "".join(table[c] for c in text)
+        )
 
     def score(self, item: SkillItem, output: str) -> Score:
         """Exact match; partial is the fraction of characters in place."""
@@ -154,7 +156,3 @@ class XfmMap:
         if self.mode(level) == "up":
             return _bounded(26 ** (level + 2))
         return None
-
-
-# Printable ASCII covers every drill prompt and answer.
-DRILL_CHARACTERS = LOWER + string.ascii_uppercase + string.digits + " :>"

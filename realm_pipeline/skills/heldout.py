@@ -58,7 +58,14 @@ def eval_items(skill: Skill, level: int, count: int) -> list[SkillItem]:
 def eval_set_hash(items: list[SkillItem]) -> str:
     """Hex sha256 over a canonical JSON of the items (skill, level, seed, index, prompt, answer)."""
     rows = [
-        {"skill": i.skill, "level": i.level, "seed": i.seed, "index": i.index, "prompt": i.prompt, "answer": i.answer}
+        {
+            "skill": i.skill,
+            "level": i.level,
+            "seed": i.seed,
+            "index": i.index,
+            "prompt": i.prompt,
+            "answer": i.answer,
+        }
         for i in items
     ]
     blob = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

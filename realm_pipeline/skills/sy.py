@@ -173,6 +173,10 @@ def _parse_entries(output: str) -> list[tuple[str, list[str]]] | None:
             continue
         word = obj.get("word")
         syllables = obj.get("syllables")
-        ok = isinstance(word, str) and isinstance(syllables, list) and all(isinstance(s, str) for s in syllables)
+        ok = (
+            isinstance(word, str)
+            and isinstance(syllables, list)
+            and all(isinstance(s, str) for s in syllables)
+        )
         entries.append((word.strip().lower(), [s.strip().lower() for s in syllables]) if ok else ("", []))
     return entries

@@ -1,4 +1,4 @@
-"""Segment training for heroes: tokenizer, tiny Qwen3 builder, packed data, resumable trainer (no torch at import)."""
+"""Segment training for heroes: char tokenizer, tiny Qwen3, packed data, resumable trainer."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = [
     "zone_of",
 ]
 
-# Lazy attribute map: keeps `import realm_pipeline.training` free of torch/transformers for Dagster definitions.
+# Lazy attributes keep `import realm_pipeline.training` free of torch/transformers for Dagster definitions.
 _LAZY = {
     "HeroWeightsMissing": "hero",
     "build_tiny_hero": "hero",

@@ -23,7 +23,7 @@ def _chat_ids(tokenizer: Any, messages: Messages, add_generation_prompt: bool) -
 
 
 class ExampleEncoder:
-    """Turn chat `messages` into (input_ids, labels); labels are -100 except assistant content and its end marker."""
+    """Chat `messages` -> (input_ids, labels); labels are -100 except assistant content and its end marker."""
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
@@ -50,7 +50,7 @@ class ExampleEncoder:
         return self._encode_generic(messages)
 
     def _encode_generic(self, messages: Messages) -> tuple[list[int], list[int]]:
-        # Any chat template: an assistant turn's tokens are what rendering it adds after the generation prompt.
+        # Any chat template: an assistant turn is what rendering it adds after the generation prompt.
         full = _chat_ids(self.tokenizer, messages, add_generation_prompt=False)
         labels = [IGNORE] * len(full)
         turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -59,7 +59,7 @@ class ExampleEncoder:
             upto = _chat_ids(self.tokenizer, messages[: i + 1], add_generation_prompt=False)
             consistent = full[: len(upto)] == upto and upto[: len(prefix)] == prefix
             if not consistent and i != turns[-1]:
-                continue  # templates that rewrite earlier turns (e.g. stripping <think>): label only the last one
+                continue  # template rewrites earlier turns (e.g. strips <think>): label only the last
             if not consistent:
                 start = len(prefix) if full[: len(prefix)] == prefix else len(full)
                 end = len(full)
@@ -72,13 +72,13 @@ class ExampleEncoder:
             last = max(i for i, t in enumerate(labels) if t == eos)
             labels[last + 1 :] = [IGNORE] * (len(labels) - last - 1)
         if labels:
-            labels[0] = IGNORE  # never supervise an example's first token: packing would leak the previous example
+            labels[0] = IGNORE  # never supervise a first token: in a packed row it follows another example
         return full, labels
 
 
 @dataclass
 class Source:
-    """One weighted component of the training mix: a (skill, level) stream or a fixed list of chat examples."""
+    """One weighted part of the training mix: a (skill, level) stream or a fixed list of chat examples."""
 
     weight: float
     skill: str | None = None
@@ -96,9 +96,11 @@ class StreamState:
 
 
 class MixStream:
-    """Deterministic weighted mix of sources; only consumed examples advance `state`, so it resumes exactly."""
+    """Deterministic weighted mix of sources; only consumed examples advance `state` (exact resume)."""
 
-    def __init__(self, sources: Sequence[Source], seed: int, encoder: ExampleEncoder, state: StreamState | None = None):
+    def __init__(
+        self, sources: Sequence[Source], seed: int, encoder: ExampleEncoder, state: StreamState | None = None
+    ):
         self.sources = [s for s in sources if s.weight > 0 and (s.examples is None or len(s.examples) > 0)]
         if not self.sources:
             raise ValueError("training mix is empty")
@@ -163,7 +165,7 @@ class MixStream:
 
 @dataclass
 class PackedBatch:
-    """Fixed-shape rows of packed examples; position_ids restart at 0 for every example (and for the padding)."""
+    """Fixed-shape rows of packed examples; position_ids restart at 0 for every example and the padding."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
@@ -173,11 +175,18 @@ class PackedBatch:
 
     def to(self, device: Any) -> PackedBatch:
         """Move tensors to `device`."""
-        return PackedBatch(self.input_ids.to(device), self.labels.to(device), self.position_ids.to(device),
-                           self.n_tokens, self.n_examples)
+        return PackedBatch(
+            self.input_ids.to(device),
+            self.labels.to(device),
+            self.position_ids.to(device),
+            self.n_tokens,
+            self.n_examples,
+        )
 
 
-def _rows_to_batch(rows: list[list[tuple[list[int], list[int]]]], max_length: int, pad_id: int) -> PackedBatch:
+def _rows_to_batch(
+    rows: list[list[tuple[list[int], list[int]]]], max_length: int, pad_id: int
+) -> PackedBatch:
     ids = torch.full((len(rows), max_length), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), max_length), IGNORE, dtype=torch.long)
     pos = torch.zeros((len(rows), max_length), dtype=torch.long)
@@ -198,7 +207,7 @@ def _rows_to_batch(rows: list[list[tuple[list[int], list[int]]]], max_length: in
 
 
 def pack_from_stream(stream: MixStream, batch_size: int, max_length: int, pad_id: int) -> PackedBatch:
-    """Greedily fill `batch_size` rows of `max_length` tokens; an example that does not fit starts the next row."""
+    """Greedily fill `batch_size` rows of `max_length` tokens; an example that does not fit starts a row."""
     rows: list[list[tuple[list[int], list[int]]]] = []
     for _ in range(batch_size):
         row: list[tuple[list[int], list[int]]] = []
@@ -233,17 +242,21 @@ def pack_examples(
         used += len(ids)
     if row:
         rows.append(row)
-    return [_rows_to_batch(rows[i : i + batch_size], max_length, pad_id) for i in range(0, len(rows), batch_size)]
+    return [
+        _rows_to_batch(rows[i : i + batch_size], max_length, pad_id) for i in range(0, len(rows), batch_size)
+    ]
 
 
 def token_nll(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token NLL of the shifted labels and the mask of supervised positions (attention confined per example)."""
+    """Per-token NLL of the shifted labels and the supervised-position mask (attention stays per example)."""
     # attention_mask=None + restarting position_ids makes transformers build a block-diagonal causal mask.
     logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
     targets = batch.labels[:, 1:]
     mask = targets != IGNORE
     nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1).clamp_min(0), reduction="none"
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1).clamp_min(0),
+        reduction="none",
     ).view_as(targets)
     return nll * mask, mask
 

@@ -38,7 +38,9 @@ def _reject_auto(node: Any, where: str) -> None:
         for item in node:
             _reject_auto(item, where)
     elif node == "auto":
-        raise ValueError(f"{where} is 'auto'; realm configs carry concrete values filled by build_deepspeed_config")
+        raise ValueError(
+            f"{where} is 'auto'; realm configs carry concrete values filled by build_deepspeed_config"
+        )
 
 
 def build_deepspeed_config(
@@ -109,7 +111,8 @@ def validate_deepspeed_config(cfg: dict[str, Any]) -> Any:
         from deepspeed.runtime.config import DeepSpeedConfig
     except ImportError as exc:
         raise ImportError(
-            "validating a DeepSpeed config needs the 'deepspeed' package; install it with `pip install deepspeed`"
+            "validating a DeepSpeed config needs the 'deepspeed' package; "
+            "install it with `pip install deepspeed`"
         ) from exc
     return DeepSpeedConfig(copy.deepcopy(cfg))
 
@@ -130,15 +133,15 @@ def launch_command(
     master_port: int | None = None,
     pass_local_rank: bool = False,
 ) -> list[str]:
-    """Command line that runs `python -m entry_module --spec spec_path`, via the DeepSpeed launcher if needed."""
+    """Command running `python -m entry_module --spec spec_path`, via the DeepSpeed launcher if needed."""
     if num_gpus < 0:
         raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
     spec = str(spec_path)
     if deepspeed_config is None:
         if num_gpus > 1:
             raise ValueError(
-                f"{num_gpus} GPUs requested without a DeepSpeed config; realm's multi-GPU training goes through "
-                f"DeepSpeed (e.g. {ZERO2_CONFIG.name})"
+                f"{num_gpus} GPUs requested without a DeepSpeed config; realm's multi-GPU training goes "
+                f"through DeepSpeed (e.g. {ZERO2_CONFIG.name})"
             )
         return [python, "-m", entry_module, "--spec", spec]
     if num_gpus < 1:

@@ -40,7 +40,7 @@ class HeroWeightsMissing(FileNotFoundError):
 
 
 def build_tiny_hero(model_config: dict, tokenizer: Any) -> Any:
-    """Build a seeded, randomly initialised `Qwen3ForCausalLM` whose vocab and special ids match `tokenizer`."""
+    """Build a seeded, random-init `Qwen3ForCausalLM` whose vocab and special ids match `tokenizer`."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -71,7 +71,7 @@ def _hf_cache_dir() -> str:
 
 
 def load_base(source: dict | str, *, dtype: Any = None, method: str = "full") -> tuple[Any, Any]:
-    """Return (model, tokenizer) for a hero base: {"tiny": config} builds one; an id or path loads it offline."""
+    """(model, tokenizer) for a hero base: {"tiny": config} builds one; an id or path loads offline."""
     if isinstance(source, dict) and "tiny" in source:
         from .tokenizer import build_char_tokenizer
 
@@ -129,5 +129,11 @@ def _torch_dtype(dtype: Any) -> Any:
 
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-            "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    return {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }[str(dtype)]

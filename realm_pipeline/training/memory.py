@@ -3,7 +3,8 @@
 Precision decision: by default the estimate assumes the realm trainer's setup, where weights are loaded in
 bf16 and updated in place (no fp32 master copy) while AdamW keeps its two moments in fp32 (8 B per trainable
 param, as DeepSpeed/bitsandbytes-style optimizers do). Pass ``master_weights=True`` for classic AMP / ZeRO
-mixed precision, which adds a 4 B/param fp32 copy of every trainable weight.
+mixed precision, which adds a 4 B/param fp32 copy of every trainable weight, or ``dtype_bytes=4`` when the
+weights themselves stay fp32 under bf16 autocast (same 16 B/param for full AdamW).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ class MemoryEstimate:
     def total(self) -> int:
         """Sum of all parts in bytes."""
         return (
-            self.weights + self.gradients + self.optimizer_state + self.activations + self.logits + self.overhead
+            self.weights
+            + self.gradients
+            + self.optimizer_state
+            + self.activations
+            + self.logits
+            + self.overhead
         )
 
     def table(self) -> str:
@@ -113,10 +119,7 @@ def estimate_memory(
     # Hidden 2-D matrices (attention + MLP); 1-D norms are negligible and folded in here.
     matrix_params = n_params - embedding_params
 
-    if method in ("lora", "qlora"):
-        trainable = int(n_params * lora_fraction)
-    else:
-        trainable = n_params
+    trainable = int(n_params * lora_fraction) if method in ("lora", "qlora") else n_params
 
     if method == "qlora":
         # bitsandbytes quantizes the Linear layers only; peft's prepare_model_for_kbit_training then upcasts
@@ -156,7 +159,7 @@ def estimate_memory(
 
     full_layer = _activation_bytes_per_layer(seq_len, batch_size, hidden_size, heads)
     if gradient_checkpointing:
-        # Only each layer's input is kept (s*b*h in 16-bit = 2*s*b*h bytes), plus one layer recomputed in full.
+        # Only each layer's input is kept (s*b*h 16-bit values = 2*s*b*h bytes), plus one layer recomputed.
         activations = 2 * seq_len * batch_size * hidden_size * num_layers + full_layer
     else:
         activations = full_layer * num_layers
@@ -177,7 +180,7 @@ def estimate_memory(
 
 
 def model_shape_for(hf_config: dict[str, Any]) -> dict[str, Any]:
-    """Get n_params, hidden_size, num_layers, vocab_size, num_heads, tied_embeddings from an HF config dict."""
+    """Shape of a causal LM from its HF config dict: n_params, hidden/layers/vocab/heads, tied embeddings."""
     cfg = dict(hf_config)
     if "text_config" in cfg and "hidden_size" not in cfg:
         cfg = dict(cfg["text_config"])  # multimodal wrappers nest the LM config
@@ -241,10 +244,11 @@ def _approx_shape(model_size_b: float) -> dict[str, Any]:
     }
 
 
-# Candidate profiles from cheapest to most aggressive. Each names (method, optimizer, checkpointing).
+# Candidate profiles from cheapest to most aggressive: (name, method, optimizer, checkpointing), mirroring
+# configs/memory_profiles/*.yaml. Estimated in bf16 weights, as those profiles declare.
 _PROFILE_CANDIDATES: tuple[tuple[str, str, str, bool], ...] = (
     ("24gb_full_small", "full", "adamw", False),
-    ("24gb_galore", "galore", "adamw_8bit", True),
+    ("24gb_galore", "galore", "adamw", True),
     ("24gb_qlora", "qlora", "adamw", True),
 )
 CPU_TINY_MAX_B = 0.1  # the from-config tiny hero; anything real on CPU is too slow to be a profile
@@ -262,7 +266,9 @@ def suggest_profile(
         raise ValueError(f"model_size_b must be > 0, got {model_size_b}")
     if vram_gb <= 0:
         if model_size_b <= CPU_TINY_MAX_B:
-            return ProfileSuggestion("cpu_tiny", f"no GPU and a {model_size_b}B model: train the tiny hero on CPU")
+            return ProfileSuggestion(
+                "cpu_tiny", f"no GPU and a {model_size_b}B model: train the tiny hero on CPU"
+            )
         raise WillNotFit(
             f"no GPU available and a {model_size_b}B model is beyond the cpu_tiny profile "
             f"(<= {CPU_TINY_MAX_B}B)"

@@ -141,9 +141,11 @@ def prepare_model(
     return get_peft_model(model, lora_config)
 
 
-def _torch_dtype(dtype: str) -> Any:
+def _torch_dtype(dtype: Any) -> Any:
     import torch
 
+    if isinstance(dtype, torch.dtype):  # callers holding a torch.dtype already (hero.py) pass it through
+        return dtype
     allowed = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if dtype not in allowed:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(allowed)}")
@@ -151,9 +153,9 @@ def _torch_dtype(dtype: str) -> Any:
 
 
 def load_for_method(
-    path_or_id: str, method: str, dtype: str = "bfloat16", local_files_only: bool = True
+    path_or_id: str, method: str, dtype: str | Any = "bfloat16", local_files_only: bool = True
 ) -> Any:
-    """Load a causal LM the way `method` needs it (4-bit NF4 for qlora, plain otherwise)."""
+    """Load a causal LM as `method` needs it (NF4 4-bit for qlora, else plain); dtype: name or torch.dtype."""
     _check_method(method)
     torch_dtype = _torch_dtype(dtype)
     if method == "qlora":
@@ -245,7 +247,9 @@ def _build_muon(model: Any, named: list[tuple[str, Any]], lr: float, weight_deca
     import torch
 
     if not hasattr(torch.optim, "Muon"):
-        raise MethodUnavailable(f"optimizer 'muon' needs torch.optim.Muon (torch >= 2.9); found {torch.__version__}")
+        raise MethodUnavailable(
+            f"optimizer 'muon' needs torch.optim.Muon (torch >= 2.9); found {torch.__version__}"
+        )
     embed_ids = _embedding_param_ids(model)
     # Muon orthogonalises 2-D updates; that is meaningful for hidden matrices only. Embeddings/lm_head are
     # lookup tables / classifiers and 1-D params are scales, so they go to AdamW (Keller Jordan's recipe).
@@ -269,9 +273,7 @@ def _build_muon(model: Any, named: list[tuple[str, Any]], lr: float, weight_deca
     return _combined_optimizer_cls()(optimizers)
 
 
-def _build_galore(
-    model: Any, named: list[tuple[str, Any]], name: str, lr: float, weight_decay: float
-) -> Any:
+def _build_galore(model: Any, named: list[tuple[str, Any]], name: str, lr: float, weight_decay: float) -> Any:
     if name not in ("adamw", "adamw_8bit"):
         raise ValueError(f"method 'galore' supports optimizers 'adamw' and 'adamw_8bit', not {name!r}")
     galore = _require_package("galore_torch", "galore-torch", "method 'galore'")
@@ -357,7 +359,8 @@ def _combined_optimizer_cls() -> type:
             states = state_dict["optimizers"]
             if len(states) != len(self.optimizers):
                 raise ValueError(
-                    f"state_dict holds {len(states)} optimizers, this CombinedOptimizer has {len(self.optimizers)}"
+                    f"state_dict holds {len(states)} optimizers, "
+                    f"this CombinedOptimizer has {len(self.optimizers)}"
                 )
             for opt, sd in zip(self.optimizers, states, strict=True):
                 opt.load_state_dict(sd)

@@ -1,4 +1,4 @@
-"""Subprocess entry point: `python -m realm_pipeline.training.segment` (Dagster Pipes, or standalone --spec FILE)."""
+"""Entry point `python -m realm_pipeline.training.segment`: Dagster Pipes, or standalone with --spec FILE."""
 
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 """Training strain: how far a hero's loss sits above its floor, and what that says about the curriculum.
 
-strain = (loss - floor) / floor, i.e. the excess over the irreducible loss as a fraction of it. 0 means the
-hero is at its floor; 0.5 means the loss is 50 % above it. Negative strain (loss under the estimated floor)
-is allowed: it usually means the floor estimate is stale or the hero is memorising.
+strain = loss - floor: the excess of the loss (nats per answer token) over the floor the task allows
+(0 for the exact skills realm generates, whose answers are fully determined by their prompts). Negative
+strain (loss under the estimated floor) is allowed: it means the floor estimate is stale.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 
 RECOVERY_MAX = 0.1
 PRODUCTIVE_MAX = 0.3
@@ -20,7 +20,7 @@ DEFAULT_WINDOW = 5
 DEFAULT_TOLERANCE = 0.01
 
 
-class Zone(str, Enum):
+class Zone(StrEnum):
     """Strain bands: RECOVERY < 0.1 <= PRODUCTIVE < 0.3 <= STRETCH < 0.5 <= OVERLOAD."""
 
     RECOVERY = "recovery"
@@ -29,7 +29,7 @@ class Zone(str, Enum):
     OVERLOAD = "overload"
 
 
-class Hint(str, Enum):
+class Hint(StrEnum):
     """What the curriculum should do next."""
 
     LEVEL_UP = "level_up"
@@ -45,15 +45,12 @@ def _finite(value: float, what: str) -> float:
 
 
 def strain(loss: float, floor: float) -> float:
-    """Relative excess of `loss` over `floor`: (loss - floor) / floor."""
+    """Excess of `loss` over `floor`: loss - floor."""
     loss = _finite(loss, "loss")
     floor = _finite(floor, "floor")
-    if floor <= 0:
-        # A cross-entropy floor is an entropy estimate and is > 0 for any real data; 0 would divide by zero.
-        raise ValueError(f"floor must be > 0, got {floor}")
-    if loss < 0:
-        raise ValueError(f"loss must be >= 0, got {loss}")
-    return (loss - floor) / floor
+    if floor < 0 or loss < 0:
+        raise ValueError(f"loss and floor must be >= 0, got loss {loss}, floor {floor}")
+    return loss - floor
 
 
 def zone(value: float) -> Zone:
@@ -83,7 +80,7 @@ def _slope(values: Sequence[float]) -> float:
 def curriculum_hint(
     strains: Sequence[float], *, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE
 ) -> Hint:
-    """LEVEL_UP when recent strain is low and flat, BACK_OFF when it is overloaded and not falling, else CONTINUE."""
+    """LEVEL_UP if recent strain is low and flat, BACK_OFF if overloaded and not falling, else CONTINUE."""
     if not strains:
         raise ValueError("curriculum_hint needs at least one strain value")
     if window < 1:

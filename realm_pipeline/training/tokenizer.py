@@ -20,7 +20,7 @@ CHAT_TEMPLATE = (
 
 
 def char_vocab(characters: str) -> list[str]:
-    """Deterministic vocab: special tokens, then sorted unique characters (given + printable ASCII + newline)."""
+    """Deterministic vocab: special tokens, then sorted unique chars (given + printable ASCII + newline)."""
     chars = set(characters) | {chr(c) for c in range(32, 127)} | {"\n"}
     return SPECIAL_TOKENS + sorted(chars)
 

@@ -39,7 +39,7 @@ class SegmentSpec:
     steps: int = 100
     save_every: int = 50  # full resume state every N steps (0 = never)
     log_every: int = 10
-    seed: int = 1  # training-stream seed (>= 1: eval owns the negative seeds); vary it per segment for fresh data
+    seed: int = 1  # data-stream seed, >= 1 (eval owns negative seeds); vary it per segment for fresh data
     mix: list[tuple[str, int, float]] = field(default_factory=list)  # (skill, level, weight)
     quests: list[Messages] = field(default_factory=list)  # extra chat examples
     quest_weight: float = 0.1
@@ -148,7 +148,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _swap_in(staged: Path, target: Path) -> None:
-    """Replace `target` by the fully written `staged` dir; a crash leaves either the old or the new one whole."""
+    """Replace `target` by the fully written `staged` dir; a crash leaves the old or the new one whole."""
     _fsync_tree(staged)
     old = target.with_name(f".{target.name}.old")
     if old.exists():
@@ -198,9 +198,10 @@ def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
 
     from .hero import _torch_dtype, load_base
 
-    # Mixed precision keeps fp32 master weights; bf16 only via autocast on CUDA.
+    # fp32 master weights (bf16 only via autocast on CUDA); QLoRA's dtype is its 4-bit compute dtype.
+    dtype = spec.dtype if spec.method == "qlora" else "float32"
     if spec.parent_dir is None:
-        return load_base(spec.base, method=spec.method)
+        return load_base(spec.base, dtype=dtype, method=spec.method)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(spec.parent_dir)
@@ -322,11 +323,21 @@ def _finished(out: Path) -> SegmentResult | None:
     return None
 
 
-def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], None] | None = None) -> SegmentResult:
+def train_segment(
+    spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], None] | None = None
+) -> SegmentResult:
     """Train one segment (resuming from output_dir/resume if present) and atomically write its checkpoint."""
     import torch
 
-    from .data import ExampleEncoder, MixStream, StreamState, mean_loss, pack_examples, pack_from_stream, token_nll
+    from .data import (
+        ExampleEncoder,
+        MixStream,
+        StreamState,
+        mean_loss,
+        pack_examples,
+        pack_from_stream,
+        token_nll,
+    )
 
     out = Path(spec.output_dir)
     done = _finished(out)
@@ -347,8 +358,14 @@ def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     counters: dict[str, Any] = {
-        "step": 0, "tokens": 0, "examples": 0, "train_time": 0.0, "wall": 0.0,
-        "tail_nll": 0.0, "tail_count": 0, "data": {"position": 0, "counts": None},
+        "step": 0,
+        "tokens": 0,
+        "examples": 0,
+        "train_time": 0.0,
+        "wall": 0.0,
+        "tail_nll": 0.0,
+        "tail_count": 0,
+        "data": {"position": 0, "counts": None},
     }
     resumed = _load_resume(out, model, opt, sched)
     if resumed is not None:
@@ -371,7 +388,7 @@ def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], 
         n = mask.sum().clamp_min(1)
         plain = nll.sum() / n
         if spec.surprise_weighted:
-            # Surprise weighting: w_t = clip(nll_t / mean(nll), 0.5, 2), detached; loss = sum(w_t * nll_t) / N.
+            # Surprise weighting: w_t = clip(nll_t / mean(nll), 0.5, 2), detached; loss = sum(w_t*nll_t) / N.
             w = (nll / plain).detach().clamp(*SURPRISE_CLIP)
             loss = (w * nll).sum() / n
         else:
@@ -392,9 +409,16 @@ def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], 
             counters["tail_count"] += int(n)
         step = counters["step"]
         if on_progress and (step % max(1, spec.log_every) == 0 or step == spec.steps):
-            on_progress({"step": step, "steps": spec.steps, "loss": step_loss, "tokens": counters["tokens"],
-                         "lr": sched.get_last_lr()[0],
-                         "tokens_per_s": counters["tokens"] / max(counters["train_time"], 1e-9)})
+            on_progress(
+                {
+                    "step": step,
+                    "steps": spec.steps,
+                    "loss": step_loss,
+                    "tokens": counters["tokens"],
+                    "lr": sched.get_last_lr()[0],
+                    "tokens_per_s": counters["tokens"] / max(counters["train_time"], 1e-9),
+                }
+            )
         if spec.save_every and step % spec.save_every == 0 and step < spec.steps:
             now = time.perf_counter()
             counters["wall"] += now - wall_mark
@@ -405,10 +429,14 @@ def train_segment(spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], 
     heldout_msgs = _heldout_messages(spec)
     heldout_loss = None
     if heldout_msgs:
-        batches = pack_examples([encoder.encode(m) for m in heldout_msgs], spec.batch_size, spec.max_length, pad_id)
+        batches = pack_examples(
+            [encoder.encode(m) for m in heldout_msgs], spec.batch_size, spec.max_length, pad_id
+        )
         heldout_loss = mean_loss(model, batches, spec.device)
     train_loss = counters["tail_nll"] / max(counters["tail_count"], 1)
-    strain_base, strain_source = (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
+    strain_base, strain_source = (
+        (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
+    )
     strain = strain_base - spec.loss_floor
 
     # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.

@@ -1,0 +1,140 @@
+"""`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool, via Pipes."""
+
+import json
+import socket
+import sys
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from realm_pipeline import ledger
+from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_examples
+from realm_pipeline.resources.ledger import LedgerResource
+from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.training.plan import CheckpointKey, segment_spec
+
+checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
+
+# What the Dagster UI plots over time for every checkpoint (the campaign at a glance).
+PLOTTED = ("step", "tokens", "train_loss", "heldout_loss", "strain", "tokens_per_s", "wall_s", "peak_memory_bytes")
+
+
+@dg.asset(
+    partitions_def=checkpoint_partitions,
+    pool="gpu",
+    group_name="training",
+    kinds={"pytorch"},
+    deps=[dg.AssetDep("eval_sets", partition_mapping=dg.AllPartitionMapping())],
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+)
+def checkpoints(
+    context: dg.AssetExecutionContext,
+    realm: RealmResource,
+    ledger_db: LedgerResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    """Trains one segment from the parent checkpoint (or the base model) and saves it with save_pretrained."""
+    key = CheckpointKey.parse(context.partition_key)
+    settings = realm.settings
+    if key.hero not in settings.heroes:
+        raise dg.Failure(f"checkpoint {key}: no hero {key.hero!r} in {settings.config_dir / 'heroes'}")
+    hero = settings.heroes[key.hero]
+    profile = settings.memory_profiles[hero.memory_profile]
+
+    with ledger_db.read() as con:
+        earlier = [c for c in hero_checkpoints(con, key.hero) if c["step"] < key.step]
+        state = curriculum_state(con, settings, key.hero)
+        quests = quest_examples(con)
+    parent = earlier[-1] if earlier else None
+    if parent is None and key.step != hero.campaign.segment_steps:
+        raise dg.Failure(
+            f"checkpoint {key}: no parent checkpoint of {key.hero} before step {key.step} in the ledger; "
+            f"materialize {key.hero}.{hero.campaign.segment_steps:06d} first"
+        )
+    parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
+    output_dir = realm.checkpoint_dir(key.hero, str(key))
+    spec = segment_spec(
+        hero,
+        profile,
+        key,
+        output_dir=output_dir,
+        parent_dir=parent_dir,
+        mix=state.training_mix(hero.training.mastered_share),
+        quests=quests,
+    )
+    _refuse_if_it_will_not_fit(spec, hero, profile)
+
+    from realm_pipeline.training.trainer import spec_to_json
+
+    spec_dict = json.loads(spec_to_json(spec))
+    context.log.info(f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}")
+    invocation = pipes_subprocess_client.run(
+        command=[sys.executable, "-m", "realm_pipeline.training.segment"],
+        context=context,
+        extras={"spec": spec_dict},
+    )
+    reported = invocation.get_materialize_result().metadata
+    result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
+    effort = sum(max(c["strain"] or 0.0, 0.0) for c in earlier) + max(result["strain"], 0.0)
+    row = {
+        "checkpoint_id": str(key),
+        "hero": key.hero,
+        "step": key.step,
+        "segment": len(earlier) + 1,
+        "parent_id": parent["checkpoint_id"] if parent else None,
+        "sha256": result["sha256"],
+        "tokens": result["tokens"],
+        "train_loss": result["train_loss"],
+        "heldout_loss": result.get("heldout_loss"),
+        "strain": result["strain"],
+        "zone": result["zone"],
+        "effort": effort,
+        "tokens_per_s": result["tokens_per_s"],
+        "wall_s": result["wall_s"],
+        "gpu_seconds": result["wall_s"] if profile.device == "cuda" else 0.0,
+        "peak_memory_bytes": result["peak_memory_bytes"],
+        "path": str(output_dir),
+        "host": socket.gethostname(),
+        "spec_json": json.dumps(spec_dict, sort_keys=True),
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    with ledger_db.get_connection() as con:
+        # Keyed by checkpoint_id: re-materializing replaces the row, never adds a second one.
+        ledger.upsert(con, "checkpoints", [row])
+    metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
+    metadata.update(
+        checkpoint_id=str(key),
+        parent=row["parent_id"] or "base",
+        path=dg.MetadataValue.path(str(output_dir)),
+        sha256=result["sha256"],
+        zone=result["zone"],
+        effort=effort,
+        mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
+    )
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result["sha256"]))
+
+
+def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
+    """Refuse, with the numbers, a segment that cannot fit on its device before it takes the GPU."""
+    if profile.device != "cuda" or profile.vram_gb is None:
+        return
+    from realm_pipeline.training.memory import WillNotFit, check_fits, estimate_memory, model_shape_for
+
+    if hero.base.kind != "config":
+        return  # real heroes: shape comes from the local config.json, checked by the subprocess
+    shape = model_shape_for(dict(hero.base.config))
+    est = estimate_memory(
+        shape["n_params"],
+        method=spec.method,
+        optimizer=spec.optimizer,
+        batch_size=spec.batch_size,
+        seq_len=spec.max_length,
+        hidden_size=shape["hidden_size"],
+        num_layers=shape["num_layers"],
+        vocab_size=shape.get("vocab_size", 512),
+        gradient_checkpointing=spec.gradient_checkpointing,
+    )
+    try:
+        check_fits(est, int(profile.vram_gb * 2**30), f"{profile.name} ({profile.vram_gb} GB)")
+    except WillNotFit as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc

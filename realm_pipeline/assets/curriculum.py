@@ -1,0 +1,82 @@
+"""`curriculum`: the level-up rule applied to every hero's eval history."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from realm_pipeline import ledger
+from realm_pipeline.campaign import curriculum_state, hero_paused
+from realm_pipeline.resources.ledger import LedgerResource
+from realm_pipeline.resources.realm import RealmResource
+
+
+@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])
+def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
+    """Levels, level-up events, regressions, strain zone and maxed-out status of every hero."""
+    settings = realm.settings
+    now = datetime.now(UTC).replace(tzinfo=None)
+    sheets, events, states = {}, [], []
+    with ledger_db.read() as con:
+        heroes = [r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()]
+        for hero in heroes:
+            if hero not in settings.heroes:
+                continue  # a hero whose YAML was removed keeps its history but gets no new state
+            state = curriculum_state(con, settings, hero)
+            sheets[hero] = state.hero_sheet()
+            events += [
+                {
+                    "hero": hero,
+                    "skill": e.skill,
+                    "level": e.level,
+                    "event": "level_up",
+                    "checkpoint_id": e.checkpoint_id,
+                    "step": e.step,
+                    "accuracy": e.accuracy,
+                    "created_at": now,
+                }
+                for e in state.level_ups
+            ]
+            events += [
+                {
+                    "hero": hero,
+                    "skill": r.skill,
+                    "level": r.level,
+                    "event": "regression",
+                    "checkpoint_id": r.checkpoint_id,
+                    "step": r.step,
+                    "accuracy": r.accuracy,
+                    "created_at": now,
+                }
+                for r in state.regressions
+            ]
+            states.append(
+                {
+                    "hero": hero,
+                    "paused": hero_paused(con, hero),
+                    "maxed_out": state.maxed_out,
+                    "champion": state.champion,
+                    "levels_json": json.dumps(state.levels(), sort_keys=True),
+                    "updated_at": now,
+                }
+            )
+    with ledger_db.get_connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        # Events are re-derived from the whole history: replace them, keeping confirmed regressions
+        # (those come from confirming re-runs, not from the replay).
+        con.execute("DELETE FROM curriculum_events WHERE event IN ('level_up', 'regression')")
+        ledger.upsert(con, "curriculum_events", events)
+        ledger.upsert(con, "hero_state", states)
+        con.execute("COMMIT")
+    metadata: dict = {"heroes": dg.MetadataValue.json(sheets), "level_ups": sum(e["event"] == "level_up" for e in events)}
+    for hero, sheet in sheets.items():
+        # Numeric per-hero values: the Dagster UI plots them across materializations.
+        metadata[f"{hero}/level"] = sheet["level"]
+        metadata[f"{hero}/total_skill_levels"] = sum(sheet["skills"].values())
+        if sheet["acc"] is not None:
+            metadata[f"{hero}/acc"] = sheet["acc"]
+        metadata[f"{hero}/zone"] = sheet["zone"] or "n/a"
+        metadata[f"{hero}/hint"] = sheet["hint"] or "n/a"
+        metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
+        metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,102 @@
+"""Where a hero's campaign stands, read from the ledger (pure: takes a DuckDB connection, no Dagster)."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
+from realm_pipeline.settings import Settings
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def hero_checkpoints(con: duckdb.DuckDBPyConnection, hero: str) -> list[dict]:
+    """The hero's checkpoints in the ledger, oldest first."""
+    return _dicts(con.execute("SELECT * FROM checkpoints WHERE hero = ? ORDER BY step", [hero]))
+
+
+def latest_scores(con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None) -> list[dict]:
+    """The newest score row per (checkpoint, skill, level) of the hero (of checkpoints before a step)."""
+    return _dicts(
+        con.execute(
+            """
+            SELECT * FROM eval_scores WHERE hero = ? AND step < ?
+            QUALIFY row_number() OVER (
+                PARTITION BY checkpoint_id, skill, level ORDER BY created_at DESC, fingerprint) = 1
+            ORDER BY step, skill, level
+            """,
+            [hero, before_step if before_step is not None else 2**62],
+        )
+    )
+
+
+def curriculum_state(
+    con: duckdb.DuckDBPyConnection, settings: Settings, hero: str, *, before_step: int | None = None
+) -> CurriculumState:
+    """Replay the hero's eval history (of checkpoints before `before_step`) through realm.yaml's level-up rule."""
+    cfg = settings.heroes[hero]
+    prog = settings.realm.progression
+    evals = [
+        EvalPoint(r["checkpoint_id"], r["step"], r["skill"], r["level"], r["accuracy"])
+        for r in latest_scores(con, hero, before_step)
+    ]
+    segments = [
+        SegmentPoint(c["checkpoint_id"], c["step"], c["tokens"], c["strain"])
+        for c in hero_checkpoints(con, hero)
+        if before_step is None or c["step"] < before_step
+    ]
+    return apply_progression(
+        evals,
+        segments,
+        level_caps={s: settings.skills[s].level_cap for s in cfg.campaign.skills},
+        threshold=prog.level_up_accuracy,
+        evals_required=prog.evals_required,
+        window=prog.maxed_out_window,
+        maintenance_max=prog.maintenance_multiplier_max,
+    )
+
+
+def levels_to_evaluate(state: CurriculumState, skill: str) -> list[int]:
+    """Every mastered level, the current one and the next (within the cap)."""
+    s = state.skills[skill]
+    return sorted({*s.mastered, s.level, min(s.level + 1, s.cap)})
+
+
+def quest_examples(con: duckdb.DuckDBPyConnection) -> list[list[dict[str, str]]]:
+    """Every accepted quest example's chat messages, in registration order."""
+    rows = con.execute(
+        """
+        SELECT e.messages_json FROM quest_examples e JOIN quests q USING (quest_id)
+        ORDER BY q.registered_at, e.quest_id, e.example_index
+        """
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def hero_paused(con: duckdb.DuckDBPyConnection, hero: str) -> bool:
+    """True when `realm pause` stopped the hero's campaign."""
+    row = con.execute("SELECT paused FROM hero_state WHERE hero = ?", [hero]).fetchone()
+    return bool(row and row[0])
+
+
+def segment_budget(settings: Settings, hero: str) -> int:
+    """Segments a hero's campaign may train: its own budget, capped by realm.yaml's."""
+    return min(settings.heroes[hero].campaign.segment_budget, settings.realm.campaign.segment_budget)
+
+
+def campaign_blocker(con: duckdb.DuckDBPyConnection, settings: Settings, hero: str) -> str | None:
+    """Why the hero's campaign must not train another segment now, or None when it may."""
+    if hero_paused(con, hero):
+        return "paused"
+    checkpoints = hero_checkpoints(con, hero)
+    if len(checkpoints) >= segment_budget(settings, hero):
+        return f"at its segment budget ({segment_budget(settings, hero)})"
+    state = curriculum_state(con, settings, hero)
+    if state.maxed_out:
+        return f"maxed out: {state.maxed_out_reason}"
+    return None

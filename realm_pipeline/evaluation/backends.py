@@ -1,0 +1,270 @@
+"""Where completions come from: a local checkpoint (batched greedy decoding) or an OpenAI-compatible server.
+
+Both take prompts already rendered with the hero's chat template (see `render`) and return the raw
+completion text, so the same scorer and fingerprint apply whichever backend produced the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+Messages = list[dict[str, str]]
+
+# HTTP statuses worth retrying: rate limiting and the usual transient gateway/server failures.
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class BackendError(RuntimeError):
+    """A backend could not produce completions (the message names the URL or model and the cause)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of greedy completions for chat-rendered prompts."""
+
+    def render(self, messages: Messages) -> str:
+        """Render chat messages (without the answer) into prompt text ending with the assistant tag."""
+        ...
+
+    def complete(self, prompts: list[str]) -> list[str]:
+        """One completion per prompt, in order, stop strings trimmed."""
+        ...
+
+    def describe(self) -> dict:
+        """Everything that determines the outputs, for eval fingerprints (JSON-serialisable)."""
+        ...
+
+
+def render(tokenizer: Any, messages: Messages) -> str:
+    """Render messages with the tokenizer's chat template and the assistant generation prompt."""
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+
+
+def weights_sha256(directory: str | Path) -> str:
+    """sha256 over *.safetensors files (name and bytes), sorted by name: same as training's checkpoint sha."""
+    h = hashlib.sha256()
+    for p in sorted(Path(directory).glob("*.safetensors")):
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class LocalBackend:
+    """Greedy completions from a checkpoint directory, decoded in batches with `generate_batch`."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 32,
+        max_new_tokens: int = 32,
+        dtype: Any = "auto",
+        device: str = "cpu",
+        stop_strings: Sequence[str] = (),
+        tie_margin: float | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .generate import is_batch_invariant, resolve_dtype, resolve_tie_margin
+
+        self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+        self.stop_strings = tuple(stop_strings)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
+        model = model.to(device)
+        # Cast once at load time so every call decodes in the same dtype without re-casting.
+        self.dtype = resolve_dtype(model, dtype)
+        self.model = model.to(self.dtype).eval()
+        self.tie_margin = resolve_tie_margin(self.model, self.dtype, tie_margin)
+        self.batch_invariant = is_batch_invariant(self.model, self.dtype, self.tie_margin)
+        self.sha256 = weights_sha256(self.model_dir)
+        # One decode at a time: a threaded server shares this backend and the model is not re-entrant-safe
+        # in spirit (parallel forwards only fight over the same cores).
+        self._lock = threading.Lock()
+        self.last_stats: dict = {}  # generate_batch counts of the latest call (close calls, batches)
+
+    def render(self, messages: Messages) -> str:
+        """Render messages with this checkpoint's chat template."""
+        return render(self.tokenizer, messages)
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Like `complete`, with per-call decoding limits (the loopback test server uses this)."""
+        from .generate import generate_batch
+
+        with self._lock:
+            self.last_stats = {}
+            return generate_batch(
+                self.model,
+                self.tokenizer,
+                prompts,
+                max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                stop_strings=self.stop_strings if stop_strings is None else tuple(stop_strings),
+                batch_size=self.batch_size,
+                dtype=self.dtype,
+                tie_margin=self.tie_margin,
+                stats=self.last_stats,
+            )
+
+    def complete(self, prompts: list[str]) -> list[str]:
+        """Greedy completions for rendered prompts, in input order."""
+        return self.generate(prompts)
+
+    def describe(self) -> dict:
+        """Model identity, dtype, device and decoding settings (batch size only where it can matter)."""
+        out = {
+            "kind": self.kind,
+            "model_sha256": self.sha256,  # the weights' identity; the directory name is not
+            "dtype": _dtype_name(self.dtype),
+            "tie_margin": self.tie_margin,  # close calls re-decoded alone in float64 (generate.py)
+            "device": str(self.device).split(":")[0],
+            "decoding": {
+                "greedy": True,
+                "max_new_tokens": self.max_new_tokens,
+                "stop": list(self.stop_strings),
+            },
+        }
+        if not self.batch_invariant:
+            # Outputs may then depend on how prompts were batched, so the batch size is part of identity.
+            out["batch_size"] = self.batch_size
+        return out
+
+
+class OpenAICompatibleBackend:
+    """Greedy completions from an OpenAI-compatible `/v1/completions` server (vLLM, llama.cpp, ...)."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        max_new_tokens: int = 32,
+        timeout: float = 60.0,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        stop_strings: Sequence[str] = (),
+        tokenizer: Any = None,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        model_sha256: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/completions" if self.base_url.endswith("/v1") else \
+            f"{self.base_url}/v1/completions"
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+        self.timeout = timeout
+        self.api_key = api_key
+        self.concurrency = max(1, concurrency)
+        self.stop_strings = tuple(stop_strings)
+        self.retries = max(0, retries)
+        self.backoff_s = backoff_s
+        self._tokenizer = tokenizer  # object, or a local path loaded lazily for `render`
+        self.model_sha256 = model_sha256  # the served weights' sha when known: the server cannot tell us
+
+    @property
+    def tokenizer(self) -> Any:
+        """The chat-template tokenizer used by `render` (loaded from a path on first use)."""
+        if self._tokenizer is None:
+            raise BackendError(
+                f"OpenAICompatibleBackend({self.url}) needs `tokenizer=` (object or local dir) to render "
+                "chat prompts for /v1/completions"
+            )
+        if isinstance(self._tokenizer, str | Path):
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self._tokenizer), local_files_only=True)
+        return self._tokenizer
+
+    def render(self, messages: Messages) -> str:
+        """Render messages with the served model's chat template (from the local tokenizer)."""
+        return render(self.tokenizer, messages)
+
+    def complete(self, prompts: list[str]) -> list[str]:
+        """One request per prompt, `concurrency` in flight; the server batches concurrent requests itself."""
+        import httpx
+
+        if not prompts:
+            return []
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        with httpx.Client(timeout=self.timeout, headers=headers, limits=limits) as client:
+            if self.concurrency == 1 or len(prompts) == 1:
+                return [self._complete_one(client, p) for p in prompts]
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                return list(pool.map(lambda p: self._complete_one(client, p), prompts))
+
+    def _complete_one(self, client: Any, prompt: str) -> str:
+        import httpx
+
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": self.max_new_tokens,
+            "temperature": 0.0,
+            "n": 1,
+        }
+        if self.stop_strings:
+            body["stop"] = list(self.stop_strings)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = client.post(self.url, json=body)
+            except httpx.TransportError as exc:  # refused, reset, timed out: may clear up on retry
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if resp.status_code in _TRANSIENT_STATUS:
+                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                continue
+            if resp.status_code != 200:
+                raise BackendError(f"POST {self.url} failed with HTTP {resp.status_code}: {resp.text[:300]}")
+            return self._parse(resp)
+        raise BackendError(f"POST {self.url} failed after {self.retries + 1} attempts: {last}")
+
+    def _parse(self, resp: Any) -> str:
+        try:
+            choices = resp.json()["choices"]
+            return str(min(choices, key=lambda c: c.get("index", 0))["text"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise BackendError(f"POST {self.url}: unexpected response {resp.text[:300]!r}") from exc
+
+    def describe(self) -> dict:
+        """Server URL, served model name (and weights sha when given) and decoding settings."""
+        return {
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "decoding": {
+                "greedy": True,
+                "temperature": 0.0,
+                "max_new_tokens": self.max_new_tokens,
+                "stop": list(self.stop_strings),
+            },
+        }

@@ -1,0 +1,55 @@
+"""Eval fingerprints: one short hash over everything that can change an eval's outputs or scores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from typing import Any
+
+FINGERPRINT_SCHEMA = 1  # bump when the set or meaning of fingerprinted fields changes
+
+
+def _version(dist: str) -> str | None:
+    # importlib.metadata reads the installed version without importing the (heavy) package.
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries whose numerics or scoring decide eval outputs (not imported)."""
+    return {name: _version(name) for name in ("realm_pipeline", "torch", "transformers")}
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted, whitespace-free JSON: the byte-stable form fingerprints hash."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def fingerprint(
+    *,
+    eval_set_hash: str,
+    skill_name: str,
+    skill_version: str,
+    decoding: dict,
+    dtype: str,
+    checkpoint_sha256: str,
+    backend: dict,
+) -> tuple[str, dict]:
+    """(sha256 hex[:16] of the canonical JSON, the fingerprinted dict); same inputs give the same hash."""
+    payload = {
+        "schema": FINGERPRINT_SCHEMA,
+        "eval_set_hash": eval_set_hash,
+        "skill": {"name": skill_name, "version": skill_version},
+        "decoding": decoding,
+        "dtype": str(dtype).removeprefix("torch."),
+        "checkpoint_sha256": checkpoint_sha256,
+        "backend": backend,
+        "versions": library_versions(),
+    }
+    # Round-trip so the returned dict is exactly what was hashed (tuples become lists, etc.).
+    payload = json.loads(canonical_json(payload))
+    digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()[:16]
+    return digest, payload

@@ -1,0 +1,346 @@
+"""Progression rules (pure): replay a hero's evals and segments into levels, events, maxed-out, hero sheet.
+
+Rules, all replayed in step order so the same history always gives the same state:
+
+* A skill starts learning level 1. Only evals at the level being learned count toward a level-up, and it
+  takes `evals_required` *consecutive* evals of that level at or above `threshold` (a failing eval resets
+  the streak; a checkpoint not evaluated at that level neither counts nor breaks it). The checkpoint that
+  completes the streak earns the level. Levels never go down.
+* Levels are decided per checkpoint: the level being learned is the one in force before the checkpoint's
+  evals are applied, so one checkpoint earns at most one level per skill.
+* Mastering a skill's cap completes it: its level stays at the cap and nothing more is learned.
+* Regression: a mastered level whose latest accuracy is below `threshold`. A `Regression` event marks
+  the onset (the eval that took it below); a later eval back at or above the threshold clears it.
+* Maintenance multiplier: cost of segments that started while some mastered level was in regression,
+  over the cost of segments that earned a level. Cost is tokens when every segment has tokens, else
+  steps. The denominator is floored at one mean segment, so a stall reads "maintenance worth N segments"
+  instead of infinity.
+* Maxed out: every skill completed its cap; or, over the last `window` segments, level-ups stalled (none,
+  or a rate under half the earlier rate) while the window's maintenance multiplier exceeds
+  `maintenance_max`.
+* Champion: among checkpoints at the highest total level (levels mastered across all skills after the
+  checkpoint's evals), the best mean accuracy over the levels it was evaluated as learning; ties go
+  to the later step.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+from realm_pipeline.training.strain import curriculum_hint, zone
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One checkpoint's accuracy on one skill level."""
+
+    checkpoint_id: str
+    step: int
+    skill: str
+    level: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class SegmentPoint:
+    """One finished training segment, identified by the checkpoint it produced."""
+
+    checkpoint_id: str
+    step: int
+    tokens: int | None
+    strain: float | None
+
+
+@dataclass(frozen=True)
+class LevelUp:
+    """A level earned: `mastered` was passed at `checkpoint_id`, the skill now stands at `level`."""
+
+    skill: str
+    level: int
+    mastered: int
+    checkpoint_id: str
+    step: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Onset of a regression: a mastered level evaluated below the threshold."""
+
+    skill: str
+    level: int
+    checkpoint_id: str
+    step: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class SkillState:
+    """Where one skill stands: the level being learned (the cap once complete) and what is mastered."""
+
+    skill: str
+    level: int
+    cap: int
+    mastered: tuple[int, ...]
+    complete: bool
+    streak: int
+    regressed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CurriculumState:
+    """Everything the replay decided; `hero_sheet()` and `training_mix()` read from it."""
+
+    skills: dict[str, SkillState]
+    level_ups: tuple[LevelUp, ...]
+    regressions: tuple[Regression, ...]
+    maintenance_multiplier: float
+    window_maintenance_multiplier: float
+    cost_unit: str  # "tokens" | "steps"
+    maxed_out: bool
+    maxed_out_reason: str
+    latest_step: int
+    xp: int  # cumulative tokens trained (steps when tokens are missing)
+    acc: float | None
+    latest_strain: float | None
+    champion: str | None
+    champion_accuracy: float | None
+    checkpoint_levels: dict[str, int] = field(default_factory=dict)  # checkpoint -> total levels mastered
+
+    def levels(self) -> dict[str, int]:
+        """Current level of every skill."""
+        return {name: s.level for name, s in self.skills.items()}
+
+    def hero_sheet(self) -> dict:
+        """JSON-ready summary of the hero: level, XP, skill levels, ACC, strain zone, hint, champion."""
+        strain = self.latest_strain
+        return {
+            "level": round(self.latest_step / 1000, 2),
+            "step": self.latest_step,
+            "xp": self.xp,
+            "xp_unit": self.cost_unit,
+            "skills": self.levels(),
+            "mastered": {name: list(s.mastered) for name, s in self.skills.items()},
+            "regressed": {name: list(s.regressed) for name, s in self.skills.items() if s.regressed},
+            "acc": None if self.acc is None else round(self.acc, 4),
+            "strain": strain,
+            # Title case, as the trainer writes checkpoints.zone.
+            "zone": None if strain is None else zone(strain).value.title(),
+            # One value, no trend: Recovery -> level_up, Overload -> back_off, else continue.
+            "hint": None if strain is None else curriculum_hint([strain], window=1).value,
+            "champion": self.champion,
+            "champion_accuracy": self.champion_accuracy,
+            "maintenance_multiplier": round(self.maintenance_multiplier, 4),
+            "maxed_out": self.maxed_out,
+            "maxed_out_reason": self.maxed_out_reason,
+        }
+
+    def training_mix(
+        self, mastered_share: float, skills: list[str] | None = None
+    ) -> list[tuple[str, int, float]]:
+        """The next segment's (skill, level, weight) mix; see `training_mix`."""
+        return training_mix(
+            self, list(self.skills) if skills is None else skills, mastered_share=mastered_share
+        )
+
+
+@dataclass
+class _Skill:
+    cap: int
+    level: int = 1
+    complete: bool = False
+    streak: int = 0
+    latest: dict[int, float] = field(default_factory=dict)  # mastered level -> latest accuracy
+    regressed: set[int] = field(default_factory=set)
+
+    def mastered(self) -> tuple[int, ...]:
+        return tuple(range(1, self.level + 1 if self.complete else self.level))
+
+
+def _ratio(maint: float, prog: float, costs: list[float]) -> float:
+    if not costs:
+        return 0.0
+    floor = sum(costs) / len(costs)
+    denom = max(prog, floor)
+    return maint / denom if denom > 0 else 0.0
+
+
+def apply_progression(
+    evals: list[EvalPoint],
+    segments: list[SegmentPoint],
+    *,
+    level_caps: dict[str, int],
+    threshold: float,
+    evals_required: int,
+    window: int,
+    maintenance_max: float,
+) -> CurriculumState:
+    """Replay evals and segments in step order into the hero's curriculum state (see module docstring)."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if evals_required < 1 or window < 1:
+        raise ValueError(f"evals_required and window must be >= 1, got {evals_required}, {window}")
+    skills = {name: _Skill(cap=int(cap)) for name, cap in sorted(level_caps.items())}
+
+    # One eval per (checkpoint, skill, level): a re-run given later replaces the earlier one.
+    unique: dict[tuple[str, str, int], EvalPoint] = {}
+    for e in evals:
+        if e.skill in skills:  # the campaign's skills are the caps' keys; others are not tracked
+            unique[(e.checkpoint_id, e.skill, int(e.level))] = e
+    by_ckpt: dict[tuple[int, str], list[EvalPoint]] = {}
+    for e in unique.values():
+        by_ckpt.setdefault((int(e.step), e.checkpoint_id), []).append(e)
+
+    level_ups: list[LevelUp] = []
+    regressions: list[Regression] = []
+    snap_steps: list[int] = []  # after each evaluated checkpoint: was any mastered level regressed?
+    snap_regressed: list[bool] = []
+    ckpt_total: dict[str, int] = {}
+    ckpt_score: dict[str, tuple[int, float]] = {}  # checkpoint -> (step, mean acc at learned levels)
+
+    for (step, ckpt), points in sorted(by_ckpt.items()):
+        learning = {name: s.level for name, s in skills.items()}  # frozen for this checkpoint
+        at_level: list[float] = []
+        for e in sorted(points, key=lambda p: (p.skill, p.level)):
+            s, acc = skills[e.skill], float(e.accuracy)
+            if not math.isfinite(acc):
+                raise ValueError(f"accuracy of {e} must be finite")
+            if e.level == learning[e.skill]:
+                at_level.append(acc)
+            if e.level < learning[e.skill] or (s.complete and e.level == s.cap):
+                s.latest[e.level] = acc
+                if acc < threshold and e.level not in s.regressed:
+                    s.regressed.add(e.level)
+                    regressions.append(Regression(e.skill, e.level, ckpt, step, acc))
+                elif acc >= threshold:
+                    s.regressed.discard(e.level)
+            elif e.level == learning[e.skill] and not s.complete:
+                s.streak = s.streak + 1 if acc >= threshold else 0
+                if s.streak >= evals_required:
+                    passed = s.level
+                    s.latest[passed] = acc
+                    s.streak = 0
+                    if passed >= s.cap:
+                        s.complete = True
+                    else:
+                        s.level += 1
+                    level_ups.append(LevelUp(e.skill, s.level, passed, ckpt, step, acc))
+            # evals above the level being learned say nothing about progression
+        ckpt_total[ckpt] = sum(len(s.mastered()) for s in skills.values())
+        if at_level:
+            ckpt_score[ckpt] = (step, sum(at_level) / len(at_level))
+        snap_steps.append(step)
+        snap_regressed.append(any(s.regressed for s in skills.values()))
+
+    segs = sorted(segments, key=lambda g: (int(g.step), g.checkpoint_id))
+    use_tokens = bool(segs) and all((g.tokens or 0) > 0 for g in segs)
+    costs: list[float] = []
+    prev_step = 0
+    for g in segs:
+        costs.append(float(g.tokens) if use_tokens else float(max(int(g.step) - prev_step, 0)))
+        prev_step = int(g.step)
+    ups_at: dict[str, int] = {}
+    for u in level_ups:
+        ups_at[u.checkpoint_id] = ups_at.get(u.checkpoint_id, 0) + 1
+    maint_flags: list[bool] = []
+    for g in segs:
+        # The segment's mix was chosen from the state before it: the last evaluated checkpoint below its step.
+        i = bisect.bisect_left(snap_steps, int(g.step)) - 1
+        maint_flags.append(i >= 0 and snap_regressed[i])
+    n_ups = [ups_at.get(g.checkpoint_id, 0) for g in segs]
+
+    def multiplier(lo: int) -> float:
+        maint = sum(c for c, m in zip(costs[lo:], maint_flags[lo:], strict=True) if m)
+        prog = sum(c for c, u in zip(costs[lo:], n_ups[lo:], strict=True) if u)
+        return _ratio(maint, prog, costs[lo:])
+
+    overall = multiplier(0)
+    lo = max(len(segs) - window, 0)
+    recent_mult = multiplier(lo)
+    maxed, reason = _maxed_out(skills, n_ups, lo, window, recent_mult, maintenance_max)
+
+    champion, champion_acc = None, None
+    if ckpt_score:
+        top = max(ckpt_total[c] for c in ckpt_score)
+        champion = max(
+            (c for c in ckpt_score if ckpt_total[c] == top),
+            key=lambda c: (ckpt_score[c][1], ckpt_score[c][0], c),
+        )
+        champion_acc = ckpt_score[champion][1]
+    latest_eval = max(ckpt_score.items(), key=lambda kv: (kv[1][0], kv[0]), default=None)
+    last_seg = segs[-1] if segs else None
+    latest_step = max([int(g.step) for g in segs] + [k[0] for k in by_ckpt], default=0)
+
+    return CurriculumState(
+        skills={
+            name: SkillState(
+                name, s.level, s.cap, s.mastered(), s.complete, s.streak, tuple(sorted(s.regressed))
+            )
+            for name, s in skills.items()
+        },
+        level_ups=tuple(level_ups),
+        regressions=tuple(regressions),
+        maintenance_multiplier=overall,
+        window_maintenance_multiplier=recent_mult,
+        cost_unit="tokens" if use_tokens else "steps",
+        maxed_out=maxed,
+        maxed_out_reason=reason,
+        latest_step=latest_step,
+        xp=int(sum(costs)),
+        acc=None if latest_eval is None else latest_eval[1][1],
+        latest_strain=None if last_seg is None or last_seg.strain is None else float(last_seg.strain),
+        champion=champion,
+        champion_accuracy=champion_acc,
+        checkpoint_levels=ckpt_total,
+    )
+
+
+def _maxed_out(
+    skills: dict[str, _Skill], n_ups: list[int], lo: int, window: int, mult: float, maintenance_max: float
+) -> tuple[bool, str]:
+    if skills and all(s.complete for s in skills.values()):
+        return True, "every skill reached its level cap"
+    if len(n_ups) < window:
+        return False, f"only {len(n_ups)} of the {window} segments needed to judge"
+    recent = sum(n_ups[lo:]) / window
+    earlier = sum(n_ups[:lo]) / lo if lo else None
+    stalled = recent == 0 or (earlier is not None and recent < earlier / 2)
+    rates = f"level-ups/segment {recent:.2f} over the last {window}" + (
+        f" vs {earlier:.2f} before" if earlier is not None else ""
+    )
+    if not stalled:
+        return False, f"still levelling: {rates}"
+    if mult <= maintenance_max:
+        return False, f"stalled ({rates}) but maintenance {mult:.2f}x <= {maintenance_max:.2f}x"
+    return True, f"stalled ({rates}) while maintenance costs {mult:.2f}x > {maintenance_max:.2f}x"
+
+
+def training_mix(
+    state: CurriculumState, skills: list[str], *, mastered_share: float
+) -> list[tuple[str, int, float]]:
+    """Next segment's (skill, level, weight): levels being learned get 1 - mastered_share, mastered the rest.
+
+    Regressed mastered levels get double weight (they are what needs re-learning). When there is nothing
+    mastered, or nothing left to learn, the whole weight goes to the other group. Weights sum to 1.
+    """
+    if not 0 <= mastered_share <= 1:
+        raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
+    learn: list[tuple[str, int]] = []
+    review: list[tuple[str, int, float]] = []
+    for name in skills:
+        s = state.skills.get(name)
+        if s is None:
+            learn.append((name, 1))  # a skill never evaluated starts at level 1
+            continue
+        if not s.complete:
+            learn.append((name, s.level))
+        review.extend((name, lv, 2.0 if lv in s.regressed else 1.0) for lv in s.mastered)
+    share = mastered_share if learn else 1.0
+    if not review:
+        share = 0.0
+    mix = [(name, lv, (1 - share) / len(learn)) for name, lv in learn] if learn else []
+    total = sum(w for *_, w in review)
+    mix += [(name, lv, share * w / total) for name, lv, w in review]
+    return [m for m in mix if m[2] > 0]

@@ -1,0 +1,1 @@
+"""Sensors: the triggers that keep the campaign moving and everything fresh."""

@@ -1,0 +1,84 @@
+"""From a hero's config and the curriculum to one segment's SegmentSpec (pure, no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from realm_pipeline.settings import HeroConfig, MemoryProfile
+
+KEY_PATTERN = re.compile(r"^(?P<hero>[a-z][a-z0-9_]*)\.(?P<step>\d{6,})$")
+
+
+@dataclass(frozen=True)
+class CheckpointKey:
+    """`<hero>.<step>`: the partition key of one checkpoint (step zero-padded so keys sort by step)."""
+
+    hero: str
+    step: int
+
+    def __str__(self) -> str:
+        return f"{self.hero}.{self.step:06d}"
+
+    @classmethod
+    def parse(cls, key: str) -> CheckpointKey:
+        """Parse a partition key; a malformed key is a ValueError naming it."""
+        m = KEY_PATTERN.match(key)
+        if not m:
+            raise ValueError(f"checkpoint key {key!r} is not '<hero>.<step>' (e.g. 'tiny.000150')")
+        return cls(m["hero"], int(m["step"]))
+
+    @property
+    def seed(self) -> int:
+        """A training-stream seed derived from the key (>= 1: eval owns the other seed space)."""
+        return int(hashlib.sha256(str(self).encode()).hexdigest()[:8], 16) + 1
+
+
+def next_key(hero: HeroConfig, latest_step: int | None) -> CheckpointKey:
+    """The checkpoint that follows `latest_step` (None: the hero's first segment)."""
+    return CheckpointKey(hero.name, (latest_step or 0) + hero.campaign.segment_steps)
+
+
+def segment_spec(
+    hero: HeroConfig,
+    profile: MemoryProfile,
+    key: CheckpointKey,
+    *,
+    output_dir: Path,
+    parent_dir: Path | None,
+    mix: list[tuple[str, int, float]],
+    quests: list[list[dict[str, str]]],
+    heldout_count: int = 24,
+):
+    """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile."""
+    from realm_pipeline.training.trainer import SegmentSpec
+
+    base: dict | str
+    if hero.base.kind == "config":
+        base = {"tiny": dict(hero.base.config)}
+    else:
+        base = hero.base.path or hero.base.model_id
+    t = hero.training
+    return SegmentSpec(
+        output_dir=str(output_dir),
+        base=base,
+        parent_dir=str(parent_dir) if parent_dir else None,
+        method=hero.method or profile.method,
+        optimizer=t.optimizer or profile.optimizer,
+        lr=t.lr,
+        batch_size=t.batch_size,
+        max_length=t.max_length,
+        steps=hero.campaign.segment_steps,
+        save_every=t.save_every,
+        seed=key.seed,
+        mix=mix,
+        quests=quests,
+        # held-out loss on the eval items of the levels being trained (never trained on: see heldout.py)
+        heldout=[(skill, level, heldout_count) for skill, level, _ in mix],
+        surprise_weighted=t.surprise_weighted,
+        device=profile.device,
+        dtype=profile.dtype,
+        gradient_checkpointing=profile.gradient_checkpointing,
+    )

@@ -1,0 +1,149 @@
+"""Checkpoint retention: decide which hero checkpoints to keep, then (optionally) delete the rest on disk.
+
+Planning is pure and separate from deletion so a plan can be logged/reviewed (dry run) before anything goes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class RetentionError(RuntimeError):
+    """A retention plan or its application would break an invariant (champion loss, path escape)."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One saved checkpoint of a hero; `score` is higher-is-better and may be unknown (None)."""
+
+    checkpoint_id: str
+    hero: str
+    step: int
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """Checkpoint ids to keep and delete, with a reason for each, and each id's hero for locating it."""
+
+    keep: list[str]
+    delete: list[str]
+    reasons: dict[str, str]
+    hero_of: dict[str, str] = field(default_factory=dict)
+    champion: str | None = None
+
+
+def _has_score(info: CheckpointInfo) -> bool:
+    return info.score is not None and math.isfinite(info.score)
+
+
+def plan_retention(
+    checkpoints: Iterable[CheckpointInfo],
+    *,
+    keep_newest: int,
+    keep_best: int,
+    referenced: set[str],
+    champion: str | None,
+) -> RetentionPlan:
+    """Per hero keep the newest `keep_newest` and best `keep_best`, plus referenced ones and the champion."""
+    if keep_newest < 0 or keep_best < 0:
+        raise ValueError("keep_newest and keep_best must be >= 0")
+    infos = list(checkpoints)
+    by_id: dict[str, CheckpointInfo] = {}
+    for info in infos:
+        if info.checkpoint_id in by_id:
+            # Ids name directories and lineage references; a duplicate makes both ambiguous.
+            raise ValueError(f"duplicate checkpoint_id {info.checkpoint_id!r}")
+        by_id[info.checkpoint_id] = info
+
+    per_hero: dict[str, list[CheckpointInfo]] = defaultdict(list)
+    for info in infos:
+        per_hero[info.hero].append(info)
+
+    why: dict[str, list[str]] = defaultdict(list)
+    for hero, items in per_hero.items():
+        # Ties broken by id so the plan is deterministic run to run.
+        newest = sorted(items, key=lambda i: (-i.step, i.checkpoint_id))[:keep_newest]
+        for rank, info in enumerate(newest, 1):
+            why[info.checkpoint_id].append(f"newest #{rank} of {hero}")
+        scored = [i for i in items if _has_score(i)]
+        best = sorted(scored, key=lambda i: (-float(i.score or 0.0), -i.step, i.checkpoint_id))[:keep_best]
+        for rank, info in enumerate(best, 1):
+            why[info.checkpoint_id].append(f"best #{rank} of {hero} (score {info.score})")
+    for cid in referenced:
+        if cid in by_id:
+            why[cid].append("referenced")
+    if champion is not None and champion in by_id:
+        why[champion].append("champion")
+
+    keep: list[str] = []
+    delete: list[str] = []
+    reasons: dict[str, str] = {}
+    for info in sorted(infos, key=lambda i: (i.hero, i.step, i.checkpoint_id)):
+        cid = info.checkpoint_id
+        if why.get(cid):
+            keep.append(cid)
+            reasons[cid] = "keep: " + ", ".join(why[cid])
+        else:
+            delete.append(cid)
+            reasons[cid] = (
+                f"delete: not among the newest {keep_newest} or best {keep_best} of {info.hero}, "
+                "not referenced, not champion"
+            )
+    if champion is not None and champion in delete:
+        raise RetentionError(f"plan would delete the champion {champion!r}")  # defensive: must never happen
+    return RetentionPlan(
+        keep=keep,
+        delete=delete,
+        reasons=reasons,
+        hero_of={i.checkpoint_id: i.hero for i in infos},
+        champion=champion,
+    )
+
+
+def _safe_name(name: str, what: str) -> None:
+    # A single path component only: no separators, no "." / "..", nothing empty.
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise RetentionError(f"refusing unsafe {what} {name!r}")
+
+
+def _checkpoint_dir(root: Path, hero: str, checkpoint_id: str) -> Path:
+    _safe_name(hero, "hero name")
+    _safe_name(checkpoint_id, "checkpoint id")
+    root_resolved = root.resolve()
+    target = root / hero / checkpoint_id
+    if target.is_symlink():
+        # rmtree on a symlink would either fail or (with older Pythons) follow it out of root.
+        raise RetentionError(f"refusing to delete symlink {target}")
+    resolved = target.resolve()
+    if resolved.parent.parent != root_resolved or not resolved.is_relative_to(root_resolved):
+        raise RetentionError(f"refusing to delete {target}: resolves to {resolved}, outside {root_resolved}")
+    return target
+
+
+def apply_retention(plan: RetentionPlan, root: Path, *, dry_run: bool) -> list[Path]:
+    """Delete `root/<hero>/<checkpoint_id>` for each planned deletion (only when not dry_run); return them."""
+    root = Path(root)
+    if plan.champion is not None and plan.champion in plan.delete:
+        raise RetentionError(f"plan deletes the champion {plan.champion!r}; refusing to apply it")
+    # Resolve and check every path before deleting anything, so a bad entry aborts the whole plan.
+    targets: list[Path] = []
+    for cid in plan.delete:
+        hero = plan.hero_of.get(cid)
+        if hero is None:
+            raise RetentionError(f"plan has no hero for checkpoint {cid!r}")
+        target = _checkpoint_dir(root, hero, cid)
+        if not target.exists():
+            continue  # already gone (e.g. a previous run was interrupted); nothing to delete
+        if not target.is_dir():
+            raise RetentionError(f"refusing to delete {target}: not a directory")
+        targets.append(target)
+    if not dry_run:
+        for target in targets:
+            shutil.rmtree(target)
+    return targets

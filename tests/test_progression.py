@@ -1,0 +1,162 @@
+"""Progression rules: streaks, forward-only levels, regressions, caps, maxed-out, hero sheet, training mix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realm_pipeline.evaluation.progression import (
+    EvalPoint,
+    SegmentPoint,
+    apply_progression,
+    training_mix,
+)
+
+RULES = {"threshold": 0.8, "evals_required": 3, "window": 6, "maintenance_max": 2.0}
+
+
+def ck(i: int) -> str:
+    """Checkpoint id of segment i (steps of 100)."""
+    return f"tiny.{i * 100:06d}"
+
+
+def evals_for(skill: str, accs: list[tuple[int, float]], start: int = 1) -> list[EvalPoint]:
+    """One eval per checkpoint from `start`: (level, accuracy) pairs."""
+    return [EvalPoint(ck(i), i * 100, skill, lv, a) for i, (lv, a) in enumerate(accs, start=start)]
+
+
+def segs(n: int, tokens: int = 1000, strain: float = 0.2) -> list[SegmentPoint]:
+    """n segments of 100 steps each."""
+    return [SegmentPoint(ck(i), i * 100, tokens, strain) for i in range(1, n + 1)]
+
+
+def run(evals, segments=(), caps=None, **kw):
+    """apply_progression with the default rules."""
+    return apply_progression(list(evals), list(segments), level_caps=caps or {"bin": 10}, **{**RULES, **kw})
+
+
+def test_three_passes_in_a_row_level_up_at_the_third():
+    state = run(evals_for("bin", [(1, 0.8), (1, 0.9), (1, 0.85)]))
+    assert state.skills["bin"].level == 2
+    assert state.skills["bin"].mastered == (1,)
+    [up] = state.level_ups
+    got = (up.skill, up.level, up.mastered, up.checkpoint_id, up.step, up.accuracy)
+    assert got == ("bin", 2, 1, ck(3), 300, 0.85)
+
+
+def test_a_failing_eval_resets_the_streak():
+    history = [(1, 0.9), (1, 0.5), (1, 0.9), (1, 0.9)]
+    assert run(evals_for("bin", history)).skills["bin"].level == 1
+    state = run(evals_for("bin", [*history, (1, 0.9)]))
+    assert [(u.level, u.checkpoint_id) for u in state.level_ups] == [(2, ck(5))]
+
+
+def test_only_current_level_evals_count_and_one_level_per_checkpoint():
+    # Level-2 evals before level 2 is reached do not count; the checkpoint that earns level 2 cannot
+    # also start level 2's streak with its own level-2 eval.
+    evals = evals_for("bin", [(1, 0.9), (1, 0.9), (1, 0.9)]) + evals_for("bin", [(2, 0.95)] * 3)
+    state = run(evals)
+    assert state.skills["bin"].level == 2 and state.skills["bin"].streak == 0
+    more = evals + [EvalPoint(ck(i), i * 100, "bin", 2, 0.9) for i in (4, 5, 6)]
+    assert run(more).skills["bin"].level == 3
+
+
+def test_forward_only_and_regression_detection():
+    history = [(1, 0.9)] * 3 + [(2, 0.9)] * 3  # levels 1 and 2 mastered at ck3 and ck6
+    evals = evals_for("bin", history) + [
+        EvalPoint(ck(7), 700, "bin", 1, 0.4),  # mastered level 1 drops: regression, level stays 3
+        EvalPoint(ck(7), 700, "bin", 3, 0.1),
+        EvalPoint(ck(8), 800, "bin", 1, 0.3),  # still below: no second onset event
+    ]
+    state = run(evals)
+    assert state.skills["bin"].level == 3
+    assert state.skills["bin"].regressed == (1,)
+    assert [(r.level, r.checkpoint_id, r.accuracy) for r in state.regressions] == [(1, ck(7), 0.4)]
+    recovered = run(evals + [EvalPoint(ck(9), 900, "bin", 1, 0.85)])
+    assert recovered.skills["bin"].regressed == () and recovered.skills["bin"].level == 3
+
+
+def test_same_input_same_output_regardless_of_order():
+    evals = evals_for("bin", [(1, 0.9)] * 3 + [(2, 0.7), (2, 0.9)]) + evals_for("sy", [(1, 0.9)] * 4)
+    a = run(evals, segs(5), caps={"bin": 5, "sy": 5})
+    b = run(list(reversed(evals)), list(reversed(segs(5))), caps={"sy": 5, "bin": 5})
+    assert a == b
+    assert a.hero_sheet() == b.hero_sheet()
+
+
+def test_level_cap_stops_progression_and_completes_the_skill():
+    state = run(evals_for("bin", [(1, 0.9)] * 3 + [(2, 0.9)] * 6), caps={"bin": 2})
+    s = state.skills["bin"]
+    assert (s.level, s.mastered, s.complete) == (2, (1, 2), True)
+    assert [(u.level, u.mastered) for u in state.level_ups] == [(2, 1), (2, 2)]
+    assert state.maxed_out and "cap" in state.maxed_out_reason
+    assert training_mix(state, ["bin"], mastered_share=0.2) == [("bin", 1, 0.5), ("bin", 2, 0.5)]
+
+
+def test_maxed_out_when_level_ups_stall_and_regressions_cost_training():
+    # Levels 1 and 2 earned in segments 1-6; level 1 then regresses and stays regressed; 6 segments
+    # with no level-up follow: maintenance 6 segments / 1 segment floor = 6x > 2x.
+    evals = evals_for("bin", [(1, 0.9)] * 3 + [(2, 0.9)] * 3)
+    evals += [EvalPoint(ck(i), i * 100, "bin", 1, 0.5) for i in range(6, 13)]
+    evals += [EvalPoint(ck(i), i * 100, "bin", 3, 0.3) for i in range(7, 13)]
+    state = run(evals, segs(13))
+    assert state.maxed_out, state.maxed_out_reason
+    assert state.window_maintenance_multiplier == pytest.approx(6.0)
+    assert "stalled" in state.maxed_out_reason
+
+
+def test_not_maxed_out_while_stalled_without_regressions_or_still_levelling():
+    plateau = evals_for("bin", [(1, 0.9)] * 3 + [(2, 0.5)] * 9)  # stuck on level 2, nothing regressed
+    state = run(plateau, segs(12))
+    assert not state.maxed_out and "maintenance 0.00x" in state.maxed_out_reason
+    climbing = evals_for("bin", [(lv, 0.9) for lv in (1, 2, 3, 4) for _ in range(3)])
+    state = run(climbing, segs(12))
+    assert not state.maxed_out and "still levelling" in state.maxed_out_reason
+    assert not run(climbing[:6], segs(4)).maxed_out  # too few segments to judge
+
+
+def test_maintenance_multiplier_uses_tokens():
+    # Level 1 earned by seg 3 (1000 tokens) and regressed at ck4, so segs 5 and 6 (4000 tokens each) are
+    # maintenance: 8000 / max(1000 earned, 2000 mean segment).
+    evals = evals_for("bin", [(1, 0.9)] * 3) + [EvalPoint(ck(4), 400, "bin", 1, 0.5)]
+    segments = [
+        SegmentPoint(ck(i), i * 100, t, 0.2) for i, t in enumerate([1000, 1000, 1000, 1000, 4000, 4000], 1)
+    ]
+    state = run(evals, segments)
+    assert state.cost_unit == "tokens" and state.xp == 12000
+    assert state.maintenance_multiplier == pytest.approx(8000 / 2000)  # floor: mean segment = 2000 tokens
+
+
+def test_hero_sheet_fields():
+    evals = evals_for("bin", [(1, 0.9), (1, 0.95), (1, 0.85), (2, 0.6)]) + evals_for("sy", [(1, 0.7)] * 4)
+    segments = segs(3) + [SegmentPoint(ck(4), 400, 1000, 0.05)]
+    state = run(evals, segments, caps={"bin": 5, "sy": 5})
+    sheet = state.hero_sheet()
+    json.dumps(sheet)  # must be JSON-ready
+    assert sheet["level"] == 0.4 and sheet["step"] == 400
+    assert sheet["xp"] == 4000 and sheet["xp_unit"] == "tokens"
+    assert sheet["skills"] == {"bin": 2, "sy": 1}
+    assert sheet["mastered"] == {"bin": [1], "sy": []}
+    assert sheet["acc"] == pytest.approx((0.6 + 0.7) / 2)  # latest checkpoint, at the levels it was learning
+    assert (sheet["zone"], sheet["hint"]) == ("Recovery", "level_up")
+    # Highest total level (1 mastered) from ck3 on; ck3 scores (0.85 + 0.7) / 2 > ck4's 0.65.
+    assert sheet["champion"] == ck(3)
+    assert sheet["champion_accuracy"] == pytest.approx(0.775)
+    over = run(evals, [SegmentPoint(ck(1), 100, 1000, 0.7)], caps={"bin": 5, "sy": 5}).hero_sheet()
+    assert (over["zone"], over["hint"]) == ("Overload", "back_off")
+    assert run([], []).hero_sheet()["champion"] is None
+
+
+def test_training_mix_shares():
+    state = run(evals_for("bin", [(1, 0.9)] * 3 + [(2, 0.9)] * 3), caps={"bin": 5, "sy": 5})
+    mix = training_mix(state, ["bin", "sy"], mastered_share=0.2)
+    assert mix == [
+        ("bin", 3, 0.4),
+        ("sy", 1, 0.4),
+        ("bin", 1, pytest.approx(0.1)),
+        ("bin", 2, pytest.approx(0.1)),
+    ]
+    assert sum(w for *_, w in mix) == pytest.approx(1.0)
+    fresh = run([], [], caps={"bin": 5})
+    assert fresh.training_mix(0.2) == [("bin", 1, 1.0)]  # nothing mastered: all weight on learning
