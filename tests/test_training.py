@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from realm_pipeline.training.strain import zone
+
 torch = pytest.importorskip("torch")
 
 from realm_pipeline.training.data import IGNORE, ExampleEncoder, _chat_ids, pack_examples, token_nll  # noqa: E402
@@ -18,7 +20,6 @@ from realm_pipeline.training.trainer import (  # noqa: E402
     spec_from_json,
     spec_to_json,
     train_segment,
-    zone_of,
 )
 
 # ~80k parameters: learns BIN L1 within a few dozen steps on 2 CPU cores.
@@ -119,7 +120,7 @@ def test_segments_learn_reload_and_are_deterministic(tmp_path: Path) -> None:
         seconds.append(time.perf_counter() - t0)
         losses.append(r.heldout_loss)
         assert r.step == 15 and r.tokens > 0 and r.tokens_per_s > 0 and r.peak_memory_bytes > 0
-        assert r.strain_source == "heldout" and r.zone == zone_of(r.strain)
+        assert r.strain_source == "heldout" and r.zone == zone(r.strain).value.title()
         assert not (Path(spec.output_dir) / "resume").exists()
         parent = spec.output_dir
     print("heldout losses per segment", losses, "seconds", seconds)

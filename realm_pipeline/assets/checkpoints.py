@@ -37,7 +37,9 @@ def checkpoints(
     key = CheckpointKey.parse(context.partition_key)
     settings = realm.settings
     if key.hero not in settings.heroes:
-        raise dg.Failure(f"checkpoint {key}: no hero {key.hero!r} in {settings.config_dir / 'heroes'}")
+        raise dg.Failure(
+            f"checkpoint {key}: no hero {key.hero!r} in {settings.config_dir / 'heroes'}", allow_retries=False
+        )
     hero = settings.heroes[key.hero]
     profile = settings.memory_profiles[hero.memory_profile]
 
@@ -49,7 +51,8 @@ def checkpoints(
     if parent is None and key.step != hero.campaign.segment_steps:
         raise dg.Failure(
             f"checkpoint {key}: no parent checkpoint of {key.hero} before step {key.step} in the ledger; "
-            f"materialize {key.hero}.{hero.campaign.segment_steps:06d} first"
+            f"materialize {key.hero}.{hero.campaign.segment_steps:06d} first",
+            allow_retries=False,
         )
     parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
     output_dir = realm.checkpoint_dir(key.hero, str(key))

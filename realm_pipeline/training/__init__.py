@@ -15,7 +15,6 @@ __all__ = [
     "spec_to_json",
     "sparring_examples",
     "train_segment",
-    "zone_of",
 ]
 
 # Lazy attributes keep `import realm_pipeline.training` free of torch/transformers for Dagster definitions.
@@ -30,7 +29,6 @@ _LAZY = {
     "spec_to_json": "trainer",
     "sparring_examples": "trainer",
     "train_segment": "trainer",
-    "zone_of": "trainer",
 }
 
 

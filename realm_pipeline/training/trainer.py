@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realm_pipeline.training.strain import strain as strain_of
+from realm_pipeline.training.strain import zone
+
 Messages = list[dict[str, str]]
 
 RESUME_DIR = "resume"
@@ -75,17 +78,6 @@ class SegmentResult:
     sha256: str  # over the saved *.safetensors files, sorted by name
     path: str
     resumed_from_step: int = 0
-
-
-def zone_of(strain: float) -> str:
-    """Map strain to the training zone."""
-    if strain < 0.1:
-        return "Recovery"
-    if strain < 0.3:
-        return "Productive"
-    if strain < 0.5:
-        return "Stretch"
-    return "Overload"
 
 
 def spec_to_json(spec: SegmentSpec) -> str:
@@ -437,7 +429,7 @@ def train_segment(
     strain_base, strain_source = (
         (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
     )
-    strain = strain_base - spec.loss_floor
+    strain = strain_of(strain_base, spec.loss_floor)
 
     # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.
     staged = out.with_name(f".{out.name}.staging")
@@ -456,7 +448,7 @@ def train_segment(
         heldout_loss=heldout_loss,
         strain=strain,
         strain_source=strain_source,
-        zone=zone_of(strain),
+        zone=zone(strain).value.title(),
         tokens_per_s=counters["tokens"] / max(counters["train_time"], 1e-9),
         wall_s=counters["wall"],
         peak_memory_bytes=_peak_memory(spec.device),

@@ -1,0 +1,99 @@
+"""The campaign loop through a real Dagster instance: train -> eval -> curriculum, then the sensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from realm_pipeline.ledger import connect
+
+
+def _run(defs: dg.Definitions, job: str, partition_key: str | dg.MultiPartitionKey | None = None) -> None:
+    with dg.DagsterInstance.get() as instance:
+        result = defs.get_job_def(job).execute_in_process(instance=instance, partition_key=partition_key)
+    assert result.success, job
+
+
+@pytest.fixture
+def defs(realm_env: Path) -> dg.Definitions:
+    from realm_pipeline.definitions import build_defs
+
+    return build_defs()
+
+
+def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
+    realm_env: Path, defs: dg.Definitions
+) -> None:
+    from realm_pipeline.sensors.campaign import campaign_sensor
+
+    _run(defs, "eval_sets_job", "bin")
+    keys = ["tiny.000150", "tiny.000300", "tiny.000450"]
+    for key in keys:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("checkpoints", [key])
+        _run(defs, "train_job", key)
+        _run(defs, "eval_job", dg.MultiPartitionKey({"checkpoint": key, "skill": "bin"}))
+        _run(defs, "rollup_job")
+
+    db = realm_env / "realm.duckdb"
+    with connect(db, read_only=True) as con:
+        events = con.execute(
+            "SELECT skill, level, checkpoint_id FROM curriculum_events WHERE event = 'level_up'"
+        ).fetchall()
+        levels = con.execute("SELECT levels_json FROM hero_state WHERE hero = 'tiny'").fetchone()[0]
+        l1 = con.execute(
+            "SELECT checkpoint_id, accuracy FROM eval_scores WHERE skill = 'bin' AND level = 1 ORDER BY step"
+        ).fetchall()
+        parents = con.execute("SELECT checkpoint_id, parent_id FROM checkpoints ORDER BY step").fetchall()
+    # three consecutive evals at >= 0.80 on BIN L1 earn level 2, at the third checkpoint
+    assert [a for _, a in l1] and all(a >= 0.8 for _, a in l1), l1
+    assert events == [("bin", 2, "tiny.000450")]
+    assert levels == '{"bin": 2}'
+    assert parents == [("tiny.000150", None), ("tiny.000300", "tiny.000150"), ("tiny.000450", "tiny.000300")]
+
+    # every checkpoint of the hero is evaluated: the sensor raises the next segment (and a rollup)
+    with dg.DagsterInstance.get() as instance:
+        ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        result = campaign_sensor(ctx)
+    train = [r for r in result.run_requests if r.job_name == "train_job"]
+    assert [r.partition_key for r in train] == ["tiny.000600"] and train[0].run_key == "tiny.000600"
+    assert result.dynamic_partitions_requests[0].partition_keys == ["tiny.000600"]
+
+
+def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
+    realm_env: Path, defs: dg.Definitions
+) -> None:
+    _run(defs, "eval_sets_job", "bin")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
+    _run(defs, "train_job", "tiny.000150")
+    db = realm_env / "realm.duckdb"
+    with connect(db, read_only=True) as con:
+        first = con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall()
+    _run(defs, "train_job", "tiny.000150")
+    with connect(db, read_only=True) as con:
+        assert con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall() == first
+    ckpt = realm_env / "checkpoints" / "tiny" / "tiny.000150"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert AutoModelForCausalLM.from_pretrained(ckpt) is not None and AutoTokenizer.from_pretrained(ckpt)
+    with dg.DagsterInstance.get() as instance:
+        mats = instance.fetch_materializations(dg.AssetKey("checkpoints"), limit=5).records
+        meta = mats[0].asset_materialization.metadata
+    assert {"sha256", "train_loss", "heldout_loss", "strain", "zone", "tokens_per_s", "peak_memory_bytes"} <= set(
+        meta
+    )
+    assert meta["sha256"].value == first[0][0]
+
+
+def test_a_later_checkpoint_without_its_parent_is_refused(realm_env: Path, defs: dg.Definitions) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["tiny.000450"])
+        result = defs.get_job_def("train_job").execute_in_process(
+            instance=instance, partition_key="tiny.000450", raise_on_error=False
+        )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "no parent checkpoint" in failure.message and "tiny.000150" in failure.message
