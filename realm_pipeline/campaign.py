@@ -38,7 +38,7 @@ def latest_scores(con: duckdb.DuckDBPyConnection, hero: str, before_step: int | 
 def curriculum_state(
     con: duckdb.DuckDBPyConnection, settings: Settings, hero: str, *, before_step: int | None = None
 ) -> CurriculumState:
-    """Replay the hero's eval history (of checkpoints before `before_step`) through realm.yaml's level-up rule."""
+    """Replay the hero's eval history (checkpoints before `before_step`) through the level-up rule."""
     cfg = settings.heroes[hero]
     prog = settings.realm.progression
     evals = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -31,7 +32,10 @@ def init_instance() -> Path:
         (home / sub).mkdir(parents=True, exist_ok=True)
     dhome = dagster_home()
     dhome.mkdir(parents=True, exist_ok=True)
-    if not (dhome / "dagster.yaml").exists() or (dhome / "dagster.yaml").read_bytes() != INSTANCE_TEMPLATE.read_bytes():
+    if (
+        not (dhome / "dagster.yaml").exists()
+        or (dhome / "dagster.yaml").read_bytes() != INSTANCE_TEMPLATE.read_bytes()
+    ):
         shutil.copyfile(INSTANCE_TEMPLATE, dhome / "dagster.yaml")
     with dg.DagsterInstance.get() as instance:
         instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
@@ -82,11 +86,13 @@ def _execute(job_name: str, partition_key: str | None = None) -> None:
     from realm_pipeline.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, partition_key=partition_key, raise_on_error=False
         )
     status = "ok" if result.success else "FAILED"
-    click.echo(f"run {result.run_id[:8]} {job_name}{f' [{partition_key}]' if partition_key else ''}: {status}")
+    click.echo(
+        f"run {result.run_id[:8]} {job_name}{f' [{partition_key}]' if partition_key else ''}: {status}"
+    )
     if not result.success:
         sys.exit(1)
 
@@ -130,9 +136,150 @@ def campaign(hero: str, segments: int) -> None:
         _execute("rollup_job")
     with ledger_db.read() as con:
         rows = con.execute(
-            "SELECT bench, lane, rank, round(accuracy, 3) FROM leaderboard_rows WHERE rank <= 1 ORDER BY bench"
+            "SELECT bench, lane, rank, round(accuracy, 3) FROM leaderboard_rows "
+            "WHERE rank <= 1 ORDER BY bench"
         ).fetchall()
         levels = con.execute("SELECT levels_json, champion FROM hero_state WHERE hero = ?", [hero]).fetchone()
     click.echo(f"{hero}: levels {levels[0] if levels else '{}'}; champion {levels[1] if levels else None}")
     for bench, lane, rank, acc in rows:
         click.echo(f"  {bench:<12} #{rank} {lane} accuracy {acc}")
+
+
+def _ledger():
+    from realm_pipeline.resources.ledger import LedgerResource
+
+    return LedgerResource(database=str(ledger_path()))
+
+
+@main.command()
+@click.argument("hero")
+def train(hero: str) -> None:
+    """Add HERO's next checkpoint partition and materialize it (one training segment)."""
+    import dagster as dg
+
+    from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
+    from realm_pipeline.training.plan import next_key
+
+    settings = Settings()
+    if hero not in settings.heroes:
+        raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+    init_instance()
+    with _ledger().read() as con:
+        blocker = campaign_blocker(con, settings, hero)
+        ckpts = hero_checkpoints(con, hero)
+    if blocker:
+        raise click.ClickException(f"{hero}: {blocker}")
+    key = str(next_key(settings.heroes[hero], ckpts[-1]["step"] if ckpts else None))
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("checkpoints", [key])
+    _execute("train_job", key)
+
+
+def _set_paused(hero: str, paused: bool) -> None:
+    if hero not in Settings().heroes:
+        raise click.ClickException(f"no hero {hero!r}")
+    with _ledger().get_connection() as con:
+        con.execute(
+            """INSERT INTO hero_state (hero, paused, updated_at) VALUES (?, ?, now())
+               ON CONFLICT (hero) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at""",
+            [hero, paused],
+        )
+    click.echo(f"{hero}: {'paused' if paused else 'resumed'}")
+
+
+@main.command()
+@click.argument("hero")
+def pause(hero: str) -> None:
+    """Stop the campaign sensor from training HERO further."""
+    _set_paused(hero, True)
+
+
+@main.command()
+@click.argument("hero")
+def resume(hero: str) -> None:
+    """Let the campaign sensor train HERO again."""
+    _set_paused(hero, False)
+
+
+@main.command()
+@click.argument("lane_a")
+@click.argument("lane_b")
+@click.option("--skill", default="bin", show_default=True)
+@click.option("--level", default=1, show_default=True)
+@click.option("--items", default=16, show_default=True, help="prompts from the level's held-out eval set")
+def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> None:
+    """Run checkpoints LANE_A and LANE_B side by side on one prompt set, scored by the skill's rubric."""
+    from realm_pipeline.compare import compare_checkpoints
+
+    with _ledger().read() as con:
+        paths = dict(
+            con.execute(
+                "SELECT checkpoint_id, path FROM checkpoints WHERE checkpoint_id IN (?, ?)", [lane_a, lane_b]
+            ).fetchall()
+        )
+    for lane in (lane_a, lane_b):
+        if lane not in paths:
+            raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
+    row = compare_checkpoints(
+        lane_a, paths[lane_a], lane_b, paths[lane_b], skill=skill, level=level, count=items
+    )
+    with _ledger().get_connection() as con:
+        from realm_pipeline import ledger
+
+        ledger.upsert(con, "compare_runs", [row])
+    click.echo(
+        f"compare {row['compare_id']}: {lane_a} {row['rubric_a']:.2f} vs {lane_b} {row['rubric_b']:.2f} "
+        f"on {row['prompt_set']}\nvote with: realm pref {row['compare_id']} A|B|tie [--note TEXT]"
+    )
+
+
+@main.command()
+@click.argument("compare_id")
+@click.argument("choice", type=click.Choice(["A", "B", "tie"], case_sensitive=False))
+@click.option("--note", default=None, help="a private note (never published)")
+def pref(compare_id: str, choice: str, note: str | None) -> None:
+    """Record a human preference vote on a compare run."""
+    import getpass
+    import uuid
+
+    from realm_pipeline import ledger
+
+    with _ledger().get_connection() as con:
+        if not con.execute("SELECT 1 FROM compare_runs WHERE compare_id = ?", [compare_id]).fetchone():
+            raise click.ClickException(f"no compare run {compare_id!r}: run `realm compare A B` first")
+        ledger.upsert(
+            con,
+            "human_prefs",
+            [
+                {
+                    "compare_id": compare_id,
+                    "vote_id": uuid.uuid4().hex,
+                    "choice": choice.lower(),
+                    "note": note,
+                    "voter": getpass.getuser(),
+                    "created_at": datetime.now(UTC).replace(tzinfo=None),
+                }
+            ],
+        )
+    click.echo(f"vote recorded: {compare_id} {choice}")
+
+
+@main.command()
+@click.option("--keep-newest", default=3, show_default=True)
+@click.option("--keep-best", default=3, show_default=True)
+@click.option("--apply", "apply_", is_flag=True, help="really delete (default: dry run)")
+def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
+    """Checkpoint retention: newest and best k per hero and all referenced ones kept; never the champion."""
+    import dagster as dg
+
+    from realm_pipeline.definitions import defs
+
+    init_instance()
+    config = {"keep_newest": keep_newest, "keep_best": keep_best, "dry_run": not apply_}
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("retention_job").execute_in_process(
+            instance=instance, run_config={"ops": {"apply_checkpoint_retention": {"config": config}}}
+        )
+    click.echo(
+        f"{'deleted' if apply_ else 'would delete'} {result.output_for_node('apply_checkpoint_retention')}"
+    )

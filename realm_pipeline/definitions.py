@@ -9,6 +9,7 @@ from realm_pipeline.assets.curriculum import curriculum
 from realm_pipeline.assets.eval_scores import eval_partitions, eval_scores
 from realm_pipeline.assets.eval_sets import eval_sets
 from realm_pipeline.assets.leaderboard import leaderboard
+from realm_pipeline.ops.retention import retention_job
 from realm_pipeline.partitions import skill_partitions
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
@@ -25,7 +26,7 @@ def build_defs() -> dg.Definitions:
     """Assemble assets, jobs, sensors and resources for the REALM_HOME of this process."""
     return dg.Definitions(
         assets=[eval_sets, checkpoints, eval_scores, curriculum, leaderboard],
-        jobs=[eval_sets_job, train_job, eval_job, rollup_job],
+        jobs=[eval_sets_job, train_job, eval_job, rollup_job, retention_job],
         sensors=[campaign_sensor],
         resources={
             "realm": RealmResource(

@@ -48,7 +48,8 @@ class Table:
     def ddl(self) -> str:
         """CREATE TABLE statement for this declaration."""
         cols = ",\n  ".join(f"{c.name} {c.type}" for c in self.columns)
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.primary_key)})\n)"
+        key = ", ".join(self.primary_key)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({key})\n)"
 
 
 def _c(name: str, type_: str, *, public: bool) -> Column:

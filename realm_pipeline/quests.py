@@ -79,7 +79,9 @@ def _check_example(obj: object, line: int) -> list[dict[str, str]]:
         if not isinstance(m.get("content"), str):
             raise QuestRejected(f"{where}.content must be a string", line)
     if messages[-1]["role"] != "assistant":
-        raise QuestRejected(f"messages[{len(messages) - 1}].role must be 'assistant' (the last message)", line)
+        raise QuestRejected(
+            f"messages[{len(messages) - 1}].role must be 'assistant' (the last message)", line
+        )
     return messages
 
 

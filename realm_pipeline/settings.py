@@ -160,7 +160,13 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
     for part in loc:
-        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if (
+            isinstance(data, dict)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and part < len(data)
+        ):
             data = data[part]
         else:
             return "<missing>" if isinstance(data, dict) else data
@@ -225,7 +231,9 @@ class Settings:
         for path in sorted((self.config_dir / sub).glob("*.yaml")):
             cfg = load_model(path, model)
             if cfg.name != path.stem:
-                raise ConfigError(f"{path}: line 1: field 'name': value {cfg.name!r}: must equal the file name")
+                raise ConfigError(
+                    f"{path}: line 1: field 'name': value {cfg.name!r}: must equal the file name"
+                )
             found[cfg.name] = cfg
         return found
 
@@ -278,7 +286,8 @@ class Settings:
         for i, active in enumerate(self.realm.campaign.active_heroes):
             if active not in heroes:
                 raise ConfigError(
-                    f"{self.config_dir / 'realm.yaml'}: field 'campaign.active_heroes.{i}': value {active!r}: "
+                    f"{self.config_dir / 'realm.yaml'}: field 'campaign.active_heroes.{i}': "
+                    f"value {active!r}: "
                     f"no such hero (known: {', '.join(sorted(heroes))})"
                 )
         return heroes

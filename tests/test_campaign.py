@@ -12,7 +12,7 @@ from realm_pipeline.ledger import connect
 
 def _run(defs: dg.Definitions, job: str, partition_key: str | dg.MultiPartitionKey | None = None) -> None:
     with dg.DagsterInstance.get() as instance:
-        result = defs.get_job_def(job).execute_in_process(instance=instance, partition_key=partition_key)
+        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key)
     assert result.success, job
 
 
@@ -82,16 +82,22 @@ def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
     with dg.DagsterInstance.get() as instance:
         mats = instance.fetch_materializations(dg.AssetKey("checkpoints"), limit=5).records
         meta = mats[0].asset_materialization.metadata
-    assert {"sha256", "train_loss", "heldout_loss", "strain", "zone", "tokens_per_s", "peak_memory_bytes"} <= set(
-        meta
-    )
+    assert {
+        "sha256",
+        "train_loss",
+        "heldout_loss",
+        "strain",
+        "zone",
+        "tokens_per_s",
+        "peak_memory_bytes",
+    } <= set(meta)
     assert meta["sha256"].value == first[0][0]
 
 
 def test_a_later_checkpoint_without_its_parent_is_refused(realm_env: Path, defs: dg.Definitions) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("checkpoints", ["tiny.000450"])
-        result = defs.get_job_def("train_job").execute_in_process(
+        result = defs.resolve_job_def("train_job").execute_in_process(
             instance=instance, partition_key="tiny.000450", raise_on_error=False
         )
     assert not result.success

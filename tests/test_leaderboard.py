@@ -143,6 +143,10 @@ def test_champion_per_hero(con):
     # tiny: 000300 averages (0.8 + 1.0) / 2 = 0.9 > 000200's (0.9 + 0.5) / 2; dio: 000500 at 0.75
     assert champions == ["dio.000500", "tiny.000300"]
     assert got[("bin@1", "tiny.000300")]["champion"] and got[("bin@2", "tiny.000300")]["champion"]
+    # the curriculum's champion, once named, wins over the mean-accuracy fallback (dio keeps the fallback)
+    con.execute("INSERT INTO hero_state (hero, champion) VALUES ('tiny', 'tiny.000200')")
+    got = build(con)
+    assert sorted({lane for (_, lane), r in got.items() if r["champion"]}) == ["dio.000500", "tiny.000200"]
 
 
 def test_vote_gating(con):

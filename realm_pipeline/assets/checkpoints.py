@@ -16,7 +16,16 @@ from realm_pipeline.training.plan import CheckpointKey, segment_spec
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 
 # What the Dagster UI plots over time for every checkpoint (the campaign at a glance).
-PLOTTED = ("step", "tokens", "train_loss", "heldout_loss", "strain", "tokens_per_s", "wall_s", "peak_memory_bytes")
+PLOTTED = (
+    "step",
+    "tokens",
+    "train_loss",
+    "heldout_loss",
+    "strain",
+    "tokens_per_s",
+    "wall_s",
+    "peak_memory_bytes",
+)
 
 
 @dg.asset(

@@ -68,7 +68,10 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
         ledger.upsert(con, "curriculum_events", events)
         ledger.upsert(con, "hero_state", states)
         con.execute("COMMIT")
-    metadata: dict = {"heroes": dg.MetadataValue.json(sheets), "level_ups": sum(e["event"] == "level_up" for e in events)}
+    metadata: dict = {
+        "heroes": dg.MetadataValue.json(sheets),
+        "level_ups": sum(e["event"] == "level_up" for e in events),
+    }
     for hero, sheet in sheets.items():
         # Numeric per-hero values: the Dagster UI plots them across materializations.
         metadata[f"{hero}/level"] = sheet["level"]

@@ -13,7 +13,9 @@ from realm_pipeline.partitions import skill_partitions
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
 
-eval_partitions = dg.MultiPartitionsDefinition({"checkpoint": checkpoint_partitions, "skill": skill_partitions})
+eval_partitions = dg.MultiPartitionsDefinition(
+    {"checkpoint": checkpoint_partitions, "skill": skill_partitions}
+)
 
 
 @dg.asset(
@@ -42,7 +44,9 @@ def eval_scores(
             "SELECT hero, step, sha256, path FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id]
         ).fetchone()
         if ckpt is None:
-            raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first")
+            raise dg.Failure(
+                f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first"
+            )
         hero, step, sha256, path = ckpt
         state = curriculum_state(con, settings, hero, before_step=step)
         stored = dict(
@@ -68,7 +72,8 @@ def eval_scores(
         set_hash = eval_set_hash(items)
         if stored.get(level) != set_hash:
             raise dg.Failure(
-                f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from the generator's "
+                f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from "
+                f"the generator's "
                 f"({set_hash}): materialize eval_sets[{skill_name}] first"
             )
         started = time.perf_counter()

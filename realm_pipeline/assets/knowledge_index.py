@@ -1,4 +1,4 @@
-"""`knowledge_index`: ledger reports and skill docs embedded into a new pgvector version, promoted if not worse."""
+"""`knowledge_index`: ledger reports and skill docs in a new pgvector version, promoted if not worse."""
 
 from pathlib import Path
 

@@ -20,9 +20,13 @@ def leaderboard(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materiali
             price_per_gpu_hour=lb.price_per_gpu_hour,
             built_at=datetime.now(UTC).replace(tzinfo=None),
         )
-        benches, lanes = con.execute("SELECT count(DISTINCT bench), count(DISTINCT lane) FROM leaderboard_rows").fetchone()
+        benches, lanes = con.execute(
+            "SELECT count(DISTINCT bench), count(DISTINCT lane) FROM leaderboard_rows"
+        ).fetchone()
         champions = dict(
-            con.execute("SELECT DISTINCT hero, lane FROM leaderboard_rows WHERE champion ORDER BY hero").fetchall()
+            con.execute(
+                "SELECT DISTINCT hero, lane FROM leaderboard_rows WHERE champion ORDER BY hero"
+            ).fetchall()
         )
     return dg.MaterializeResult(
         metadata={

@@ -7,8 +7,9 @@ Rules, shared by `rebuild_leaderboard` (one SQL statement) and the row-by-row ba
   fingerprint's row: all the GPU time spent evaluating that lane on that bench.
 * accuracy = correct / n (NULL when n = 0), with a 95 % Wilson score interval clamped to [0, 1].
 * rank within a bench: accuracy desc (NULL last), then n desc, then lane.
-* champion: per hero, the lane with the best mean accuracy over all its benches (ties: more benches, then
-  later step, then lane); every row of that lane is marked.
+* champion: per hero, the curriculum's champion (`hero_state.champion`: best accuracy at the highest total
+  level) when the curriculum has named one; otherwise the lane with the best mean accuracy over all its
+  benches (ties: more benches, then later step, then lane). Every row of that lane is marked.
 * cost_per_point = gpu_seconds / 3600 * price_per_gpu_hour / (accuracy * 100); NULL without a price or
   at accuracy 0.
 * votes: human preferences on compare runs the lane took part in. A choice of 'a'/'lane_a' (or lane_a's
@@ -82,8 +83,13 @@ lane_means AS (
     SELECT hero, lane, avg(accuracy) AS mean_acc, count(accuracy) AS benches, max(step) AS step
     FROM scored GROUP BY hero, lane
 ),
+named AS (
+    SELECT hero, champion AS lane FROM hero_state WHERE champion IS NOT NULL
+),
 champions AS (
-    SELECT lane FROM lane_means WHERE mean_acc IS NOT NULL
+    SELECT lane FROM named
+    UNION ALL
+    SELECT lane FROM lane_means WHERE mean_acc IS NOT NULL AND hero NOT IN (SELECT hero FROM named)
     QUALIFY row_number() OVER (PARTITION BY hero ORDER BY mean_acc DESC, benches DESC, step DESC, lane) = 1
 ),
 prefs AS (
@@ -252,7 +258,10 @@ def leaderboard_python_sqlite(
         cand = (sum(accs) / len(accs), len(accs), step if step is not None else -math.inf, _Rev(lane))
         if hero not in best or cand > best[hero]:
             best[hero] = cand
-    champions = {cand[3].value for cand in best.values()}
+    named = {}
+    if _table_exists(sqlite_con, "hero_state"):
+        named = dict(sqlite_con.execute("SELECT hero, champion FROM hero_state WHERE champion IS NOT NULL"))
+    champions = set(named.values()) | {cand[3].value for hero, cand in best.items() if hero not in named}
 
     by_bench: dict[str, list[dict]] = {}
     for r in rows:
@@ -303,7 +312,7 @@ class _Rev:
 def copy_to_sqlite(
     con: duckdb.DuckDBPyConnection,
     sqlite_con: sqlite3.Connection,
-    tables: tuple[str, ...] = ("eval_scores", "compare_runs", "human_prefs", "curriculum_events"),
+    tables: tuple[str, ...] = ("eval_scores", "compare_runs", "human_prefs", "curriculum_events", "hero_state"),
     *,
     chunk: int = 100_000,
 ) -> int:

@@ -1,4 +1,4 @@
-"""Leaderboard regressions: diff against the baseline, re-baseline, record confirmed drops (pure: DuckDB only).
+"""Leaderboard regressions: diff against the baseline, re-baseline, record confirmed drops (pure: DuckDB).
 
 A (bench, lane) regresses when its accuracy falls more than `tau` below the baseline taken at the previous
 leaderboard scan. A regression is only *confirmed* once a confirming re-run of that checkpoint x skill, newer
@@ -62,7 +62,7 @@ def baseline_version(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 def find_drops(con: duckdb.DuckDBPyConnection, tau: float) -> list[Drop]:
-    """Every (bench, lane) whose leaderboard accuracy is more than tau below the baseline (new lanes cannot)."""
+    """Every (bench, lane) more than tau below its baseline accuracy (new lanes cannot regress)."""
     rows = con.execute(
         """
         SELECT r.bench, r.lane, b.accuracy, r.accuracy, b.version
@@ -76,7 +76,7 @@ def find_drops(con: duckdb.DuckDBPyConnection, tau: float) -> list[Drop]:
 
 
 def rebaseline(con: duckdb.DuckDBPyConnection) -> int | None:
-    """Replace the baseline with the current leaderboard under version max+1; None when the leaderboard is empty."""
+    """Replace the baseline by the current board under version max+1; None when the board is empty."""
     if not con.execute("SELECT count(*) FROM leaderboard_rows WHERE accuracy IS NOT NULL").fetchone()[0]:
         return None  # keep the old baseline (and its version): an empty board is no new reference
     con.execute("BEGIN TRANSACTION")

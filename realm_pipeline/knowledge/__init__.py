@@ -1,4 +1,4 @@
-"""Knowledge index: ledger reports and skill docs, chunked, embedded and searchable in pgvector (no dagster)."""
+"""Knowledge index: ledger reports and skill docs, chunked, embedded, searched in pgvector (no dagster)."""
 
 from realm_pipeline.knowledge.chunking import Chunk, chunk_document, chunk_documents
 from realm_pipeline.knowledge.documents import Document, Fact, build_documents

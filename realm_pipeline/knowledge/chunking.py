@@ -141,7 +141,9 @@ def chunk_document(doc: Document, max_chars: int = MAX_CHARS, overlap: int = OVE
         if body:
             texts.append(header + body)
     return [
-        Chunk(chunk_id(doc.doc_id, i, t), doc.doc_id, t, doc.source, doc.checkpoint_id, doc.hero, doc.created_at)
+        Chunk(
+            chunk_id(doc.doc_id, i, t), doc.doc_id, t, doc.source, doc.checkpoint_id, doc.hero, doc.created_at
+        )
         for i, t in enumerate(texts)
     ]
 

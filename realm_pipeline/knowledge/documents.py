@@ -46,9 +46,15 @@ def score_line(checkpoint_id: str, skill: str, level: int, accuracy: float, corr
     return f"{checkpoint_id} scored accuracy {accuracy:.1%} ({correct}/{n}) on {skill} level {level}."
 
 
-def event_line(event: str, hero: str, skill: str, level: int, step: int, checkpoint_id: str, acc: float) -> str:
+def event_line(
+    event: str, hero: str, skill: str, level: int, step: int, checkpoint_id: str, acc: float
+) -> str:
     """The one sentence stating a curriculum event."""
-    what = {"level_up": "levelled up on", "regression": "regressed on", "confirmed_regression": "confirmed a regression on"}
+    what = {
+        "level_up": "levelled up on",
+        "regression": "regressed on",
+        "confirmed_regression": "confirmed a regression on",
+    }
     verb = what.get(event, f"had event {event} on")
     return (
         f"Hero {hero} {verb} {skill.upper()} L{level} ({skill} level {level}) at step {step}, "
@@ -92,8 +98,9 @@ def checkpoint_documents(con: Any) -> list[Document]:
     """One report per checkpoint (config, data mix, scores, level-ups, regressions) and one per eval."""
     ckpts = _rows(
         con,
-        "SELECT checkpoint_id, hero, step, segment, parent_id, tokens, train_loss, heldout_loss, strain, zone, "
-        "effort, tokens_per_s, gpu_seconds, spec_json, created_at FROM checkpoints ORDER BY hero, step, checkpoint_id",
+        "SELECT checkpoint_id, hero, step, segment, parent_id, tokens, train_loss, heldout_loss, strain, "
+        "zone, effort, tokens_per_s, gpu_seconds, spec_json, created_at FROM checkpoints "
+        "ORDER BY hero, step, checkpoint_id",
     )
     scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in _latest_scores(con):
@@ -148,7 +155,15 @@ def checkpoint_documents(con: Any) -> list[Document]:
                     q = f"When did {e['skill'].upper()} L{e['level']} {verb} for hero {hero}?"
                     facts.append(Fact(q, line))
         docs.append(
-            Document(f"checkpoint:{cid}", "checkpoint", "\n".join(lines) + "\n", hero, cid, c["created_at"], tuple(facts))
+            Document(
+                f"checkpoint:{cid}",
+                "checkpoint",
+                "\n".join(lines) + "\n",
+                hero,
+                cid,
+                c["created_at"],
+                tuple(facts),
+            )
         )
         for skill, rows in sorted(by_skill.items()):
             lines = [f"# Eval of {cid} on {skill}", "", f"Hero {hero}, step {c['step']}.", ""]
@@ -186,7 +201,9 @@ def file_documents(home: Path | str) -> list[Document]:
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES):
         text = path.read_text(encoding="utf-8", errors="replace")
         rel = path.relative_to(root).as_posix()
-        docs.append(Document(f"file:{rel}", "file", text, created_at=datetime.fromtimestamp(path.stat().st_mtime)))
+        docs.append(
+            Document(f"file:{rel}", "file", text, created_at=datetime.fromtimestamp(path.stat().st_mtime))
+        )
     return docs
 
 

@@ -144,7 +144,9 @@ def format_answer(results: Sequence[store.Hit]) -> str:
     out = []
     for i, (chunk, score, prov) in enumerate(results, 1):
         where = ", ".join(
-            f"{k} {prov[k]}" for k in ("source", "hero", "checkpoint_id", "created_at") if prov.get(k) is not None
+            f"{k} {prov[k]}"
+            for k in ("source", "hero", "checkpoint_id", "created_at")
+            if prov.get(k) is not None
         )
         body = "\n".join("    " + line for line in chunk.text.strip().splitlines())
         out.append(f"[{i}] score {score:.3f}  ({where}; doc {chunk.doc_id})\n{body}")

@@ -125,7 +125,16 @@ def build_version(
         ) as copy:
             for ch, vec in rows.values():
                 copy.write_row(
-                    (ch.chunk_id, ch.doc_id, ch.text, ch.source, ch.checkpoint_id, ch.hero, ch.created_at, vec)
+                    (
+                        ch.chunk_id,
+                        ch.doc_id,
+                        ch.text,
+                        ch.source,
+                        ch.checkpoint_id,
+                        ch.hero,
+                        ch.created_at,
+                        vec,
+                    )
                 )
         # Built after the bulk load: one HNSW build is much faster than incremental inserts.
         conn.execute(
@@ -167,21 +176,28 @@ def record_scores(conn: Any, version: int, recall_at_5: float, mrr: float) -> No
     """Store a version's retrieval-eval aggregates."""
     with conn.transaction():
         conn.execute(
-            "UPDATE index_versions SET recall_at_5 = %s, mrr = %s WHERE version = %s", (recall_at_5, mrr, version)
+            "UPDATE index_versions SET recall_at_5 = %s, mrr = %s WHERE version = %s",
+            (recall_at_5, mrr, version),
         )
 
 
 def versions(conn: Any) -> list[VersionInfo]:
     """Every version, oldest first."""
     rows = conn.execute(
-        "SELECT version, model, n_chunks, content_hash, recall_at_5, mrr, promoted FROM index_versions ORDER BY version"
+        "SELECT version, model, n_chunks, content_hash, recall_at_5, mrr, promoted "
+        "FROM index_versions ORDER BY version"
     ).fetchall()
     conn.commit()
     return [VersionInfo(*r) for r in rows]
 
 
 def query(
-    conn: Any, text_embedding: np.ndarray, k: int = 5, version: int | None = None, *, ef_search: int = EF_SEARCH
+    conn: Any,
+    text_embedding: np.ndarray,
+    k: int = 5,
+    version: int | None = None,
+    *,
+    ef_search: int = EF_SEARCH,
 ) -> list[Hit]:
     """The k chunks nearest to the embedding (cosine) in `version` (default: live), best first."""
     if version is None:
@@ -194,8 +210,8 @@ def query(
         # ef_search must be >= k or HNSW returns fewer than k rows.
         conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}")
         rows = conn.execute(
-            f"SELECT chunk_id, doc_id, text, source, checkpoint_id, hero, created_at, embedding <=> %s AS dist "
-            f"FROM {table} ORDER BY embedding <=> %s LIMIT %s",
+            "SELECT chunk_id, doc_id, text, source, checkpoint_id, hero, created_at, "
+            f"embedding <=> %s AS dist FROM {table} ORDER BY embedding <=> %s LIMIT %s",
             (vec, vec, int(k)),
         ).fetchall()
     hits = []

@@ -30,7 +30,8 @@ def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, l
                 missing = [
                     s
                     for s in cfg.campaign.skills
-                    if latest and str(dg.MultiPartitionKey({"checkpoint": latest, "skill": s})) not in evaluated
+                    if latest
+                    and str(dg.MultiPartitionKey({"checkpoint": latest, "skill": s})) not in evaluated
                 ]
                 if missing:
                     requests += [

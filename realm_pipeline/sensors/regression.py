@@ -66,7 +66,7 @@ def confirming_request(bench: str, lane: str, version: int) -> dg.RunRequest:
 def leaderboard_regression_sensor(
     context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource
 ):
-    """On each new leaderboard materialization: confirm earlier drops, request re-runs of new ones, re-baseline."""
+    """On each new leaderboard: confirm earlier drops, request re-runs of new ones, re-baseline."""
     settings = realm.settings
     cap = settings.realm.sensors.max_runs_per_tick
     tau = settings.realm.regression.tau
@@ -78,7 +78,9 @@ def leaderboard_regression_sensor(
     pending = [Pending(**p) for p in cursor["pending"]]
     if latest <= cursor["storage_id"]:
         if not deferred:
-            return dg.SkipReason(f"no new leaderboard materialization since storage id {cursor['storage_id']}")
+            return dg.SkipReason(
+                f"no new leaderboard materialization since storage id {cursor['storage_id']}"
+            )
         new_cursor = {**cursor, "deferred": deferred[cap:]}
         return dg.SensorResult(
             run_requests=[confirming_request(*d) for d in deferred[:cap]], cursor=json.dumps(new_cursor)
@@ -94,11 +96,15 @@ def leaderboard_regression_sensor(
         return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
     for p in confirmed:
         context.log.warning(f"confirmed regression: {p.lane} on {p.bench} (baseline {p.baseline:.3f})")
-    # One confirming run per (bench, lane); a drop already awaiting confirmation is not re-requested.
+    # Every drop gets a run (its key dedups per baseline version); one awaiting confirmation keeps its
+    # original, higher pre-drop baseline as the reference.
     waiting = {(p.bench, p.lane) for p in pending}
-    fresh = [d for d in drops if (d.bench, d.lane) not in waiting]
-    pending += [Pending(d.bench, d.lane, d.baseline, now.isoformat()) for d in fresh]
-    queue = deferred + [[d.bench, d.lane, d.version] for d in fresh]
+    pending += [
+        Pending(d.bench, d.lane, d.baseline, now.isoformat())
+        for d in drops
+        if (d.bench, d.lane) not in waiting
+    ]
+    queue = deferred + [[d.bench, d.lane, d.version] for d in drops]
     new_cursor = {
         "storage_id": latest,
         "baseline_version": version,
@@ -109,4 +115,6 @@ def leaderboard_regression_sensor(
         f"leaderboard {latest}: {'baseline set' if first_scan else f'{len(drops)} drop(s) past tau={tau}'}, "
         f"baseline now v{version}, {len(pending)} awaiting confirmation"
     )
-    return dg.SensorResult(run_requests=[confirming_request(*d) for d in queue[:cap]], cursor=json.dumps(new_cursor))
+    return dg.SensorResult(
+        run_requests=[confirming_request(*d) for d in queue[:cap]], cursor=json.dumps(new_cursor)
+    )

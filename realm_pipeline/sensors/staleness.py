@@ -69,7 +69,8 @@ def stale_eval_sets(con: duckdb.DuckDBPyConnection) -> list[dg.RunRequest]:
         WITH latest AS (
             SELECT checkpoint_id, skill, level, eval_set_hash, skill_version FROM eval_scores
             QUALIFY row_number() OVER (
-                PARTITION BY checkpoint_id, skill, level ORDER BY created_at DESC NULLS LAST, fingerprint DESC) = 1
+                PARTITION BY checkpoint_id, skill, level
+                ORDER BY created_at DESC NULLS LAST, fingerprint DESC) = 1
         )
         SELECT l.checkpoint_id, l.skill, min(e.eval_set_hash || '.' || coalesce(e.skill_version, ''))
         FROM latest l JOIN eval_sets e USING (skill, level)
@@ -166,7 +167,9 @@ def build_staleness_sensor(
     @dg.sensor(
         name=name, jobs=list(jobs), minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
     )
-    def staleness_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
+    def staleness_sensor(
+        context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource
+    ):
         """Requests evals, rollups, mirror and knowledge-index refreshes for whatever is missing or stale."""
         return _evaluate(context, realm, ledger_db, names)
 

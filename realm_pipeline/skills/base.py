@@ -53,5 +53,5 @@ class Skill(Protocol):
         ...
 
     def distinct_prompts(self, level: int) -> int | None:
-        """Size of the level's prompt space when it is small enough to matter (None: effectively unbounded)."""
+        """Size of the level's prompt space when small enough to matter (None: effectively unbounded)."""
         ...

@@ -1,0 +1,58 @@
+"""`quests`: registers validated inbox files (quest + example rows) in the ledger, one transaction a file."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from realm_pipeline import quests as q
+from realm_pipeline.resources.ledger import LedgerResource
+from realm_pipeline.resources.realm import RealmResource
+
+
+class QuestsConfig(dg.Config):
+    """Run config of `quests`: the inbox files to register."""
+
+    files: list[str]
+
+
+@dg.asset(group_name="campaign", kinds={"duckdb"})
+def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
+    """Re-validates each file, registers it whole or not at all, then moves it to inbox/accepted/."""
+    home = realm.home_path
+    registered, skipped, rejected = [], [], []
+    for name in config.files:
+        path = Path(name)
+        if not path.exists():
+            skipped.append(f"{name}: gone (already moved)")
+            continue
+        with ledger_db.get_connection() as con:
+            known = q.registered_sha256s(con)
+            try:
+                # Re-validate: the file may have changed since the sensor looked at it.
+                quest = q.validate_quest_file(path, registered_sha256s=known)
+            except q.QuestRejected as exc:
+                if exc.reason.startswith("duplicate"):
+                    skipped.append(f"{name}: already registered")
+                    continue  # a no-op; the inbox sensor files the copy under rejected/
+                rejected.append(f"{name}: {exc}")
+                q.reject(path, home, exc)
+                continue
+            new = q.register_quest(con, quest, str(path), datetime.now(UTC).replace(tzinfo=None))
+        # Move only after the commit: a failed transaction leaves the file in the inbox for a retry.
+        if new:
+            q.accept(path, home)
+            registered.append({"quest_id": quest.quest_id, "file": path.name, "n_examples": quest.n})
+        else:
+            skipped.append(f"{name}: already registered")
+    return dg.MaterializeResult(
+        metadata={
+            "registered": dg.MetadataValue.json(registered),
+            "n_examples": sum(r["n_examples"] for r in registered),
+            "skipped": dg.MetadataValue.json(skipped),
+            "rejected": dg.MetadataValue.json(rejected),
+        }
+    )
+
+
+quests_job = dg.define_asset_job("quests_job", selection=[quests])

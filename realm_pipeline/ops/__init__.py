@@ -1,0 +1,1 @@
+"""Ops that are not assets: checkpoint retention."""
