@@ -103,3 +103,23 @@ def test_a_later_checkpoint_without_its_parent_is_refused(realm_env: Path, defs:
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "no parent checkpoint" in failure.message and "tiny.000150" in failure.message
+
+
+def test_a_cuda_profile_is_refused_on_a_cpu_machine_before_training(
+    realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hero = config_dir / "heroes" / "tiny.yaml"
+    hero.write_text(hero.read_text().replace("memory_profile: cpu_tiny", "memory_profile: 24gb_full_small"))
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    from realm_pipeline.definitions import build_defs
+
+    defs = build_defs()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
+        result = defs.resolve_job_def("train_job").execute_in_process(
+            instance=instance, partition_key="tiny.000150", raise_on_error=False
+        )
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "24gb_full_small needs CUDA" in message
+    assert not (realm_env / "checkpoints" / "tiny" / "tiny.000150").exists()

@@ -239,10 +239,10 @@ def test_promotion_refused_when_recall_drops(conn, docs, embedder) -> None:
 
     def broken(doc: Document) -> list[Chunk]:
         """A chunker bug: every chunk truncated to 10 characters (ids follow the text, as in the real one)."""
-        cut = [c.text[:10] for c in chunk_document(doc)]
+        good = chunk_document(doc)
         return [
-            replace(c, chunk_id=chunk_id(doc.doc_id, i, t), text=t)
-            for i, (c, t) in enumerate(zip(chunk_document(doc), cut))
+            replace(c, chunk_id=chunk_id(doc.doc_id, i, c.text[:10]), text=c.text[:10])
+            for i, c in enumerate(good)
         ]
 
     bad = refresh_index(conn, docs, embedder, chunker=broken)

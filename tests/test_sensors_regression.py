@@ -61,7 +61,10 @@ def set_board(resources: dict, rows: dict[tuple[str, str], float]) -> None:
         ledger.upsert(
             con,
             "leaderboard_rows",
-            [{"bench": b, "lane": lane, "hero": "tiny", "accuracy": acc, "n": 50} for (b, lane), acc in rows.items()],
+            [
+                {"bench": b, "lane": lane, "hero": "tiny", "accuracy": acc, "n": 50}
+                for (b, lane), acc in rows.items()
+            ],
         )
 
 
@@ -75,7 +78,9 @@ def tick(instance, resources, defs, cursor: str | None):
     """One evaluated (and Dagster-validated) tick."""
     # the daemon threads the instance down to dynamic-partition checks; a direct evaluation must say so
     with (
-        dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs) as ctx,
+        dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=resources, definitions=defs
+        ) as ctx,
         dg.partition_loading_context(dynamic_partitions_store=instance),
     ):
         return leaderboard_regression_sensor.evaluate_tick(ctx)
@@ -91,7 +96,9 @@ def test_first_scan_only_baselines(env) -> None:
     result = tick(instance, resources, defs, None)
     assert result.run_requests == []
     with resources["ledger_db"].read() as con:
-        assert con.execute("SELECT count(*), min(version), max(version) FROM leaderboard_baseline").fetchone() == (
+        assert con.execute(
+            "SELECT count(*), min(version), max(version) FROM leaderboard_baseline"
+        ).fetchone() == (
             3,
             1,
             1,
@@ -107,7 +114,9 @@ def test_over_tau_requests_one_confirming_run_under_tau_none_and_new_lanes_canno
     publish(instance)
     cursor = tick(instance, resources, defs, None).cursor
     # bin@1 drops 0.10 (> tau 0.05), bin@2 drops 0.04 (< tau), a new lane appears at 0.0
-    set_board(resources, {**BOARD, ("bin@1", LANES[0]): 0.80, ("bin@2", LANES[0]): 0.56, ("bin@1", LANES[1]): 0.0})
+    set_board(
+        resources, {**BOARD, ("bin@1", LANES[0]): 0.80, ("bin@2", LANES[0]): 0.56, ("bin@1", LANES[1]): 0.0}
+    )
     publish(instance)
     result = tick(instance, resources, defs, cursor)
     assert [r.run_key for r in result.run_requests] == [f"regress:bin@1:{LANES[0]}:v1"]
@@ -202,7 +211,8 @@ def test_confirmed_regression_recorded_after_the_confirming_rerun(env) -> None:
     assert after.run_requests == []
     with resources["ledger_db"].read() as con:
         events = con.execute(
-            "SELECT checkpoint_id, skill, level, accuracy FROM curriculum_events WHERE event = 'confirmed_regression'"
+            "SELECT checkpoint_id, skill, level, accuracy FROM curriculum_events "
+            "WHERE event = 'confirmed_regression'"
         ).fetchall()
     assert events == [(LANES[0], "bin", 1, 0.80)]
     assert json.loads(after.cursor)["pending"] == []

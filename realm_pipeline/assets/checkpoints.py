@@ -127,14 +127,31 @@ def checkpoints(
 
 
 def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
-    """Refuse, with the numbers, a segment that cannot fit on its device before it takes the GPU."""
-    if profile.device != "cuda" or profile.vram_gb is None:
+    """Refuse, with the numbers, a segment that cannot run or fit on its device, before the subprocess starts."""
+    if profile.device != "cuda":
         return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise dg.Failure(
+            f"hero {hero.name}: memory profile {profile.name} needs CUDA and this machine has none "
+            f"(use a cpu profile such as cpu_tiny, or run on a GPU machine)",
+            allow_retries=False,
+        )
     from realm_pipeline.training.memory import WillNotFit, check_fits, estimate_memory, model_shape_for
 
-    if hero.base.kind != "config":
-        return  # real heroes: shape comes from the local config.json, checked by the subprocess
-    shape = model_shape_for(dict(hero.base.config))
+    if hero.base.kind == "config":
+        hf_config = {"vocab_size": 256, **hero.base.config}  # the character vocab is a few hundred at most
+    else:
+        from transformers import AutoConfig
+
+        try:
+            hf_config = AutoConfig.from_pretrained(
+                hero.base.path or hero.base.model_id, local_files_only=True
+            ).to_dict()
+        except OSError:
+            return  # weights absent: the subprocess fails at once with HeroWeightsMissing and the fix
+    shape = model_shape_for(hf_config)
     est = estimate_memory(
         shape["n_params"],
         method=spec.method,
@@ -143,10 +160,13 @@ def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
         seq_len=spec.max_length,
         hidden_size=shape["hidden_size"],
         num_layers=shape["num_layers"],
-        vocab_size=shape.get("vocab_size", 512),
+        vocab_size=shape.get("vocab_size") or 512,
         gradient_checkpointing=spec.gradient_checkpointing,
     )
+    available = torch.cuda.get_device_properties(0).total_memory
+    if profile.vram_gb is not None:
+        available = min(available, int(profile.vram_gb * 2**30))
     try:
-        check_fits(est, int(profile.vram_gb * 2**30), f"{profile.name} ({profile.vram_gb} GB)")
+        check_fits(est, available, f"{torch.cuda.get_device_name(0)} under profile {profile.name}")
     except WillNotFit as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc

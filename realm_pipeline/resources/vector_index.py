@@ -1,4 +1,4 @@
-"""The `vector_index` resource: PostgreSQL + pgvector, external (REALM_PG_DSN) or embedded in $REALM_HOME/pg/."""
+"""The `vector_index` resource: PostgreSQL + pgvector, from REALM_PG_DSN or embedded in $REALM_HOME/pg/."""
 
 import os
 import warnings

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
 from realm_pipeline.resources.realm import RealmResource
@@ -153,7 +154,7 @@ def _evaluate(
 
 
 def build_staleness_sensor(
-    jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition], *, name: str = "staleness_sensor"
+    jobs: Sequence[dg.JobDefinition | UnresolvedAssetJobDefinition], *, name: str = "staleness_sensor"
 ) -> dg.SensorDefinition:
     """The staleness sensor targeting `jobs` (eval_job, rollup_job, mirror_job, and knowledge_job if any).
 
