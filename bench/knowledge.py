@@ -1,9 +1,10 @@
 """Knowledge index: embedding throughput, and HNSW vs exact-scan latency and recall@10 at 100,000 chunks.
 
-Run: python bench/knowledge.py [--texts 512] [--rows 100000] [--queries 200] [--exact-queries 50]
+Run: python bench/knowledge.py [--texts 256] [--rows 100000] [--queries 200] [--exact-queries 50]
 Embedding: all-MiniLM-L6-v2 (the packaged model) over synthetic checkpoint-report chunks (~350 chars).
-Index: random unit 384-d vectors (structureless, so a hard case for HNSW recall) loaded with
-`store.build_version` (binary COPY + HNSW build) into an embedded PostgreSQL in a temp dir. Recall@10
+Index: unit 384-d vectors, `random` (iid: no neighbourhood structure, HNSW's worst case) and `lowrank32`
+(32 latent dimensions, closer to real sentence embeddings), each loaded with `store.build_version`
+(binary COPY + HNSW build) into an embedded PostgreSQL in a temp dir. Recall@10
 takes the exact scan (`enable_indexscan = off`, a sequential scan ordered by cosine distance) as truth.
 """
 
@@ -62,15 +63,62 @@ def knn(conn, vec: np.ndarray, table: str, k: int, exact: bool, ef_search: int) 
     return [r[0] for r in rows], time.perf_counter() - t
 
 
+def unit_vectors(dataset: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`random`: iid unit vectors (no structure: HNSW's worst case); `lowrank32`: 32 latent dimensions."""
+    if dataset == "random":
+        x = rng.standard_normal((n, store.DIM))
+    else:
+        # Sentence embeddings occupy a low-dimensional manifold; a random 32-d subspace imitates that.
+        basis = np.random.default_rng(7).standard_normal((32, store.DIM))
+        x = rng.standard_normal((n, 32)) @ basis
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def index_bench(conn, dataset: str, args: argparse.Namespace) -> None:
+    """Load `args.rows` vectors, build HNSW, then time and score exact vs HNSW top-10 queries."""
+    rng = np.random.default_rng(1)
+    vecs = unit_vectors(dataset, args.rows, rng)
+    chunks = [Chunk(f"{dataset}{i:07d}", f"doc{i // 10}", f"chunk {i}", "bench") for i in range(args.rows)]
+    t = time.perf_counter()
+    version = store.build_version(conn, chunks, vecs, model=dataset)
+    print(
+        f"[{dataset}] {args.rows:,} rows loaded + HNSW (m={store.HNSW_M}, "
+        f"ef_construction={store.HNSW_EF_CONSTRUCTION}) built in {time.perf_counter() - t:.1f}s"
+    )
+    table = store.table_name(version)
+    queries = unit_vectors(dataset, args.queries, np.random.default_rng(2))
+    truth, exact_lat = [], []
+    for q in queries[: args.exact_queries]:
+        ids, s = knn(conn, q, table, 10, exact=True, ef_search=0)
+        truth.append(set(ids))
+        exact_lat.append(s)
+    print(
+        f"[{dataset}] exact scan: p50 {pct(exact_lat, 50):.1f} ms, p99 {pct(exact_lat, 99):.1f} ms "
+        f"({len(exact_lat)} queries)"
+    )
+    for ef in args.ef_search:
+        lat, hits = [], []
+        for i, q in enumerate(queries):
+            ids, s = knn(conn, q, table, 10, exact=False, ef_search=ef)
+            lat.append(s)
+            if i < len(truth):
+                hits.append(len(truth[i] & set(ids)) / 10)
+        print(
+            f"[{dataset}] hnsw ef_search={ef}: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
+            f"recall@10 {np.mean(hits):.3f} ({len(lat)} queries, recall over {len(hits)})"
+        )
+
+
 def main() -> None:
     """Run both benches and print a summary."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--texts", type=int, default=512)
+    ap.add_argument("--texts", type=int, default=256)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=50)
     ap.add_argument("--ef-search", type=int, nargs="+", default=[40, store.EF_SEARCH, 200])
     ap.add_argument("--device", default=None)
+    ap.add_argument("--datasets", nargs="+", default=["random", "lowrank32"], choices=["random", "lowrank32"])
     args = ap.parse_args()
 
     import torch
@@ -91,41 +139,8 @@ def main() -> None:
     resource = VectorIndexResource(home=str(home))
     try:
         with resource.running(), resource.get_connection() as conn:
-            rng = np.random.default_rng(1)
-            vecs = rng.standard_normal((args.rows, store.DIM)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            chunks = [Chunk(f"c{i:07d}", f"doc{i // 10}", f"chunk {i}", "bench") for i in range(args.rows)]
-            t = time.perf_counter()
-            version = store.build_version(conn, chunks, vecs, model="random")
-            build_s = time.perf_counter() - t
-            print(
-                f"index: {args.rows:,} rows loaded + HNSW (m={store.HNSW_M}, "
-                f"ef_construction={store.HNSW_EF_CONSTRUCTION}) built in {build_s:.1f}s"
-            )
-            table = store.table_name(version)
-            queries = rng.standard_normal((args.queries, store.DIM)).astype(np.float32)
-            queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-
-            truth, exact_lat = [], []
-            for q in queries[: args.exact_queries]:
-                ids, s = knn(conn, q, table, 10, exact=True, ef_search=0)
-                truth.append(set(ids))
-                exact_lat.append(s)
-            print(
-                f"exact scan: p50 {pct(exact_lat, 50):.1f} ms, p99 {pct(exact_lat, 99):.1f} ms "
-                f"({len(exact_lat)} queries)"
-            )
-            for ef in args.ef_search:
-                lat, hits = [], []
-                for i, q in enumerate(queries):
-                    ids, s = knn(conn, q, table, 10, exact=False, ef_search=ef)
-                    lat.append(s)
-                    if i < len(truth):
-                        hits.append(len(truth[i] & set(ids)) / 10)
-                print(
-                    f"hnsw ef_search={ef}: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
-                    f"recall@10 {np.mean(hits):.3f} ({len(lat)} queries, recall over {len(hits)})"
-                )
+            for dataset in args.datasets:
+                index_bench(conn, dataset, args)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -283,3 +283,28 @@ def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
     click.echo(
         f"{'deleted' if apply_ else 'would delete'} {result.output_for_node('apply_checkpoint_retention')}"
     )
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", default=5, show_default=True, help="how many chunks")
+def ask(question: str, k: int) -> None:
+    """Top chunks of the knowledge index for QUESTION, with their provenance."""
+    from realm_pipeline.assets.knowledge_index import run_ask
+
+    click.echo(run_ask(question, k=k))
+
+
+@main.group()
+def quest() -> None:
+    """Quest files: people's own training examples (JSONL of chat `messages`)."""
+
+
+@quest.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def quest_add(path: str) -> None:
+    """Drop PATH into the inbox; the quest inbox sensor validates and registers it."""
+    from realm_pipeline.quests import add_to_inbox
+
+    dest = add_to_inbox(Path(path), realm_home())
+    click.echo(f"queued {dest}: quest_inbox_sensor registers it, or moves it to inbox/rejected/ with a report")

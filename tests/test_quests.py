@@ -1,6 +1,8 @@
 """Quest files: validation, rejection reports, the inbox sensor and the `quests` asset's registration."""
 
 import json
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -182,17 +184,18 @@ def test_failed_registration_writes_nothing(env, monkeypatch: pytest.MonkeyPatch
     assert path.exists()  # stays in the inbox for a retry
 
 
-def test_busy_ledger_skips(env) -> None:
-    import subprocess
-    import sys
+HOLD = (
+    "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(30)"
+)
 
+
+def test_busy_ledger_skips(env) -> None:
     home, resources, instance = env
     write(home / "inbox" / "good.jsonl", [example(0)])
     with resources["ledger_db"].get_connection():
         pass
-    hold = "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(30)"
     holder = subprocess.Popen(
-        [sys.executable, "-c", hold, resources["ledger_db"].database], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, resources["ledger_db"].database], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -1,5 +1,6 @@
 """staleness_sensor: each reason yields a request with a versioned run_key (real ledger, real instance)."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -160,7 +161,8 @@ def test_eval_set_changed(env) -> None:
             ],
         )
     result = tick(instance, resources)
-    assert keys(result) == [f"stale:eval_set:{CKPT}|bin:{('new' * 8)[:12]}"]
+    version = hashlib.md5(f"1:{'new' * 8}:2".encode()).hexdigest()[:12]
+    assert keys(result) == [f"stale:eval_set:{CKPT}|bin:{version}"]
     assert result.run_requests[0].job_name == "eval_job"
     # re-evaluated on the current eval set: no longer stale
     with resources["ledger_db"].get_connection() as con:

@@ -2,7 +2,6 @@
 
 import json
 import socket
-import sys
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -11,7 +10,7 @@ from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_examples
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.training.plan import CheckpointKey, segment_spec
+from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 
@@ -80,8 +79,11 @@ def checkpoints(
 
     spec_dict = json.loads(spec_to_json(spec))
     context.log.info(f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}")
+    command = segment_command(
+        spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
+    )
     invocation = pipes_subprocess_client.run(
-        command=[sys.executable, "-m", "realm_pipeline.training.segment"],
+        command=command,
         context=context,
         extras={"spec": spec_dict},
     )

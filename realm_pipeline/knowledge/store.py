@@ -9,6 +9,8 @@ Idempotency: within a version, rows are keyed by chunk id (a hash of doc id, pos
 Across versions, `content_hash` (model + sorted chunk ids) identifies the content: building the same
 chunks with the same model again returns the existing version instead of creating a duplicate table.
 The live version is the one promoted most recently (`promoted_at`), so rolling back is promoting again.
+Connections should be autocommit (the resource's are): writes open their own transactions, and reads
+then hold no snapshot that would block a concurrent version build's DDL.
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ def ensure_schema(conn: Any) -> None:
     """Create the vector extension (when allowed) and index_versions; register the vector type."""
     from pgvector.psycopg import register_vector
 
-    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    conn.execute(SCHEMA)
-    conn.commit()
+    with conn.transaction():
+        # Checked first: CREATE EXTENSION needs privileges an external database may not grant.
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(SCHEMA)
     register_vector(conn)
 
 
@@ -150,7 +153,6 @@ def live_version(conn: Any) -> int | None:
     row = conn.execute(
         "SELECT version FROM index_versions WHERE promoted ORDER BY promoted_at DESC, version DESC LIMIT 1"
     ).fetchone()
-    conn.commit()  # end the implicit read transaction so later DDL elsewhere is not blocked
     return None if row is None else int(row[0])
 
 
@@ -180,7 +182,6 @@ def versions(conn: Any) -> list[VersionInfo]:
         "SELECT version, model, n_chunks, content_hash, recall_at_5, mrr, promoted "
         "FROM index_versions ORDER BY version"
     ).fetchall()
-    conn.commit()
     return [VersionInfo(*r) for r in rows]
 
 
@@ -216,9 +217,7 @@ def query(
 
 def chunk_ids(conn: Any, version: int) -> set[str]:
     """Chunk ids stored in one version."""
-    ids = {r[0] for r in conn.execute(f"SELECT chunk_id FROM {table_name(version)}").fetchall()}
-    conn.commit()
-    return ids
+    return {r[0] for r in conn.execute(f"SELECT chunk_id FROM {table_name(version)}").fetchall()}
 
 
 def prune(conn: Any, keep: int = 3) -> list[int]:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
+from realm_pipeline.jobs import eval_job, rollup_job, train_job
 from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
 from realm_pipeline.resources.realm import RealmResource
 from realm_pipeline.training.plan import next_key
@@ -10,7 +11,7 @@ from realm_pipeline.training.plan import next_key
 
 @dg.sensor(
     name="campaign_sensor",
-    asset_selection=["checkpoints", "eval_scores", "curriculum", "leaderboard"],
+    jobs=[train_job, eval_job, rollup_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )

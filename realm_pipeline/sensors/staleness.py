@@ -73,7 +73,10 @@ def stale_eval_sets(con: duckdb.DuckDBPyConnection) -> list[dg.RunRequest]:
                 PARTITION BY checkpoint_id, skill, level
                 ORDER BY created_at DESC NULLS LAST, fingerprint DESC) = 1
         )
-        SELECT l.checkpoint_id, l.skill, min(e.eval_set_hash || '.' || coalesce(e.skill_version, ''))
+        -- version: the current eval sets of the stale levels, so a further regeneration is a new run
+        SELECT l.checkpoint_id, l.skill,
+               md5(string_agg(e.level || ':' || e.eval_set_hash || ':' || coalesce(e.skill_version, ''), ','
+                              ORDER BY e.level))
         FROM latest l JOIN eval_sets e USING (skill, level)
         WHERE l.eval_set_hash IS DISTINCT FROM e.eval_set_hash
            OR l.skill_version IS DISTINCT FROM e.skill_version

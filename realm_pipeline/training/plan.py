@@ -82,3 +82,36 @@ def segment_spec(
         dtype=profile.dtype,
         gradient_checkpointing=profile.gradient_checkpointing,
     )
+
+
+SEGMENT_MODULE = "realm_pipeline.training.segment"
+
+
+def segment_command(
+    spec, profile: MemoryProfile, *, config_dir: Path, work_dir: Path, python: str | None = None
+) -> list[str]:
+    """The subprocess that trains `spec`: plain Python on one device, the deepspeed launcher when the
+    memory profile names a DeepSpeed config (the spec and the filled-in DeepSpeed JSON go to work_dir)."""
+    import sys
+
+    from realm_pipeline.training.distributed import launch_command, write_deepspeed_config
+    from realm_pipeline.training.trainer import spec_to_json
+
+    python = python or sys.executable
+    if profile.deepspeed is None:
+        return [python, "-m", SEGMENT_MODULE]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = work_dir / "spec.json"
+    spec_path.write_text(spec_to_json(spec))
+    ds_config = write_deepspeed_config(
+        config_dir / "deepspeed" / f"{profile.deepspeed}.json",
+        work_dir / "deepspeed.json",
+        micro_batch_size=spec.batch_size,
+        grad_accum=1,
+        lr=spec.lr,
+        bf16=spec.dtype == "bfloat16",
+        fp16=spec.dtype == "float16",
+    )
+    return launch_command(
+        SEGMENT_MODULE, spec_path, num_gpus=profile.num_gpus, deepspeed_config=ds_config, python=python
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,21 +38,31 @@ def _run(spec_data: str | dict, log: Any) -> SegmentResult:
 def main(argv: list[str] | None = None) -> int:
     """Run one segment; under Pipes the spec comes from extras["spec"], else from --spec FILE.json."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spec", help="SegmentSpec JSON file (standalone mode)")
+    parser.add_argument("--spec", help="SegmentSpec JSON file (standalone mode, and every DeepSpeed rank)")
+    parser.add_argument("--deepspeed_config", help="DeepSpeed JSON: train with the engine (deepspeed launcher)")
     args = parser.parse_args(argv)
 
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+    def spec_data(extras_spec: Any = None) -> dict:
+        data = json.loads(Path(args.spec).read_text()) if args.spec else dict(extras_spec)
+        if args.deepspeed_config:
+            data["deepspeed_config"] = args.deepspeed_config
+        return data
+
+    # Under the deepspeed launcher every rank inherits the Pipes environment: rank 0 alone talks to Dagster.
+    if PipesEnvVarParamsLoader().is_dagster_pipes_process() and os.environ.get("RANK", "0") == "0":
         with open_dagster_pipes() as pipes:
-            spec_data = pipes.get_extra("spec")
-            result = _run(spec_data, pipes.log.info)
+            result = _run(spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info)
             pipes.report_asset_materialization(metadata=result_metadata(result))
+        return 0
+    if os.environ.get("RANK", "0") != "0":
+        _run(spec_data(), lambda msg: None)
         return 0
 
     if not args.spec:
         parser.error("not under Dagster Pipes: pass --spec FILE.json")
-    result = _run(Path(args.spec).read_text(), lambda msg: print(msg, flush=True))
+    result = _run(spec_data(), lambda msg: print(msg, flush=True))
     print(json.dumps(dataclasses.asdict(result)), flush=True)
     return 0
 

@@ -58,6 +58,7 @@ class SegmentSpec:
     lora_alpha: int = 16
     lora_target_modules: list[str] | None = None
     gradient_checkpointing: bool = False
+    deepspeed_config: str | None = None  # a DeepSpeed JSON (distributed.build_deepspeed_config): ZeRO-2/3
 
 
 @dataclass
@@ -228,7 +229,7 @@ def _prepare(model: Any, spec: SegmentSpec) -> tuple[Any, Any]:
     )
     if spec.method != "qlora":  # quantized models are placed by their loader
         model.to(spec.device)
-    return model, build_optimizer(model, spec.optimizer, spec.lr, spec.weight_decay)
+    return model, build_optimizer(model, spec.optimizer, spec.lr, spec.weight_decay, method=spec.method)
 
 
 def _sources(spec: SegmentSpec) -> list[Any]:
@@ -307,6 +308,28 @@ def _load_resume(out: Path, model: Any, opt: Any, sched: Any) -> dict[str, Any] 
     return json.loads((d / "state.json").read_text())
 
 
+def _load_resume_deepspeed(out: Path, engine: Any) -> dict[str, Any] | None:
+    """Resume a DeepSpeed engine from its own sharded checkpoint under output_dir/resume."""
+    if not (out / RESUME_DIR / "latest").exists():
+        return None
+    _, client_state = engine.load_checkpoint(str(out / RESUME_DIR), tag="latest")
+    return client_state["counters"]
+
+
+def _gather_for_save(engine: Any) -> tuple[Any, dict | None]:
+    """The full weights on rank 0: ZeRO-3 shards are gathered; ZeRO-2 weights are whole already."""
+    import deepspeed
+
+    params = list(engine.module.parameters())
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+        state = (
+            {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()}
+            if engine.global_rank == 0
+            else None
+        )
+    return engine.module, state
+
+
 def _finished(out: Path) -> SegmentResult | None:
     _recover(out)
     f = out / RESULT_FILE
@@ -359,12 +382,27 @@ def train_segment(
         "tail_count": 0,
         "data": {"position": 0, "counts": None},
     }
-    resumed = _load_resume(out, model, opt, sched)
+    engine = None
+    if spec.deepspeed_config:
+        # Under the deepspeed launcher: the engine owns device placement, ZeRO sharding, clipping (from the
+        # JSON), the optimizer step and the LR schedule; each rank trains on its own share of the stream.
+        import deepspeed
+
+        engine, opt, _, sched = deepspeed.initialize(
+            model=model,
+            optimizer=opt,
+            lr_scheduler=sched,
+            config=json.loads(Path(spec.deepspeed_config).read_text()),
+        )
+        model = engine
+    resumed = _load_resume(out, model, opt, sched) if engine is None else _load_resume_deepspeed(out, engine)
     if resumed is not None:
         counters = resumed
     resumed_from = counters["step"]
     state = StreamState(**counters["data"]) if counters["data"]["counts"] is not None else None
-    stream = MixStream(_sources(spec), spec.seed, encoder, state)
+    rank = engine.global_rank if engine is not None else 0
+    stream = MixStream(_sources(spec), spec.seed + rank, encoder, state)
+    device = str(engine.device) if engine is not None else spec.device
     tail_from = spec.steps - max(1, spec.steps // 4)
     use_bf16 = spec.dtype in ("bfloat16", "bf16") and spec.device.startswith("cuda")
     if spec.device.startswith("cuda"):
@@ -374,7 +412,7 @@ def train_segment(
     wall_mark = time.perf_counter()
     while counters["step"] < spec.steps:
         t0 = time.perf_counter()
-        batch = pack_from_stream(stream, spec.batch_size, spec.max_length, pad_id).to(spec.device)
+        batch = pack_from_stream(stream, spec.batch_size, spec.max_length, pad_id).to(device)
         with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
             nll, mask = token_nll(model, batch)
         n = mask.sum().clamp_min(1)
@@ -385,12 +423,16 @@ def train_segment(
             loss = (w * nll).sum() / n
         else:
             loss = plain
-        loss.backward()
-        if spec.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], spec.grad_clip)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        if engine is not None:
+            engine.backward(loss)
+            engine.step()  # clip + optimizer + LR schedule + zero_grad, as the DeepSpeed JSON says
+        else:
+            loss.backward()
+            if spec.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], spec.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
         step_loss = float(plain.detach())  # syncs, so the step timing below is honest on CUDA
         counters["train_time"] += time.perf_counter() - t0
         counters["step"] += 1
@@ -416,7 +458,10 @@ def train_segment(
             counters["wall"] += now - wall_mark
             wall_mark = now
             counters["data"] = dataclasses.asdict(stream.state)
-            _save_resume(out, model, opt, sched, counters)
+            if engine is not None:
+                engine.save_checkpoint(str(out / RESUME_DIR), tag="latest", client_state={"counters": counters})
+            else:
+                _save_resume(out, model, opt, sched, counters)
 
     heldout_msgs = _heldout_messages(spec)
     heldout_loss = None
@@ -424,7 +469,7 @@ def train_segment(
         batches = pack_examples(
             [encoder.encode(m) for m in heldout_msgs], spec.batch_size, spec.max_length, pad_id
         )
-        heldout_loss = mean_loss(model, batches, spec.device)
+        heldout_loss = mean_loss(model, batches, device)
     train_loss = counters["tail_nll"] / max(counters["tail_count"], 1)
     strain_base, strain_source = (
         (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
@@ -435,8 +480,14 @@ def train_segment(
     staged = out.with_name(f".{out.name}.staging")
     if staged.exists():
         shutil.rmtree(staged)
-    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model  # LoRA -> plain weights
-    final.save_pretrained(staged, safe_serialization=True)
+    if engine is not None:
+        final, state_dict = _gather_for_save(engine)
+        if engine.global_rank != 0:
+            return None  # type: ignore[return-value]  # rank 0 alone writes the checkpoint and reports
+    else:
+        final, state_dict = model, None
+    final = final.merge_and_unload() if hasattr(final, "merge_and_unload") else final  # LoRA -> plain weights
+    final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(staged)
     sha = weights_sha256(staged)
     counters["wall"] += time.perf_counter() - wall_mark
