@@ -23,3 +23,20 @@ def test_loading_definitions_imports_no_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"heavy modules imported at load: {proc.stdout} {proc.stderr[-2000:]}"
+
+
+def test_dagster_and_dg_clis_validate_the_project(tmp_path) -> None:
+    import os
+    from pathlib import Path
+
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "REALM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "dagster").mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    for cmd in (
+        [str(bindir / "dagster"), "definitions", "validate", "-m", "realm_pipeline.definitions"],
+        [str(bindir / "dg"), "check", "defs"],
+    ):
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+        assert "passed validation" in proc.stdout + proc.stderr or "loaded successfully" in proc.stdout

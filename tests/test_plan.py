@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from realm_pipeline.settings import Settings
-from realm_pipeline.training.plan import SEGMENT_MODULE, CheckpointKey, next_key, segment_command, segment_spec
+from realm_pipeline.training.plan import (
+    SEGMENT_MODULE,
+    CheckpointKey,
+    next_key,
+    segment_command,
+    segment_spec,
+)
 
 
 def test_checkpoint_keys_parse_sort_and_seed() -> None:
