@@ -28,7 +28,7 @@ def init_instance() -> Path:
     import dagster as dg
 
     home = realm_home()
-    for sub in ("checkpoints", "mirror", "inbox/rejected", "knowledge"):
+    for sub in ("checkpoints", "inbox/rejected", "knowledge"):  # mirror/ is a symlink the export swaps
         (home / sub).mkdir(parents=True, exist_ok=True)
     dhome = dagster_home()
     dhome.mkdir(parents=True, exist_ok=True)

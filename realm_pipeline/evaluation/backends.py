@@ -6,13 +6,14 @@ completion text, so the same scorer and fingerprint apply whichever backend prod
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from realm_pipeline.training.trainer import weights_sha256
 
 Messages = list[dict[str, str]]
 
@@ -44,17 +45,6 @@ class Backend(Protocol):
 def render(tokenizer: Any, messages: Messages) -> str:
     """Render messages with the tokenizer's chat template and the assistant generation prompt."""
     return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-
-
-def weights_sha256(directory: str | Path) -> str:
-    """sha256 over *.safetensors files (name and bytes), sorted by name: same as training's checkpoint sha."""
-    h = hashlib.sha256()
-    for p in sorted(Path(directory).glob("*.safetensors")):
-        h.update(p.name.encode())
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _dtype_name(dtype: Any) -> str:
