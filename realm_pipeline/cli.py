@@ -143,6 +143,8 @@ def campaign(hero: str, segments: int) -> None:
     click.echo(f"{hero}: levels {levels[0] if levels else '{}'}; champion {levels[1] if levels else None}")
     for bench, lane, rank, acc in rows:
         click.echo(f"  {bench:<12} #{rank} {lane} accuracy {acc}")
+    click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
+    click.echo(f"Dagster UI: DAGSTER_HOME={dagster_home()} make dev")
 
 
 def _ledger():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,10 @@ def _run(defs: dg.Definitions, job: str, partition_key: str | dg.MultiPartitionK
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key)
     assert result.success, job
+
+
+def _sensor_resources(defs: dg.Definitions) -> dict:
+    return {k: defs.resources[k] for k in ("realm", "ledger_db")}
 
 
 @pytest.fixture
@@ -55,11 +60,38 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
 
     # every checkpoint of the hero is evaluated: the sensor raises the next segment (and a rollup)
     with dg.DagsterInstance.get() as instance:
-        ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=_sensor_resources(defs))
         result = campaign_sensor(ctx)
     train = [r for r in result.run_requests if r.job_name == "train_job"]
     assert [r.partition_key for r in train] == ["tiny.000600"] and train[0].run_key == "tiny.000600"
     assert result.dynamic_partitions_requests[0].partition_keys == ["tiny.000600"]
+
+    # a paused hero gets no next segment; resumed, it does again
+    from click.testing import CliRunner
+
+    from realm_pipeline.cli import main
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["pause", "tiny"]).exit_code == 0
+    with dg.DagsterInstance.get() as instance:
+        paused = campaign_sensor(dg.build_sensor_context(instance=instance, resources=_sensor_resources(defs)))
+    assert not [r for r in paused.run_requests if r.job_name == "train_job"]
+    assert runner.invoke(main, ["resume", "tiny"]).exit_code == 0
+
+    # side-by-side compare, then human votes: the win rate shows only from the fifth vote, notes stay private
+    out = runner.invoke(main, ["compare", "tiny.000150", "tiny.000450", "--skill", "bin", "--level", "1"])
+    assert out.exit_code == 0, out.output
+    compare_id = re.search(r"compare ([0-9a-f]{12}):", out.output).group(1)
+    for i in range(5):
+        vote = runner.invoke(main, ["pref", compare_id, "B", "--note", f"note {i}"])
+        assert vote.exit_code == 0, vote.output
+        _run(defs, "rollup_job")
+        with connect(db, read_only=True) as con:
+            votes, win_rate = con.execute(
+                "SELECT votes, win_rate FROM leaderboard_rows WHERE lane = 'tiny.000450' AND bench = 'bin@1'"
+            ).fetchone()
+        assert votes == i + 1 and (win_rate is None if i < 4 else win_rate == 1.0)
+    assert runner.invoke(main, ["pref", "nope", "A"]).exit_code != 0
 
 
 def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
