@@ -303,7 +303,7 @@ def test_crash_between_staging_and_swap_keeps_old_mirror(db: Path, tmp_path: Pat
         version = write_mirror(build_mirror(con), target)
     assert target.resolve() == version and b"renamed-" in (target / "leaderboard.json").read_bytes()
     siblings = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("mirror"))
-    assert siblings == ["mirror", "mirror.lock", version.name]  # stale staging and the old version pruned
+    assert siblings == ["mirror", version.name]  # stale staging and the old version pruned
 
 
 def test_check_failure_aborts_publish(db: Path, tmp_path: Path):

@@ -36,6 +36,9 @@ def _redact(value: str) -> str:
 @dg.asset(
     group_name="campaign",
     kinds={"duckdb", "html"},
+    # One exporter at a time, by Dagster's pool (limit 1 from dagster.yaml), not a lock of our own:
+    # write_mirror may then treat any staging dir it finds as a crashed export's litter.
+    pool="mirror",
     deps=["leaderboard", "curriculum"],
     check_specs=[
         dg.AssetCheckSpec(
@@ -68,7 +71,9 @@ def public_mirror(config: PublicMirrorConfig, realm: RealmResource, ledger_db: L
             metadata={
                 "findings": len(exc.findings),
                 "files": dg.MetadataValue.json(sorted({f.file for f in exc.findings})),
-                "examples": dg.MetadataValue.json([f"{f.file}: {_redact(f.value)}" for f in exc.findings[:20]]),
+                "examples": dg.MetadataValue.json(
+                    [f"{f.file}: {_redact(f.value)}" for f in exc.findings[:20]]
+                ),
                 "values_checked": len(secrets),
             },
         )
@@ -87,7 +92,9 @@ def public_mirror(config: PublicMirrorConfig, realm: RealmResource, ledger_db: L
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name=CHECK_NAME, passed=True, metadata={"values_checked": len(secrets), "files": len(files)}
+                check_name=CHECK_NAME,
+                passed=True,
+                metadata={"values_checked": len(secrets), "files": len(files)},
             )
         ],
     )

@@ -8,10 +8,9 @@ Pure (no Dagster). Publication is crash-safe by construction:
   `os.replace`-ing a fresh symlink over `target_dir`: one rename(2), so a reader (or a crash) sees the old
   mirror or the new one, never a mix and never none.
 * A crash before the symlink swap leaves only unreferenced `mirror.staging-*` / `mirror.v-*` /
-  `mirror.link-*` siblings; the next export (holding `mirror.lock`) deletes them, and older versions.
+  `mirror.link-*` siblings; the next export (one at a time: the `mirror` pool) deletes them, and older versions.
 """
 
-import fcntl
 import json
 import math
 import os
@@ -129,7 +128,13 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
         if r["step"] is not None:
             steps[hero].add(r["step"])
         accuracy[hero][skill].append(
-            {"step": r["step"], "level": level, "accuracy": _jsonable(r["accuracy"]), "n": r["n"], "checkpoint_id": ckpt}
+            {
+                "step": r["step"],
+                "level": level,
+                "accuracy": _jsonable(r["accuracy"]),
+                "n": r["n"],
+                "checkpoint_id": ckpt,
+            }
         )
     ups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     by_hero_events: dict[str, list] = defaultdict(list)
@@ -156,7 +161,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                     level = max(level, marks[i][1])
                     i += 1
                 series.append({"step": s, "level": level})
-            points = sorted(accuracy[hero][skill], key=lambda p: (p["step"] is None, p["step"] or 0, p["level"]))
+            points = sorted(
+                accuracy[hero][skill], key=lambda p: (p["step"] is None, p["step"] or 0, p["level"])
+            )
             skill_series.append(
                 {"skill": skill, "level": levels.get(skill, level), "levels": series, "accuracy": points}
             )
@@ -249,34 +256,35 @@ def write_mirror(
     if target.exists() and not target.is_symlink():
         raise FileExistsError(f"{target} is a real directory; the mirror must be a symlink to a version dir")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "a") as lock:
-        # One exporter at a time: anything staged that we did not stage is then a crashed export's litter.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        current = target.resolve() if target.is_symlink() else None
-        _prune(target, current)
-        staged = target.parent / f"{target.name}.staging-{uuid.uuid4().hex}"
-        staged.mkdir()
-        try:
-            for name, data in files.items():
-                if "/" in name or name.startswith("."):
-                    raise ValueError(f"bad mirror file name {name!r}")
-                with open(staged / name, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            _fsync_dir(staged)
-            if _after_staging is not None:
-                _after_staging(staged)
-            if check is not None:
-                check(staged)
-            version = target.parent / f"{target.name}.v-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-            os.rename(staged, version)
-            link = target.parent / f"{target.name}.link-{uuid.uuid4().hex}"
-            os.symlink(version.name, link)  # relative: the mirror tree can be moved or served as a whole
-            os.replace(link, target)  # the one atomic step that publishes
-            _fsync_dir(target.parent)
-        except BaseException:
-            _remove(staged)
-            raise
-        _prune(target, version)
-        return version
+    # One exporter at a time is the caller's to ensure (the asset runs in Dagster's `mirror` pool, limit 1):
+    # anything staged that we did not stage is then a crashed export's litter.
+    current = target.resolve() if target.is_symlink() else None
+    _prune(target, current)
+    staged = target.parent / f"{target.name}.staging-{uuid.uuid4().hex}"
+    staged.mkdir()
+    try:
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"bad mirror file name {name!r}")
+            with open(staged / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        _fsync_dir(staged)
+        if _after_staging is not None:
+            _after_staging(staged)
+        if check is not None:
+            check(staged)
+        version = (
+            target.parent / f"{target.name}.v-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+        )
+        os.rename(staged, version)
+        link = target.parent / f"{target.name}.link-{uuid.uuid4().hex}"
+        os.symlink(version.name, link)  # relative: the mirror tree can be moved or served as a whole
+        os.replace(link, target)  # the one atomic step that publishes
+        _fsync_dir(target.parent)
+    except BaseException:
+        _remove(staged)
+        raise
+    _prune(target, version)
+    return version
