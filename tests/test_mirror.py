@@ -64,10 +64,10 @@ def populate(con) -> None:
                     )
                 if level_at(k, step) > level_at(k, step - 100):
                     events.append(
-                        {"hero": hero, "skill": skill, "level": level_at(k, step), "event": "level_up",
+                        {"hero": hero, "skill": skill, "level": level_at(k, step) + 1, "event": "level_up",
                          "checkpoint_id": cid, "step": step, "accuracy": 0.92, "created_at": T0}
                     )
-        levels = {s: level_at(k, last) for k, s in enumerate(SKILLS)}
+        levels = {s: level_at(k, last) + 1 for k, s in enumerate(SKILLS)}  # the level being learned
         states.append(
             {"hero": hero, "paused": False, "maxed_out": hero == "dio", "champion": f"{hero}.{last:06d}",
              "levels_json": json.dumps(levels, sort_keys=True), "updated_at": T0}
@@ -267,8 +267,9 @@ def test_documents_match_schemas(db: Path):
     dio = next(h for h in heroes["heroes"] if h["hero"] == "dio")
     assert tiny["champion"] == "tiny.001200" and dio["maxed_out"] is True and tiny["maxed_out"] is False
     binary = next(s for s in tiny["skills"] if s["skill"] == "binary_add")
-    assert [p["level"] for p in binary["levels"]][:4] == [0, 0, 1, 1]  # level-up at step 300
-    assert binary["level"] == 4 and len(binary["accuracy"]) > 12
+    assert [p["level"] for p in binary["levels"]][:4] == [1, 1, 2, 2]  # level-up to L2 earned at step 300
+    assert [p["learning"] for p in binary["levels"]][:4] == [1, 1, 1, 2]
+    assert binary["level"] == 5 and len(binary["accuracy"]) > 12  # 4 mastered (the cap), learning 5
     assert any(e["event"] == "level_up" and e["step"] == 300 for e in tiny["events"])
 
 

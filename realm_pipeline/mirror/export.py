@@ -154,13 +154,15 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
         hero_steps = sorted(steps[hero])
         skill_series = []
         for skill in skills:
-            # Level in force at each step: the highest level-up at or before it (0 before the first).
-            marks, level, i, series = sorted(ups[hero][skill]), 0, 0, []
+            # Per step: the level being learned when that checkpoint was evaluated (every skill starts at
+            # level 1), and the level in force after it (raised by a level-up earned at that step).
+            marks, level, i, series = sorted(ups[hero][skill]), 1, 0, []
             for s in hero_steps:
+                learning = level
                 while i < len(marks) and marks[i][0] <= s:
                     level = max(level, marks[i][1])
                     i += 1
-                series.append({"step": s, "level": level})
+                series.append({"step": s, "level": level, "learning": learning})
             points = sorted(
                 accuracy[hero][skill], key=lambda p: (p["step"] is None, p["step"] or 0, p["level"])
             )
