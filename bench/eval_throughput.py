@@ -58,13 +58,18 @@ def sequential(model_dir: Path, items: list, max_new_tokens: int) -> tuple[float
     start = time.perf_counter()
     with torch.inference_mode():
         for item in items:
-            ids = tokenizer(render(tokenizer, item.messages[:-1]), add_special_tokens=False,
-                            return_tensors="pt")["input_ids"]
+            ids = tokenizer(
+                render(tokenizer, item.messages[:-1]), add_special_tokens=False, return_tensors="pt"
+            )["input_ids"]
             out = model.generate(
-                ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
             )
-            new = [t for t in out[0, ids.shape[1]:].tolist() if t != tokenizer.eos_token_id]
+            new = [t for t in out[0, ids.shape[1] :].tolist() if t != tokenizer.eos_token_id]
             text = tokenizer.decode(new, skip_special_tokens=True)
             outputs.append(text)
             correct += skill.score(item, text).correct
@@ -91,22 +96,29 @@ def main() -> None:
         model_dir = args.model_dir or build_hero(Path(tmp))
         items = bin_items(args.items)
         levels = {lv: sum(i.level == lv for i in items) for lv in (1, 2, 3, 4)}
-        print(f"checkpoint: {model_dir}  items: {len(items)} BIN {levels}  "
-              f"max_new_tokens: {args.max_new_tokens}  threads: {args.threads}")
+        print(
+            f"checkpoint: {model_dir}  items: {len(items)} BIN {levels}  "
+            f"max_new_tokens: {args.max_new_tokens}  threads: {args.threads}"
+        )
 
-        backend = LocalBackend(model_dir, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                               dtype=args.dtype)
+        backend = LocalBackend(
+            model_dir, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, dtype=args.dtype
+        )
         evaluate_items(backend, get_skill("bin"), items[: args.batch_size])  # warm-up (allocator, caches)
         batched = evaluate_items(backend, get_skill("bin"), items)
         rate = batched.n / batched.wall_s
         st = backend.last_stats
-        print(f"batched    (batch {args.batch_size}, {st['dtype']}, tie margin {st['tie_margin']:g}): "
-              f"{rate:8.1f} items/s  ({batched.wall_s:.2f} s, {batched.correct} correct, "
-              f"{st['close_calls']} close calls re-decoded alone in float64)")
+        print(
+            f"batched    (batch {args.batch_size}, {st['dtype']}, tie margin {st['tie_margin']:g}): "
+            f"{rate:8.1f} items/s  ({batched.wall_s:.2f} s, {batched.correct} correct, "
+            f"{st['close_calls']} close calls re-decoded alone in float64)"
+        )
 
         seq_s, seq_out, seq_correct, seq_dtype = sequential(model_dir, items, args.max_new_tokens)
-        print(f"sequential (model.generate, 1 item at a time, {seq_dtype}): "
-              f"{len(items) / seq_s:8.1f} items/s  ({seq_s:.2f} s, {seq_correct} correct)")
+        print(
+            f"sequential (model.generate, 1 item at a time, {seq_dtype}): "
+            f"{len(items) / seq_s:8.1f} items/s  ({seq_s:.2f} s, {seq_correct} correct)"
+        )
         agree = sum(a == r[1] for a, r in zip(seq_out, batched.rows, strict=True))
         print(f"speed-up: {seq_s / batched.wall_s:.1f}x   outputs identical: {agree}/{len(items)}")
 

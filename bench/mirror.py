@@ -88,7 +88,9 @@ def main() -> None:
     print(f"stage + fsync + atomic swap:           {t3 - t2:7.2f} s")
     print(f"leak scan, realm, all values:          {t4 - t3:7.2f} s   findings {len(realm_scan)}")
     print(f"export total (build + values + write + scan): {t4 - t0:.2f} s")
-    print(f"on {len(sample):,} values: realm scan {s1 - s0:.2f} s, naive scan (search per value) {s2 - s1:.2f} s")
+    print(
+        f"on {len(sample):,} values: realm scan {s1 - s0:.2f} s, naive scan (search per value) {s2 - s1:.2f} s"
+    )
     print(f"leak scan speed-up: {(s2 - s1) / max(s1 - s0, 1e-9):.1f}x")
 
 

@@ -309,4 +309,6 @@ def quest_add(path: str) -> None:
     from realm_pipeline.quests import add_to_inbox
 
     dest = add_to_inbox(Path(path), realm_home())
-    click.echo(f"queued {dest}: quest_inbox_sensor registers it, or moves it to inbox/rejected/ with a report")
+    click.echo(
+        f"queued {dest}: quest_inbox_sensor registers it, or moves it to inbox/rejected/ with a report"
+    )

@@ -153,4 +153,3 @@ def save_test_hero(directory: str | Path) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-

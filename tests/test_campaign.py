@@ -74,7 +74,9 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     runner = CliRunner()
     assert runner.invoke(main, ["pause", "tiny"]).exit_code == 0
     with dg.DagsterInstance.get() as instance:
-        paused = campaign_sensor(dg.build_sensor_context(instance=instance, resources=_sensor_resources(defs)))
+        paused = campaign_sensor(
+            dg.build_sensor_context(instance=instance, resources=_sensor_resources(defs))
+        )
     assert not [r for r in paused.run_requests if r.job_name == "train_job"]
     assert runner.invoke(main, ["resume", "tiny"]).exit_code == 0
 

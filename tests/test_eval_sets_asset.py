@@ -12,7 +12,9 @@ def _materialize(skill: str) -> dg.ExecuteInProcessResult:
 
     defs = build_defs()
     with dg.DagsterInstance.get() as instance:
-        return defs.resolve_job_def("eval_sets_job").execute_in_process(instance=instance, partition_key=skill)
+        return defs.resolve_job_def("eval_sets_job").execute_in_process(
+            instance=instance, partition_key=skill
+        )
 
 
 def test_eval_sets_twice_gives_the_same_rows(realm_env: Path) -> None:

@@ -39,8 +39,10 @@ def prompts(hero):
     items = []
     for skill, level in [("bin", 1), ("bin", 2), ("bin", 3), ("seq_reverse", 1), ("seq_reverse", 4)]:
         items += eval_items(get_skill(skill), level, 10)
-    return [tokenizer.apply_chat_template(i.messages[:-1], add_generation_prompt=True, tokenize=False)
-            for i in items]
+    return [
+        tokenizer.apply_chat_template(i.messages[:-1], add_generation_prompt=True, tokenize=False)
+        for i in items
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,9 @@ def test_close_call_fallback_path(hero, prompts, reference, margin):
     model, tokenizer = hero
     stats: dict = {}
     sub = prompts[::3]
-    out = generate_batch(model, tokenizer, sub, max_new_tokens=MAX_NEW, batch_size=8, tie_margin=margin,
-                         stats=stats)
+    out = generate_batch(
+        model, tokenizer, sub, max_new_tokens=MAX_NEW, batch_size=8, tie_margin=margin, stats=stats
+    )
     assert out == reference[::3]
     assert 0 < stats["close_calls"] <= len(sub)
     assert margin != float("inf") or stats["close_calls"] == len(sub)
@@ -86,10 +89,14 @@ def test_matches_unbatched_hf_generate(hero, prompts, reference):
     for i in (0, 12, 25, 33, 47):  # one prompt per skill/level, shortest to longest
         ids = tokenizer(prompts[i], add_special_tokens=False, return_tensors="pt")["input_ids"]
         out = ref_model.generate(
-            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=MAX_NEW,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=MAX_NEW,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
-        new = [t for t in out[0, ids.shape[1]:].tolist() if t != tokenizer.eos_token_id]
+        new = [t for t in out[0, ids.shape[1] :].tolist() if t != tokenizer.eos_token_id]
         assert reference[i] == tokenizer.decode(new, skip_special_tokens=True), f"prompt {i}"
 
 

@@ -27,7 +27,16 @@ REVIEWED_PRIVATE = {
     "eval_items": {"seed", "prompt", "answer", "system_prompt"},
     "checkpoints": {"path", "host", "spec_json"},
     "eval_scores": {"fingerprint_json"},
-    "eval_generations": {"checkpoint_id", "skill", "level", "item_index", "fingerprint", "output", "correct", "partial"},
+    "eval_generations": {
+        "checkpoint_id",
+        "skill",
+        "level",
+        "item_index",
+        "fingerprint",
+        "output",
+        "correct",
+        "partial",
+    },
     "compare_runs": {"results_json"},
     "human_prefs": {"note", "voter"},
     "quests": {"source_path"},
@@ -48,8 +57,15 @@ def populate(con) -> None:
         for step in range(100, last + 1, 100):
             cid = f"{hero}.{step:06d}"
             ckpts.append(
-                {"checkpoint_id": cid, "hero": hero, "step": step, "segment": step // 100, "tokens": step * 4096,
-                 "train_loss": 3.0 / (1 + step / 300), "created_at": T0 + timedelta(minutes=step)}
+                {
+                    "checkpoint_id": cid,
+                    "hero": hero,
+                    "step": step,
+                    "segment": step // 100,
+                    "tokens": step * 4096,
+                    "train_loss": 3.0 / (1 + step / 300),
+                    "created_at": T0 + timedelta(minutes=step),
+                }
             )
             for k, skill in enumerate(SKILLS):
                 learning = level_at(k, step) + 1
@@ -58,19 +74,43 @@ def populate(con) -> None:
                     acc = 0.95 if level < learning else 0.35 + 0.55 * progress
                     n = 64
                     scores.append(
-                        {"checkpoint_id": cid, "hero": hero, "step": step, "skill": skill, "level": level,
-                         "fingerprint": "fp1", "n": n, "correct": round(acc * n), "accuracy": round(acc * n) / n,
-                         "gpu_seconds": 12.5, "created_at": T0 + timedelta(minutes=step, seconds=k)}
+                        {
+                            "checkpoint_id": cid,
+                            "hero": hero,
+                            "step": step,
+                            "skill": skill,
+                            "level": level,
+                            "fingerprint": "fp1",
+                            "n": n,
+                            "correct": round(acc * n),
+                            "accuracy": round(acc * n) / n,
+                            "gpu_seconds": 12.5,
+                            "created_at": T0 + timedelta(minutes=step, seconds=k),
+                        }
                     )
                 if level_at(k, step) > level_at(k, step - 100):
                     events.append(
-                        {"hero": hero, "skill": skill, "level": level_at(k, step) + 1, "event": "level_up",
-                         "checkpoint_id": cid, "step": step, "accuracy": 0.92, "created_at": T0}
+                        {
+                            "hero": hero,
+                            "skill": skill,
+                            "level": level_at(k, step) + 1,
+                            "event": "level_up",
+                            "checkpoint_id": cid,
+                            "step": step,
+                            "accuracy": 0.92,
+                            "created_at": T0,
+                        }
                     )
         levels = {s: level_at(k, last) + 1 for k, s in enumerate(SKILLS)}  # the level being learned
         states.append(
-            {"hero": hero, "paused": False, "maxed_out": hero == "dio", "champion": f"{hero}.{last:06d}",
-             "levels_json": json.dumps(levels, sort_keys=True), "updated_at": T0}
+            {
+                "hero": hero,
+                "paused": False,
+                "maxed_out": hero == "dio",
+                "champion": f"{hero}.{last:06d}",
+                "levels_json": json.dumps(levels, sort_keys=True),
+                "updated_at": T0,
+            }
         )
     ledger.upsert(con, "checkpoints", ckpts)
     ledger.upsert(con, "eval_scores", scores)
@@ -99,10 +139,14 @@ def _sentinel_value(column: ledger.Column, table: str, sentinels: list[str]):
         sentinels.append(value)
         return value
     if column.type in ("INTEGER", "BIGINT"):
-        value = int(tag[:8], 16) % 900_000_000 + 100_000_000 if column.type == "INTEGER" else int(tag[:11], 16)
+        value = (
+            int(tag[:8], 16) % 900_000_000 + 100_000_000 if column.type == "INTEGER" else int(tag[:11], 16)
+        )
         sentinels.append(str(value))
         return value
-    return {"DOUBLE": 0.123456789123, "BOOLEAN": True, "TIMESTAMP": datetime(2091, 7, 3, 4, 5, 6)}[column.type]
+    return {"DOUBLE": 0.123456789123, "BOOLEAN": True, "TIMESTAMP": datetime(2091, 7, 3, 4, 5, 6)}[
+        column.type
+    ]
 
 
 def _public_value(column: ledger.Column, table: str, i: int):
@@ -125,7 +169,9 @@ def fill_generically(con, rows_per_table: int = 3) -> list[str]:
             continue  # migrate() owns it; its values are small ints and a timestamp
         rows = [
             {
-                c.name: _public_value(c, table.name, i) if c.public else _sentinel_value(c, table.name, sentinels)
+                c.name: _public_value(c, table.name, i)
+                if c.public
+                else _sentinel_value(c, table.name, sentinels)
                 for c in table.columns
             }
             for i in range(rows_per_table)
@@ -156,9 +202,16 @@ def test_no_private_value_leaks(db: Path, tmp_path: Path):
         files = build_mirror(con)
         secrets = private_values(con)
     string_sentinels = [s for s in sentinels if not s.isdigit()]
-    assert len(string_sentinels) >= sum(
-        c.type == "VARCHAR" and not c.public for t in TABLES.values() if t.name != "schema_version" for c in t.columns
-    ) * 3
+    assert (
+        len(string_sentinels)
+        >= sum(
+            c.type == "VARCHAR" and not c.public
+            for t in TABLES.values()
+            if t.name != "schema_version"
+            for c in t.columns
+        )
+        * 3
+    )
     # The leak check knows every private string value: none is lost to the join-key or length rules.
     assert set(string_sentinels) <= secrets
     assert set(ledger.PRIVATE_TABLES) - {"schema_version"} <= secrets
@@ -166,8 +219,13 @@ def test_no_private_value_leaks(db: Path, tmp_path: Path):
     target = tmp_path / "mirror"
     write_mirror(files, target, check=lambda staged: _assert_clean(staged, secrets))
     published = output_bytes(target)
-    assert set(published) == {"leaderboard.json", "heroes.json", "leaderboard.schema.json",
-                              "heroes.schema.json", "index.html"}
+    assert set(published) == {
+        "leaderboard.json",
+        "heroes.json",
+        "leaderboard.schema.json",
+        "heroes.schema.json",
+        "index.html",
+    }
     blob = b"\n".join(published.values())
     for needle in [*sentinels, undeclared, *ledger.PRIVATE_TABLES]:
         if needle == "schema_version":
@@ -198,7 +256,9 @@ def test_reads_are_gated_by_declarations(db: Path, monkeypatch: pytest.MonkeyPat
 
         # Re-declare eval_scores.accuracy private: the heroes export must refuse rather than read it.
         table = TABLES["eval_scores"]
-        cols = tuple(dataclasses.replace(c, public=False) if c.name == "accuracy" else c for c in table.columns)
+        cols = tuple(
+            dataclasses.replace(c, public=False) if c.name == "accuracy" else c for c in table.columns
+        )
         monkeypatch.setitem(TABLES, "eval_scores", dataclasses.replace(table, columns=cols))
         with pytest.raises(PermissionError, match="accuracy"):
             build_mirror(con)
@@ -209,9 +269,13 @@ def test_leak_check_finds_planted_values(db: Path, tmp_path: Path):
     prompt = 'Add the binary numbers 1011 and "0110"; answer in binary.'
     path = f"/home/{uuid.uuid4().hex}/ckpt"
     with ledger.connect(db) as con:
-        ledger.upsert(con, "eval_items", [{"skill": "binary_add", "level": 1, "item_index": 0, "prompt": prompt}])
+        ledger.upsert(
+            con, "eval_items", [{"skill": "binary_add", "level": 1, "item_index": 0, "prompt": prompt}]
+        )
         con.execute("UPDATE checkpoints SET path = ? WHERE checkpoint_id = 'tiny.000100'", [path])
-        con.execute("UPDATE leaderboard_rows SET lane = ? WHERE rank = 1 AND bench = 'binary_add@1'", [prompt])
+        con.execute(
+            "UPDATE leaderboard_rows SET lane = ? WHERE rank = 1 AND bench = 'binary_add@1'", [prompt]
+        )
         con.execute("UPDATE hero_state SET champion = ? WHERE hero = 'dio'", [f"copied from {path}!"])
         files = build_mirror(con)
         secrets = private_values(con)
@@ -342,7 +406,9 @@ def _materialize(db: Path, home: Path, **config):
 
 
 def _check_evaluations(result) -> list:
-    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return [
+        e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
 
 
 def test_dagster_materialize_and_blocking_check(db: Path, tmp_path: Path):
@@ -358,8 +424,12 @@ def test_dagster_materialize_and_blocking_check(db: Path, tmp_path: Path):
 
     prompt = "Sort these words: pear, apple, fig"
     with ledger.connect(db) as con:
-        ledger.upsert(con, "eval_items", [{"skill": "sort_words", "level": 1, "item_index": 3, "prompt": prompt}])
-        con.execute("UPDATE leaderboard_rows SET lane = ? WHERE rank = 1 AND bench = 'sort_words@1'", [prompt])
+        ledger.upsert(
+            con, "eval_items", [{"skill": "sort_words", "level": 1, "item_index": 3, "prompt": prompt}]
+        )
+        con.execute(
+            "UPDATE leaderboard_rows SET lane = ? WHERE rank = 1 AND bench = 'sort_words@1'", [prompt]
+        )
     bad = _materialize(db, home)
     assert not bad.success
     [evaluation] = _check_evaluations(bad)

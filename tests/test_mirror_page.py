@@ -22,9 +22,20 @@ pytestmark = pytest.mark.skipif(
 def chromium(url: str, profile: Path, *args: str) -> str:
     """Run headless Chromium on `url` with networking extras off; returns stdout."""
     cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args, url,
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *args,
+        url,
     ]
     proc = subprocess.run(cmd, capture_output=True, timeout=120, env={**os.environ, "HOME": str(profile)})
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
@@ -60,8 +71,13 @@ def test_page_renders_from_file_url(page: Path, tmp_path: Path):
 def test_screenshot(page: Path, tmp_path: Path):
     """The page renders to a real screenshot (REALM_UPDATE_SCREENSHOT=1 saves it as docs/mirror.png)."""
     out = tmp_path / "mirror.png"
-    chromium(page.as_uri(), tmp_path / "profile", f"--screenshot={out}", "--window-size=1200,1600",
-             "--hide-scrollbars")
+    chromium(
+        page.as_uri(),
+        tmp_path / "profile",
+        f"--screenshot={out}",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+    )
     assert out.stat().st_size > 10_000
     if os.environ.get("REALM_UPDATE_SCREENSHOT"):  # refresh the README's picture on purpose, never by default
         SCREENSHOT.parent.mkdir(exist_ok=True)

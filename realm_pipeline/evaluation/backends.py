@@ -163,8 +163,11 @@ class OpenAICompatibleBackend:
         model_sha256: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/completions" if self.base_url.endswith("/v1") else \
-            f"{self.base_url}/v1/completions"
+        self.url = (
+            f"{self.base_url}/completions"
+            if self.base_url.endswith("/v1")
+            else f"{self.base_url}/v1/completions"
+        )
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.timeout = timeout

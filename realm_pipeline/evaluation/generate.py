@@ -43,8 +43,14 @@ def resolve_dtype(model: Any, dtype: Any = "auto") -> Any:
         device = next(model.parameters()).device
         return torch.float32 if device.type == "cpu" else next(model.parameters()).dtype
     names = {
-        "float64": torch.float64, "fp64": torch.float64, "float32": torch.float32, "fp32": torch.float32,
-        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+        "float64": torch.float64,
+        "fp64": torch.float64,
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
     }
     try:
         return names[str(dtype)]
@@ -179,15 +185,19 @@ def generate_batch(
         fallback = [i for i, text in enumerate(outputs) if text is None]
         if stats is not None:
             stats.update(
-                prompts=len(encoded), batches=-(-len(order) // batch_size), close_calls=len(fallback),
-                dtype=str(target).removeprefix("torch."), tie_margin=margin,
+                prompts=len(encoded),
+                batches=-(-len(order) // batch_size),
+                close_calls=len(fallback),
+                dtype=str(target).removeprefix("torch."),
+                tie_margin=margin,
             )
         if fallback:
             # Close calls: each such row is decoded alone in float64, independent of every other prompt.
             with torch.inference_mode(), _as_dtype(model, torch.float64):
                 for i in fallback:
-                    outputs[i] = _decode_chunk(model, tokenizer, [encoded[i]], max_new_tokens, eos, pad_id,
-                                               stops, 0.0)[0]
+                    outputs[i] = _decode_chunk(
+                        model, tokenizer, [encoded[i]], max_new_tokens, eos, pad_id, stops, 0.0
+                    )[0]
     finally:
         model.train(was_training)
     return [text or "" for text in outputs]
@@ -225,8 +235,12 @@ def _decode_chunk(
     close_call: set[int] = set()
     alive = list(range(n))  # batch slot -> row; finished rows are dropped from the batch
     out = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
     for step in range(max_new_tokens):
         logits = out.logits[:, -1, :]
@@ -259,8 +273,11 @@ def _decode_chunk(
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
         positions = positions[:, -1:] + 1
         out = model(
-            input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions,
-            past_key_values=cache, use_cache=True,
+            input_ids=next_ids[:, None],
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
         )
     texts: list[str | None] = []
     for row in range(n):

@@ -312,7 +312,13 @@ class _Rev:
 def copy_to_sqlite(
     con: duckdb.DuckDBPyConnection,
     sqlite_con: sqlite3.Connection,
-    tables: tuple[str, ...] = ("eval_scores", "compare_runs", "human_prefs", "curriculum_events", "hero_state"),
+    tables: tuple[str, ...] = (
+        "eval_scores",
+        "compare_runs",
+        "human_prefs",
+        "curriculum_events",
+        "hero_state",
+    ),
     *,
     chunk: int = 100_000,
 ) -> int:

@@ -31,7 +31,9 @@ from realm_pipeline.ledger import PRIVATE_TABLES, TABLES
 
 MIN_LENGTH = 6
 _ANCHOR = 6  # bytes per prefix window; MIN_LENGTH characters are at least this many UTF-8 bytes
-_NUMBER_OR_BOOL = re.compile(r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|true|false|nan|[-+]?inf(inity)?)\s*$", re.I)
+_NUMBER_OR_BOOL = re.compile(
+    r"^\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|true|false|nan|[-+]?inf(inity)?)\s*$", re.I
+)
 _EXEMPT_TABLE_NAMES = frozenset({"schema_version"})
 _CHUNK = 1 << 22  # windows per numpy batch: bounds scratch memory to ~30x this in bytes
 
@@ -108,7 +110,9 @@ class _Matcher:
         for start in range(0, max(n - _ANCHOR + 1, 0), _CHUNK):
             stop = min(start + _CHUNK, n - _ANCHOR + 1)
             count = stop - start
-            buf = np.frombuffer(data, dtype=np.uint8, count=count + _ANCHOR - 1, offset=start).astype(np.uint64)
+            buf = np.frombuffer(data, dtype=np.uint8, count=count + _ANCHOR - 1, offset=start).astype(
+                np.uint64
+            )
             windows = buf[:count].copy()
             for j in range(1, _ANCHOR):
                 windows |= buf[j : j + count] << np.uint64(8 * j)

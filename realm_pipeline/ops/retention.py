@@ -31,7 +31,8 @@ def apply_checkpoint_retention(
         ).fetchall()
         # what the leaderboard (and so the mirror) points at: every bench leader and hero champion
         referenced = {
-            r[0] for r in con.execute("SELECT lane FROM leaderboard_rows WHERE rank = 1 OR champion").fetchall()
+            r[0]
+            for r in con.execute("SELECT lane FROM leaderboard_rows WHERE rank = 1 OR champion").fetchall()
         }
         champions = dict(
             con.execute("SELECT hero, champion FROM hero_state WHERE champion IS NOT NULL").fetchall()

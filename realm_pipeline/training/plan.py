@@ -55,7 +55,11 @@ def segment_spec(
     """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile."""
     from realm_pipeline.training.trainer import SegmentSpec
 
-    base = {"tiny": dict(hero.base.config)} if hero.base.kind == "config" else hero.base.path or hero.base.model_id
+    base = (
+        {"tiny": dict(hero.base.config)}
+        if hero.base.kind == "config"
+        else hero.base.path or hero.base.model_id
+    )
     t = hero.training
     return SegmentSpec(
         output_dir=str(output_dir),

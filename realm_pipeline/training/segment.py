@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one segment; under Pipes the spec comes from extras["spec"], else from --spec FILE.json."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spec", help="SegmentSpec JSON file (standalone mode, and every DeepSpeed rank)")
-    parser.add_argument("--deepspeed_config", help="DeepSpeed JSON: train with the engine (deepspeed launcher)")
+    parser.add_argument(
+        "--deepspeed_config", help="DeepSpeed JSON: train with the engine (deepspeed launcher)"
+    )
     args = parser.parse_args(argv)
 
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes

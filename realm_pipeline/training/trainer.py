@@ -429,7 +429,9 @@ def train_segment(
         else:
             loss.backward()
             if spec.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], spec.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], spec.grad_clip
+                )
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -459,7 +461,9 @@ def train_segment(
             wall_mark = now
             counters["data"] = dataclasses.asdict(stream.state)
             if engine is not None:
-                engine.save_checkpoint(str(out / RESUME_DIR), tag="latest", client_state={"counters": counters})
+                engine.save_checkpoint(
+                    str(out / RESUME_DIR), tag="latest", client_state={"counters": counters}
+                )
             else:
                 _save_resume(out, model, opt, sched, counters)
 
