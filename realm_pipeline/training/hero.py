@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from realm_pipeline.training.methods import torch_dtype
+
 # A ~0.8M-parameter Qwen3: big enough to learn low skill levels in seconds on CPU, small enough for tests.
 DEFAULT_TINY_CONFIG: dict[str, Any] = {
     "hidden_size": 128,
@@ -84,7 +86,7 @@ def load_base(source: dict | str, *, dtype: Any = None, method: str = "full") ->
         tokenizer = build_char_tokenizer(characters)
         model = build_tiny_hero(tiny, tokenizer)
         if dtype is not None:
-            model = model.to(_torch_dtype(dtype))
+            model = model.to(torch_dtype(dtype))
         return model, tokenizer
 
     if isinstance(source, dict):
@@ -107,9 +109,9 @@ def load_base(source: dict | str, *, dtype: Any = None, method: str = "full") ->
         if method == "qlora":
             from .methods import load_for_method  # only the QLoRA path needs a quantized load
 
-            model = load_for_method(str(target), method, _torch_dtype(dtype))
+            model = load_for_method(str(target), method, torch_dtype(dtype))
         else:
-            kwargs = {"dtype": _torch_dtype(dtype)} if dtype is not None else {}
+            kwargs = {"dtype": torch_dtype(dtype)} if dtype is not None else {}
             model = AutoModelForCausalLM.from_pretrained(str(target), local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:  # HF raises OSError/EnvironmentError when files are absent offline
         raise HeroWeightsMissing(_missing_message(model_id, where)) from exc
@@ -122,18 +124,3 @@ def _missing_message(model_id: str, where: str) -> str:
         f"Fetch them on a connected machine with `huggingface-cli download {model_id}` "
         f"(then copy the cache here), or set the hero's `base.path` to a local checkpoint directory."
     )
-
-
-def _torch_dtype(dtype: Any) -> Any:
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    return {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }[str(dtype)]

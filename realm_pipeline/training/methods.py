@@ -141,15 +141,21 @@ def prepare_model(
     return get_peft_model(model, lora_config)
 
 
-def _torch_dtype(dtype: Any) -> Any:
+DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """A torch.dtype from its name (float64/32, bfloat16, float16 or fp64/fp32/bf16/fp16); None passes."""
     import torch
 
-    if isinstance(dtype, torch.dtype):  # callers holding a torch.dtype already (hero.py) pass it through
+    if dtype is None or isinstance(dtype, torch.dtype):  # callers holding a torch.dtype already pass it
         return dtype
-    allowed = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-    if dtype not in allowed:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(allowed)}")
-    return allowed[dtype]
+    name = DTYPE_ALIASES.get(str(dtype), str(dtype))
+    if name not in ("float64", "float32", "bfloat16", "float16"):
+        raise ValueError(
+            f"unknown dtype {dtype!r}; valid: float64, float32, bfloat16, float16 (or fp64/fp32/bf16/fp16)"
+        )
+    return getattr(torch, name)
 
 
 def load_for_method(
@@ -157,7 +163,7 @@ def load_for_method(
 ) -> Any:
     """Load a causal LM as `method` needs it (NF4 4-bit for qlora, else plain); dtype: name or torch.dtype."""
     _check_method(method)
-    torch_dtype = _torch_dtype(dtype)
+    resolved = torch_dtype(dtype)
     if method == "qlora":
         _require_cuda("method 'qlora' (bitsandbytes 4-bit loading)")
         _require_package("bitsandbytes", "bitsandbytes", "method 'qlora'")
@@ -168,12 +174,12 @@ def load_for_method(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype,
+            bnb_4bit_compute_dtype=resolved,
         )
         return AutoModelForCausalLM.from_pretrained(
             path_or_id,
             quantization_config=bnb_config,
-            dtype=torch_dtype,
+            dtype=resolved,
             # 4-bit weights must be placed on the GPU at load time; quantized params cannot be .to()'d later.
             device_map={"": torch.cuda.current_device()},
             local_files_only=local_files_only,
@@ -181,7 +187,7 @@ def load_for_method(
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(
-        path_or_id, dtype=torch_dtype, local_files_only=local_files_only
+        path_or_id, dtype=resolved, local_files_only=local_files_only
     )
 
 

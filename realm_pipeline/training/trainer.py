@@ -189,7 +189,8 @@ def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
     """The model/tokenizer this segment starts from: the parent checkpoint, else the hero base."""
     import torch
 
-    from .hero import _torch_dtype, load_base
+    from .hero import load_base
+    from .methods import torch_dtype
 
     # fp32 master weights (bf16 only via autocast on CUDA); QLoRA's dtype is its 4-bit compute dtype.
     dtype = spec.dtype if spec.method == "qlora" else "float32"
@@ -201,7 +202,7 @@ def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
     if spec.method == "qlora":
         from .methods import load_for_method
 
-        return load_for_method(spec.parent_dir, spec.method, _torch_dtype(spec.dtype)), tok
+        return load_for_method(spec.parent_dir, spec.method, torch_dtype(spec.dtype)), tok
     return AutoModelForCausalLM.from_pretrained(spec.parent_dir, dtype=torch.float32), tok
 
 
