@@ -45,7 +45,8 @@ def eval_scores(
         ).fetchone()
         if ckpt is None:
             raise dg.Failure(
-                f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first"
+                f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first",
+                allow_retries=False,
             )
         hero, step, sha256, path = ckpt
         state = curriculum_state(con, settings, hero, before_step=step)
@@ -74,7 +75,8 @@ def eval_scores(
             raise dg.Failure(
                 f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from "
                 f"the generator's "
-                f"({set_hash}): materialize eval_sets[{skill_name}] first"
+                f"({set_hash}): materialize eval_sets[{skill_name}] first",
+                allow_retries=False,
             )
         started = time.perf_counter()
         result = evaluate_items(backend, skill, items)

@@ -3,15 +3,16 @@
 import dagster as dg
 
 from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
-from realm_pipeline.jobs import eval_job, rollup_job, train_job
+from realm_pipeline.jobs import eval_job, eval_sets_job, rollup_job, train_job
 from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
 from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.sensors.in_flight import drop_in_flight
 from realm_pipeline.training.plan import next_key
 
 
 @dg.sensor(
     name="campaign_sensor",
-    jobs=[train_job, eval_job, rollup_job],
+    jobs=[eval_sets_job, train_job, eval_job, rollup_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -20,12 +21,20 @@ def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, l
     settings = realm.settings
     cap = settings.realm.sensors.max_runs_per_tick
     evaluated = context.instance.get_materialized_partitions(dg.AssetKey("eval_scores"))
+    eval_sets_done = context.instance.get_materialized_partitions(dg.AssetKey("eval_sets"))
     requests: list[dg.RunRequest] = []
     new_partitions: list[str] = []
     try:
         with ledger_db.read(wait=False) as con:
             for hero in settings.realm.campaign.active_heroes:
                 cfg = settings.heroes[hero]
+                no_eval_set = [s for s in cfg.campaign.skills if s not in eval_sets_done]
+                if no_eval_set:  # evals need the held-out items first: build them, train nothing yet
+                    requests += [
+                        dg.RunRequest(run_key=f"eval_sets:{s}", job_name="eval_sets_job", partition_key=s)
+                        for s in no_eval_set
+                    ]
+                    continue
                 ckpts = hero_checkpoints(con, hero)
                 latest = ckpts[-1]["checkpoint_id"] if ckpts else None
                 missing = [
@@ -56,7 +65,7 @@ def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, l
                 requests.append(dg.RunRequest(run_key=key, job_name="train_job", partition_key=key))
     except LedgerBusy as exc:
         return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
-    requests = requests[:cap]
+    requests = drop_in_flight(context.instance, requests)[:cap]
     wanted = {r.partition_key for r in requests if r.job_name == "train_job"}
     adds = [k for k in new_partitions if k in wanted]
     return dg.SensorResult(

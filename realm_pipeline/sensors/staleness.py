@@ -19,6 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
 from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.sensors.in_flight import drop_in_flight
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import CheckpointKey
 
@@ -146,7 +147,8 @@ def _evaluate(
     evaluated = instance.get_materialized_partitions(EVAL_SCORES)
     requests += missing_evals(settings, checkpoint_keys, evaluated, shas)
     seen = set(remembered)
-    chosen = [r for r in requests if r.run_key not in seen][:cap]
+    # the campaign sensor may have raised the same eval or rollup already: never run it twice at once
+    chosen = [r for r in drop_in_flight(instance, requests) if r.run_key not in seen][:cap]
     new_cursor = {"requested": (remembered + [r.run_key for r in chosen])[-REMEMBERED_KEYS:]}
     if not chosen:
         return dg.SensorResult(

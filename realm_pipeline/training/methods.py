@@ -186,9 +186,7 @@ def load_for_method(
         )
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
-        path_or_id, dtype=resolved, local_files_only=local_files_only
-    )
+    return AutoModelForCausalLM.from_pretrained(path_or_id, dtype=resolved, local_files_only=local_files_only)
 
 
 def _decay_groups(named: list[tuple[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
