@@ -29,3 +29,14 @@ def realm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     init_instance()
     return home
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box they thrash."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
