@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def init_instance() -> Path:
 @click.group()
 def main() -> None:
     """realm: training campaigns for small language models, on Dagster."""
+    # Dagster flags a Pipes internal as "preview" on every segment; it says nothing to a realm user.
+    warnings.filterwarnings("ignore", message=".*is currently in preview.*")
 
 
 @main.command()
