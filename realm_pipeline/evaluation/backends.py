@@ -76,6 +76,9 @@ class LocalBackend:
         self.max_new_tokens = max_new_tokens
         self.device = device
         self.stop_strings = tuple(stop_strings)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a loading bar per eval would flood the run's logs
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
         model = model.to(device)
