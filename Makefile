@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 # Debian's headless Chromium renders the mirror page in tests; installed when we may (root), else skipped.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed: the mirror page test will be skipped"; }
 
 run: setup
