@@ -11,6 +11,7 @@ from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_ex
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
+from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 
@@ -89,7 +90,7 @@ def checkpoints(
     )
     reported = invocation.get_materialize_result().metadata
     result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
-    effort = sum(max(c["strain"] or 0.0, 0.0) for c in earlier) + max(result["strain"], 0.0)
+    cumulative_effort = effort([c["strain"] for c in earlier if c["strain"] is not None] + [result["strain"]])
     row = {
         "checkpoint_id": str(key),
         "hero": key.hero,
@@ -102,7 +103,7 @@ def checkpoints(
         "heldout_loss": result.get("heldout_loss"),
         "strain": result["strain"],
         "zone": result["zone"],
-        "effort": effort,
+        "effort": cumulative_effort,
         "tokens_per_s": result["tokens_per_s"],
         "wall_s": result["wall_s"],
         "gpu_seconds": result["wall_s"] if profile.device == "cuda" else 0.0,
@@ -122,7 +123,7 @@ def checkpoints(
         path=dg.MetadataValue.path(str(output_dir)),
         sha256=result["sha256"],
         zone=result["zone"],
-        effort=effort,
+        effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
     )
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result["sha256"]))
