@@ -6,6 +6,7 @@ import json
 
 import duckdb
 
+from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
 from realm_pipeline.settings import Settings
 
@@ -21,18 +22,8 @@ def hero_checkpoints(con: duckdb.DuckDBPyConnection, hero: str) -> list[dict]:
 
 
 def latest_scores(con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None) -> list[dict]:
-    """The newest score row per (checkpoint, skill, level) of the hero (of checkpoints before a step)."""
-    return _dicts(
-        con.execute(
-            """
-            SELECT * FROM eval_scores WHERE hero = ? AND step < ?
-            QUALIFY row_number() OVER (
-                PARTITION BY checkpoint_id, skill, level ORDER BY created_at DESC, fingerprint) = 1
-            ORDER BY step, skill, level
-            """,
-            [hero, before_step if before_step is not None else 2**62],
-        )
-    )
+    """The hero's current score per (checkpoint, skill, level), of checkpoints before a step."""
+    return current_scores(con, hero=hero, before_step=before_step)
 
 
 def curriculum_state(

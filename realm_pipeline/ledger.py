@@ -6,6 +6,7 @@ column cannot exist without a visibility: adding one here without `public=` is a
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ TABLES: dict[str, Table] = {
                 _c("n_items", "INTEGER", public=PUB),
                 _c("eval_set_hash", "VARCHAR", public=PUB),
                 _c("skill_version", "VARCHAR", public=PUB),
+                # share of eval items whose facts (operands, operation) also occur in training
+                _c("shared_facts_share", "DOUBLE", public=PUB),
+                _c("reserve_hash", "VARCHAR", public=PUB),  # the reserve sample confirming re-runs score
             ),
             ("skill", "level"),
         ),
@@ -130,6 +134,9 @@ TABLES: dict[str, Table] = {
                 _c("gpu_seconds", "DOUBLE", public=PUB),
                 _c("fingerprint_json", "VARCHAR", public=PRIV),
                 _c("created_at", "TIMESTAMP", public=PUB),
+                # the fingerprint without the checkpoint's own hash: only equal protocols are compared
+                _c("protocol", "VARCHAR", public=PUB),
+                _c("sample", "VARCHAR", public=PUB),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
             ),
             ("checkpoint_id", "skill", "level", "fingerprint"),
         ),
@@ -196,14 +203,38 @@ TABLES: dict[str, Table] = {
             ("bench", "lane"),
         ),
         Table(
-            "leaderboard_baseline",
+            # Each hero's standing per bench at every leaderboard build (version): the baseline a
+            # later build is compared with. Written by the `leaderboard` asset only.
+            "hero_standings",
             (
+                _c("hero", "VARCHAR", public=PUB),
                 _c("bench", "VARCHAR", public=PUB),
-                _c("lane", "VARCHAR", public=PUB),
-                _c("accuracy", "DOUBLE", public=PUB),
                 _c("version", "BIGINT", public=PUB),
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("n", "INTEGER", public=PUB),
+                _c("mastered", "BOOLEAN", public=PUB),
+                _c("protocol", "VARCHAR", public=PUB),
+                _c("built_at", "TIMESTAMP", public=PUB),
             ),
-            ("bench", "lane"),
+            ("hero", "bench", "version"),
+        ),
+        Table(
+            # Verdicts of confirming re-runs: a drop re-scored on the level's reserve sample.
+            "regression_checks",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("bench", "VARCHAR", public=PUB),
+                _c("baseline_version", "BIGINT", public=PUB),
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("baseline", "DOUBLE", public=PUB),
+                _c("eval_accuracy", "DOUBLE", public=PUB),
+                _c("reserve_accuracy", "DOUBLE", public=PUB),
+                _c("confirmed", "BOOLEAN", public=PUB),
+                _c("created_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero", "bench", "baseline_version"),
         ),
         Table(
             "compare_runs",
@@ -262,6 +293,9 @@ TABLES: dict[str, Table] = {
     )
 }
 
+# Views over declared tables: a view's columns carry its source table's visibility.
+VIEWS: dict[str, str] = {"current_scores": "eval_scores"}
+
 PUBLIC_TABLES = tuple(name for name, t in TABLES.items() if t.public_columns)
 PRIVATE_TABLES = tuple(name for name, t in TABLES.items() if not t.public_columns)
 
@@ -272,8 +306,37 @@ def _migration_v1(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(table.ddl())
 
 
+def add_declared(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing declared tables and add missing declared columns (additive, idempotent)."""
+    for table in TABLES.values():
+        con.execute(table.ddl())
+        have = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{table.name}')").fetchall()}
+        for col in table.columns:
+            if col.name not in have:
+                con.execute(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {col.type}")
+
+
+def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
+    # v2: score protocols and samples, shared-facts shares, hero standings replace the lane baseline.
+    add_declared(con)
+    con.execute("DROP TABLE IF EXISTS leaderboard_baseline")
+    con.execute("UPDATE eval_scores SET sample = 'eval' WHERE sample IS NULL")
+    from realm_pipeline.evaluation.scores import protocol_of  # the one definition of a protocol
+
+    rows = con.execute("SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL").fetchall()
+    if rows:
+        con.executemany(
+            "UPDATE eval_scores SET protocol = ? WHERE fingerprint = ?",
+            [[protocol_of(json.loads(fp_json or "{}")), fp] for fp, fp_json in rows],
+        )
+    create_views(con)
+
+
 # Forward migrations, in order: (version it brings the schema to, the step).
-MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = ((1, _migration_v1),)
+MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
+    (1, _migration_v1),
+    (2, _migration_v2),
+)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
@@ -295,7 +358,33 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute("ROLLBACK")
                 raise
             current = version
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[0]:
+        create_views(con)
     return current
+
+
+# The one "current score": per (checkpoint, skill, level), the score under the protocol now in force for
+# its hero, skill and level (the newest protocol that scored the stored eval set). Rows of an older
+# protocol (a changed scorer, eval set, decoding, dtype or backend) are never compared with it: they
+# stay in eval_scores until re-evaluated. Level-ups, regressions, the leaderboard, the mirror and the
+# knowledge documents all read this view.
+CURRENT_SCORES_VIEW = """
+CREATE OR REPLACE VIEW current_scores AS
+WITH protocols AS (
+    SELECT hero, skill, level, arg_max(protocol, struct_pack(t := created_at, p := protocol)) AS protocol
+    FROM eval_scores WHERE sample = 'eval'
+    GROUP BY hero, skill, level
+)
+SELECT s.* FROM eval_scores s JOIN protocols p USING (hero, skill, level, protocol)
+WHERE s.sample = 'eval'
+QUALIFY row_number() OVER (
+    PARTITION BY s.checkpoint_id, s.skill, s.level ORDER BY s.created_at DESC, s.fingerprint DESC) = 1
+"""
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the derived views; cheap and idempotent."""
+    con.execute(CURRENT_SCORES_VIEW)
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -21,7 +21,19 @@ T0 = datetime(2026, 1, 1, 12, 0, 0)
 BUILT = datetime(2026, 2, 1, 0, 0, 0)
 
 
-def score(lane: str, skill: str, level: int, correct: int, n: int, *, fp: str = "f1", t: int = 0, gpu=1.0):
+def score(
+    lane: str,
+    skill: str,
+    level: int,
+    correct: int,
+    n: int,
+    *,
+    fp: str = "f1",
+    t: int = 0,
+    gpu=1.0,
+    protocol: str = "p1",
+    sample: str = "eval",
+):
     """One eval_scores row; hero and step come from the lane id `<hero>.<step>`."""
     hero, step = lane.split(".")
     return {
@@ -36,6 +48,8 @@ def score(lane: str, skill: str, level: int, correct: int, n: int, *, fp: str = 
         "accuracy": correct / n if n else None,
         "created_at": T0 + timedelta(hours=t),
         "gpu_seconds": gpu,
+        "protocol": protocol,
+        "sample": sample,
     }
 
 
@@ -51,6 +65,10 @@ ROWS = [
     # same created_at: the greater fingerprint wins
     score("tiny.000300", "bin", 2, 0, 10, fp="a", t=2),
     score("tiny.000300", "bin", 2, 10, 10, fp="b", t=2),
+    # scored only under an older protocol (say, before a scorer change): stale, not ranked
+    score("tiny.000400", "bin", 2, 10, 10, fp="old", t=-5, protocol="p0"),
+    # a confirming re-run on the reserve sample: GPU time counts, the score is not the lane's
+    score("tiny.000200", "bin", 1, 0, 50, fp="r1", t=9, gpu=2.0, protocol="p9", sample="reserve"),
     # another hero with its own champion; one n = 0 row (accuracy NULL, ranked last)
     score("dio.000500", "sy", 1, 30, 40),
     score("dio.000600", "sy", 1, 20, 40),
@@ -137,6 +155,13 @@ def test_latest_fingerprint_wins_and_gpu_time_sums(con):
     assert got[("bin@2", "tiny.000300")]["accuracy"] == 1.0  # tie on created_at: fingerprint "b" > "a"
 
 
+def test_only_the_protocol_in_force_is_ranked(con):
+    got = build(con)
+    assert ("bin@2", "tiny.000400") not in got  # its only score predates the protocol now in force
+    r = got[("bin@1", "tiny.000200")]
+    assert (r["accuracy"], r["gpu_seconds"]) == (0.9, 3.0)  # the reserve re-run adds GPU time, not a score
+
+
 def test_champion_per_hero(con):
     got = build(con)
     champions = sorted({lane for (_, lane), r in got.items() if r["champion"]})
@@ -167,7 +192,7 @@ def test_cost_per_point_with_and_without_price(con):
     assert all(r["cost_per_point"] is None for r in build(con).values())
     got = build(con, price=2.0)
     assert got[("bin@2", "tiny.000200")]["cost_per_point"] == pytest.approx(7.0 / 3600 * 2.0 / 50)
-    assert got[("bin@1", "tiny.000200")]["cost_per_point"] == pytest.approx(1.0 / 3600 * 2.0 / 90)
+    assert got[("bin@1", "tiny.000200")]["cost_per_point"] == pytest.approx(3.0 / 3600 * 2.0 / 90)
 
 
 def test_confirmed_regression_flag(con):

@@ -73,6 +73,7 @@ def checkpoints(
         parent_dir=parent_dir,
         mix=state.training_mix(hero.training.mastered_share),
         quests=quests,
+        eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
     )
     _refuse_if_it_will_not_fit(spec, hero, profile)
 

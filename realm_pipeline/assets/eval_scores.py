@@ -33,6 +33,7 @@ def eval_scores(
     from realm_pipeline.evaluation.backends import LocalBackend
     from realm_pipeline.evaluation.fingerprint import fingerprint
     from realm_pipeline.evaluation.runner import evaluate_items
+    from realm_pipeline.evaluation.scores import EVAL_SAMPLE, protocol_of
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items, eval_set_hash
 
@@ -108,6 +109,8 @@ def eval_scores(
                 "gpu_seconds": seconds if profile.device == "cuda" else 0.0,
                 "fingerprint_json": json.dumps(fp_dict, sort_keys=True),
                 "created_at": now,
+                "protocol": protocol_of(fp_dict),
+                "sample": EVAL_SAMPLE,
             }
         )
         generations.extend(

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from realm_pipeline.skills import get_skill
-from realm_pipeline.skills.heldout import eval_items, eval_set_hash
+from realm_pipeline.skills.heldout import eval_items, eval_set_hash, reserve_items, shared_facts_share
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ def build_eval_sets(skill_name: str, level_cap: int, items_per_level: int) -> Ev
                 "n_items": len(items),
                 "eval_set_hash": digest,
                 "skill_version": skill.version,
+                "shared_facts_share": shared_facts_share(skill, level, items, items_per_level),
+                "reserve_hash": eval_set_hash(reserve_items(skill, level, items_per_level)),
             }
         )
         rows.extend(

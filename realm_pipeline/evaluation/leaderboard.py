@@ -2,9 +2,11 @@
 
 Rules, shared by `rebuild_leaderboard` (one SQL statement) and the row-by-row baseline it is benched against:
 
-* A bench is `skill@level`, a lane a checkpoint. Per (lane, skill, level) the latest fingerprint's row
-  counts: newest `created_at` (NULL oldest), ties to the greater fingerprint. `gpu_seconds` sums every
-  fingerprint's row: all the GPU time spent evaluating that lane on that bench.
+* A bench is `skill@level`, a lane a checkpoint. Per (lane, skill, level) the one current score counts
+  (`ledger.CURRENT_SCORES_VIEW`): the eval-set row under the protocol in force for the lane's hero, skill
+  and level (that of the newest eval-set row), newest first; a lane scored only under an older protocol
+  is stale and not ranked until re-evaluated. `gpu_seconds` sums every row of the lane on the bench: all
+  the GPU time spent evaluating it.
 * accuracy = correct / n (NULL when n = 0), with a 95 % Wilson score interval clamped to [0, 1].
 * rank within a bench: accuracy desc (NULL last), then n desc, then lane.
 * champion: per hero, the curriculum's champion (`hero_state.champion`: best accuracy at the highest total
@@ -56,20 +58,17 @@ WITH params AS (
     SELECT CAST($price AS DOUBLE) AS price, CAST($vote_minimum AS INTEGER) AS vote_minimum,
            CAST($built_at AS TIMESTAMP) AS built_at, CAST({Z95} AS DOUBLE) AS z
 ),
-latest AS (
-    -- one pass: the newest fingerprint's row and the summed GPU time per (lane, skill, level)
-    SELECT checkpoint_id AS lane, skill, level,
-           arg_max(struct_pack(hero, step, n, correct),
-                   struct_pack(has_ts := created_at IS NOT NULL,
-                               ts := coalesce(created_at, TIMESTAMP '1970-01-01'), fp := fingerprint)) AS r,
-           sum(gpu_seconds) AS gpu_seconds
-    FROM eval_scores
-    GROUP BY checkpoint_id, skill, level
+spent AS (
+    -- all the GPU time spent evaluating a lane on a bench, under any protocol or sample
+    SELECT checkpoint_id AS lane, skill, level, sum(gpu_seconds) AS gpu_seconds
+    FROM eval_scores GROUP BY checkpoint_id, skill, level
 ),
 scored AS (
-    SELECT skill || '@' || level AS bench, lane, skill, level, r.hero AS hero, r.step AS step, r.n AS n,
-           CASE WHEN r.n > 0 THEN r.correct / r.n END AS accuracy, gpu_seconds
-    FROM latest
+    -- the one current score per (lane, skill, level): see ledger.CURRENT_SCORES_VIEW
+    SELECT c.skill || '@' || c.level AS bench, c.checkpoint_id AS lane, c.skill, c.level, c.hero, c.step,
+           c.n, CASE WHEN c.n > 0 THEN c.correct / c.n END AS accuracy, sp.gpu_seconds
+    FROM current_scores c
+    JOIN spent sp ON sp.lane = c.checkpoint_id AND sp.skill = c.skill AND sp.level = c.level
 ),
 wilson AS (
     SELECT s.*,
@@ -179,20 +178,28 @@ def leaderboard_python_sqlite(
     """BASELINE for the bench: the same rows via SELECT * and a Python loop over dicts, by bench and rank."""
     cur = sqlite_con.execute("SELECT * FROM eval_scores")
     names = [d[0] for d in cur.description]
-    latest: dict[tuple, dict] = {}
+    rows = [dict(zip(names, values, strict=True)) for values in cur]
+    protocol: dict[tuple, tuple] = {}  # (hero, skill, level) -> (created_at, protocol) of the newest eval row
     gpu: dict[tuple, float | None] = {}
-    for values in cur:
-        row = dict(zip(names, values, strict=True))
+    for row in rows:
         key = (row["checkpoint_id"], row["skill"], row["level"])
-        order = (row["created_at"] is not None, row["created_at"] or "", row["fingerprint"] or "")
-        best = latest.get(key)
-        if best is None or order > best["_order"]:
-            row["_order"] = order
-            latest[key] = row
         if row["gpu_seconds"] is not None:
             gpu[key] = (gpu.get(key) or 0.0) + row["gpu_seconds"]
         else:
             gpu.setdefault(key, None)
+        if row["sample"] == "eval":
+            pkey, order = (row["hero"], row["skill"], row["level"]), (row["created_at"], row["protocol"])
+            if pkey not in protocol or order > protocol[pkey]:
+                protocol[pkey] = order
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        if row["sample"] != "eval" or row["protocol"] != protocol[(row["hero"], row["skill"], row["level"])][1]:
+            continue
+        key = (row["checkpoint_id"], row["skill"], row["level"])
+        order = (row["created_at"], row["fingerprint"])
+        if key not in latest or order > latest[key]["_order"]:
+            row["_order"] = order
+            latest[key] = row
 
     votes: dict[str, list[float]] = {}
     if _table_exists(sqlite_con, "human_prefs") and _table_exists(sqlite_con, "compare_runs"):

@@ -82,13 +82,12 @@ def _mix(spec_json: str | None) -> list[tuple[str, int, float]]:
 
 
 def _latest_scores(con: Any) -> list[dict[str, Any]]:
-    # Several fingerprints (backends, re-runs) may score one (checkpoint, skill, level): report the newest.
+    # The one current score per (checkpoint, skill, level), as the curriculum and the leaderboard read it.
     return _rows(
         con,
         """
         SELECT checkpoint_id, hero, step, skill, level, n, correct, accuracy, partial, backend, created_at
-        FROM eval_scores
-        QUALIFY row_number() OVER (PARTITION BY checkpoint_id, skill, level ORDER BY created_at DESC) = 1
+        FROM current_scores
         ORDER BY checkpoint_id, skill, level
         """,
     )

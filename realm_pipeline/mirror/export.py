@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from realm_pipeline.ledger import TABLES
+from realm_pipeline.ledger import TABLES, VIEWS
 
 SCHEMA_VERSION = 1
 DATA_FILES = ("leaderboard.json", "heroes.json")
@@ -38,6 +38,7 @@ class EmptyMirror(RuntimeError):
 
 def _check_columns(table: str, names: Iterable[str]) -> None:
     """Raise unless every name is a declared-public column of `table` (the mirror's allowlist)."""
+    table = VIEWS.get(table, table)
     if table not in TABLES:
         raise KeyError(f"unknown ledger table {table!r}")
     allowed = set(TABLES[table].public_columns)
@@ -57,7 +58,8 @@ def read_public(
     order_by: Iterable[str] = (),
 ) -> list[dict]:
     """Rows of `table`, reading only declared-public columns (all of them, or the `columns` subset)."""
-    cols = tuple(columns) if columns is not None else TABLES[table].public_columns if table in TABLES else ()
+    source = VIEWS.get(table, table)
+    cols = tuple(columns) if columns is not None else TABLES[source].public_columns if source in TABLES else ()
     order = tuple(order_by)
     _check_columns(table, cols + order)
     if not cols:
@@ -97,11 +99,14 @@ def _leaderboard(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
 
 
 def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
+    # The one current score per (checkpoint, skill, level): the same rows the curriculum and board use.
     scores = read_public(
-        con,
-        "eval_scores",
-        ("hero", "checkpoint_id", "step", "skill", "level", "fingerprint", "n", "accuracy", "created_at"),
+        con, "current_scores", ("hero", "checkpoint_id", "step", "skill", "level", "n", "accuracy")
     )
+    shared_facts = {
+        (r["skill"], r["level"]): r["shared_facts_share"]
+        for r in read_public(con, "eval_sets", ("skill", "level", "shared_facts_share"))
+    }
     ckpts = read_public(con, "checkpoints", ("hero", "checkpoint_id", "step"))
     events = read_public(
         con,
@@ -111,13 +116,7 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
     )
     states = {r["hero"]: r for r in read_public(con, "hero_state")}
 
-    # Latest fingerprint per (checkpoint, skill, level), as the leaderboard counts it.
-    latest: dict[tuple, dict] = {}
-    for r in scores:
-        key = (r["hero"], r["checkpoint_id"], r["skill"], r["level"])
-        rank = (r["created_at"] is not None, r["created_at"] or datetime.min, r["fingerprint"] or "")
-        if key not in latest or rank > latest[key]["_rank"]:
-            latest[key] = {**r, "_rank": rank}
+    latest = {(r["hero"], r["checkpoint_id"], r["skill"], r["level"]): r for r in scores}
 
     steps: dict[str, set] = defaultdict(set)
     accuracy: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -134,6 +133,8 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 "accuracy": _jsonable(r["accuracy"]),
                 "n": r["n"],
                 "checkpoint_id": ckpt,
+                # share of these eval items whose facts also occur in training (small item spaces)
+                "shared_facts_share": _jsonable(shared_facts.get((skill, level))),
             }
         )
     ups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))

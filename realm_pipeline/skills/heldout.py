@@ -1,13 +1,19 @@
-"""Held-out eval sets and the training streams that never touch them.
+"""Held-out eval sets, the reserve samples that confirm regressions, and training streams that never touch either.
 
-Two guarantees keep eval honest:
-1. Seed space: eval items are generated with seed EVAL_SEED (negative); training seeds must be >= 1.
-   The seed is part of every item's sha256 RNG key, so the two draw from disjoint RNG streams.
-2. Prompt exclusion: low levels have tiny prompt spaces (BIN L1 has 16 prompts), so disjoint seeds
-   alone would still repeat eval prompts in training; training streams skip every eval prompt.
+Three guarantees keep eval honest:
+1. Seed space: eval items are generated with seed EVAL_SEED, reserve items with RESERVE_SEED (both
+   negative); training seeds must be >= 1. The seed is part of every item's sha256 RNG key, so they draw
+   from disjoint RNG streams.
+2. Prompt exclusion: low levels have tiny prompt spaces (BIN L1 has a few hundred prompts), and a prompt
+   may recur at other levels (a conversion prompt carries no width), so disjoint seeds alone would still
+   repeat held-out prompts in training. Every training stream of a skill skips every prompt of every
+   level's eval set *and* reserve sample, at the configured eval size (`heldout_prompts`).
+3. Shared facts: where the item space is so small that held-out prompts share their facts (operands,
+   operation) with trainable ones, `shared_facts_share` measures the share of eval items that do, and the
+   ledger and the mirror show it beside the accuracy.
 
-Because of (2), an eval set holds at most EVAL_MAX_FRACTION of a known prompt space: holding out all
-16 BIN L1 prompts would leave training nothing to learn from.
+Because of (2), held-out items take at most HELDOUT_MAX_FRACTION of a known (small) prompt space:
+EVAL_SHARE of it for the eval set, the rest for the reserve.
 """
 
 from __future__ import annotations
@@ -19,40 +25,67 @@ from collections.abc import Iterator
 from realm_pipeline.skills.base import Skill, SkillItem
 
 EVAL_SEED: int = -1  # the eval seed space; training_items refuses seeds < 1
-EVAL_MAX_FRACTION = 0.5  # at most this share of a known (small) prompt space is held out
+RESERVE_SEED: int = -2  # the reserve sample: a second held-out draw, scored only by confirming re-runs
+HELDOUT_MAX_FRACTION = 0.5  # at most this share of a known (small) prompt space is held out ...
+EVAL_SHARE = 0.6  # ... of which this share is the eval set and the rest the reserve
 DEFAULT_EVAL_COUNT = 100
-# Training position p tries indices p, p + STRIDE, p + 2*STRIDE, ... until a non-eval prompt comes up,
+SHARED_FACTS_SAMPLE = 4000  # training items drawn to find which eval facts training also shows
+# Training position p tries indices p, p + STRIDE, p + 2*STRIDE, ... until a non-held-out prompt comes up,
 # so resuming at any position is O(1) and positions (< STRIDE) never share indices.
 TRAIN_STRIDE = 1 << 40
 _MAX_RETRIES = 1000
 
-_EVAL_PROMPTS: dict[tuple[str, str, int, int], frozenset[str]] = {}
+_HELDOUT_PROMPTS: dict[tuple[str, str, int], frozenset[str]] = {}
+
+
+def _check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"eval count must be a non-negative int, got {count!r}")
 
 
 def eval_size(skill: Skill, level: int, count: int) -> int:
-    """How many eval items a level gets: count, capped by EVAL_MAX_FRACTION of a known prompt space."""
-    if not isinstance(count, int) or count < 0:
-        raise ValueError(f"eval count must be a non-negative int, got {count!r}")
+    """How many eval items a level gets: count, capped by its share of a known (small) prompt space."""
+    _check_count(count)
     distinct = skill.distinct_prompts(level)
     if distinct is None:
         return count
-    return min(count, max(1, int(distinct * EVAL_MAX_FRACTION)))
+    return min(count, max(1, int(distinct * HELDOUT_MAX_FRACTION * EVAL_SHARE)))
 
 
-def eval_items(skill: Skill, level: int, count: int) -> list[SkillItem]:
-    """The fixed held-out eval set: deterministic, distinct prompts, at most eval_size() items."""
-    target = eval_size(skill, level, count)
+def reserve_size(skill: Skill, level: int, count: int) -> int:
+    """How many reserve items a level gets: count, capped by the rest of the held-out share."""
+    _check_count(count)
+    distinct = skill.distinct_prompts(level)
+    if distinct is None:
+        return count
+    return min(count, max(1, int(distinct * HELDOUT_MAX_FRACTION) - eval_size(skill, level, count)))
+
+
+def _draw(
+    skill: Skill, level: int, seed: int, target: int, exclude: frozenset[str] = frozenset()
+) -> list[SkillItem]:
     items: list[SkillItem] = []
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     # Bounded draw: tiny spaces need several draws per new prompt (coupon collector), big ones ~1.
     for index in range(50 * target + 1000):
         if len(items) >= target:
             break
-        item = skill.generate(level, EVAL_SEED, index)
+        item = skill.generate(level, seed, index)
         if item.prompt not in seen:
             seen.add(item.prompt)
             items.append(item)
     return items
+
+
+def eval_items(skill: Skill, level: int, count: int) -> list[SkillItem]:
+    """The fixed held-out eval set: deterministic, distinct prompts, at most eval_size() items."""
+    return _draw(skill, level, EVAL_SEED, eval_size(skill, level, count))
+
+
+def reserve_items(skill: Skill, level: int, count: int) -> list[SkillItem]:
+    """The level's reserve sample: held out like the eval set, disjoint from it, for confirming re-runs."""
+    exclude = frozenset(i.prompt for i in eval_items(skill, level, count))
+    return _draw(skill, level, RESERVE_SEED, reserve_size(skill, level, count), exclude)
 
 
 def eval_set_hash(items: list[SkillItem]) -> str:
@@ -73,18 +106,31 @@ def eval_set_hash(items: list[SkillItem]) -> str:
 
 
 def eval_prompts(skill: Skill, level: int, count: int = DEFAULT_EVAL_COUNT) -> frozenset[str]:
-    """Prompts of a level's eval set, cached by (skill name, version, level, count)."""
-    key = (skill.name, skill.version, level, count)
-    if key not in _EVAL_PROMPTS:
-        _EVAL_PROMPTS[key] = frozenset(item.prompt for item in eval_items(skill, level, count))
-    return _EVAL_PROMPTS[key]
+    """Prompts of one level's eval set."""
+    return frozenset(item.prompt for item in eval_items(skill, level, count))
+
+
+def heldout_prompts(skill: Skill, count: int = DEFAULT_EVAL_COUNT) -> frozenset[str]:
+    """Every prompt of every level's eval set and reserve sample: what no training stream may yield.
+
+    Cached by (skill name, version, count); `count` is the skill's configured eval_items_per_level.
+    """
+    key = (skill.name, skill.version, count)
+    if key not in _HELDOUT_PROMPTS:
+        prompts: set[str] = set()
+        for level in range(1, skill.max_level + 1):
+            prompts.update(i.prompt for i in eval_items(skill, level, count))
+            prompts.update(i.prompt for i in reserve_items(skill, level, count))
+        _HELDOUT_PROMPTS[key] = frozenset(prompts)
+    return _HELDOUT_PROMPTS[key]
 
 
 def training_items(
     skill: Skill, level: int, seed: int, start: int = 0, eval_count: int = DEFAULT_EVAL_COUNT
 ) -> Iterator[SkillItem]:
-    """Endless deterministic training stream from seed >= 1 that skips the level's eval prompts.
+    """Endless deterministic training stream from seed >= 1 that skips every held-out prompt of the skill.
 
+    `eval_count` is the skill's configured eval_items_per_level (the real size of the stored sets).
     `start` resumes the stream: the item at position p is the same whether reached by iterating or
     by starting at p.
     """
@@ -92,8 +138,27 @@ def training_items(
         raise ValueError(f"training seed must be an int >= 1 (eval uses {EVAL_SEED}), got {seed!r}")
     if not isinstance(start, int) or not 0 <= start < TRAIN_STRIDE:
         raise ValueError(f"start must be an int in [0, {TRAIN_STRIDE}), got {start!r}")
-    excluded = eval_prompts(skill, level, eval_count)
-    return _stream(skill, level, seed, start, excluded)
+    return _stream(skill, level, seed, start, heldout_prompts(skill, eval_count))
+
+
+def item_facts(skill: Skill, item: SkillItem) -> str:
+    """The item's facts with the phrasing stripped (the skill's `facts`; the prompt when it has none)."""
+    facts = getattr(skill, "facts", None)
+    return facts(item) if callable(facts) else item.prompt
+
+
+def shared_facts_share(
+    skill: Skill, level: int, items: list[SkillItem], count: int, sample: int = SHARED_FACTS_SAMPLE
+) -> float:
+    """Share of `items` whose facts also occur among `sample` training items of the level (seed 1).
+
+    Exact for small item spaces (the sample covers them); a lower bound for large ones, where it is ~0.
+    """
+    if not items:
+        return 0.0
+    stream = training_items(skill, level, seed=1, eval_count=count)
+    seen = {item_facts(skill, next(stream)) for _ in range(sample)}
+    return sum(item_facts(skill, i) in seen for i in items) / len(items)
 
 
 def _stream(skill: Skill, level: int, seed: int, start: int, excluded: frozenset[str]) -> Iterator[SkillItem]:

@@ -85,6 +85,7 @@ class Source:
     level: int | None = None
     examples: list[Messages] | None = None
     name: str = ""
+    eval_count: int = 100  # the skill's eval_items_per_level: its held-out prompts are never yielded
 
 
 @dataclass
@@ -140,7 +141,9 @@ class MixStream:
             from realm_pipeline.skills import get_skill
             from realm_pipeline.skills.heldout import training_items
 
-            it = self._iters[k] = training_items(get_skill(src.skill), src.level, self.seed, start=count)
+            it = self._iters[k] = training_items(
+                get_skill(src.skill), src.level, self.seed, start=count, eval_count=src.eval_count
+            )
         item = next(it)
         self._iter_pos[k] = count + 1
         return item.messages

@@ -50,6 +50,7 @@ def segment_spec(
     parent_dir: Path | None,
     mix: list[tuple[str, int, float]],
     quests: list[list[dict[str, str]]],
+    eval_items_per_level: dict[str, int],
     heldout_count: int = 24,
 ):
     """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile."""
@@ -74,6 +75,7 @@ def segment_spec(
         save_every=t.save_every,
         seed=key.seed,
         mix=mix,
+        eval_items_per_level=dict(eval_items_per_level),
         quests=quests,
         # held-out loss on the eval items of the levels being trained (never trained on: see heldout.py)
         heldout=[(skill, level, heldout_count) for skill, level, _ in mix],

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from typing import Any
 
 from realm_pipeline.training.strain import strain as strain_of
@@ -44,6 +46,8 @@ class SegmentSpec:
     log_every: int = 10
     seed: int = 1  # data-stream seed, >= 1 (eval owns negative seeds); vary it per segment for fresh data
     mix: list[tuple[str, int, float]] = field(default_factory=list)  # (skill, level, weight)
+    # per skill, its eval_items_per_level: training skips every held-out prompt at that real size
+    eval_items_per_level: dict[str, int] = field(default_factory=dict)
     quests: list[Messages] = field(default_factory=list)  # extra chat examples
     quest_weight: float = 0.1
     sparring: list[Messages] = field(default_factory=list)  # from `sparring_examples`
@@ -236,7 +240,16 @@ def _prepare(model: Any, spec: SegmentSpec) -> tuple[Any, Any]:
 def _sources(spec: SegmentSpec) -> list[Any]:
     from .data import Source
 
-    sources = [Source(float(w), skill=s, level=int(lv), name=f"{s}@{lv}") for s, lv, w in spec.mix]
+    sources = [
+        Source(
+            float(w),
+            skill=s,
+            level=int(lv),
+            name=f"{s}@{lv}",
+            eval_count=spec.eval_items_per_level.get(s, DEFAULT_EVAL_COUNT),
+        )
+        for s, lv, w in spec.mix
+    ]
     if spec.quests:
         sources.append(Source(spec.quest_weight, examples=list(spec.quests), name="quests"))
     if spec.sparring:
