@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from realm_pipeline.assets.leaderboard import leaderboard_regression
 from realm_pipeline.jobs import ASSETS, JOBS, eval_job, knowledge_job, mirror_job, rollup_job
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
@@ -24,6 +25,7 @@ def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         jobs=JOBS,
+        asset_checks=[leaderboard_regression],
         sensors=[campaign_sensor, leaderboard_regression_sensor, staleness_sensor, quest_inbox_sensor],
         resources={
             "realm": RealmResource(home=home, config_dir=config_dir),

@@ -32,6 +32,9 @@ class Progression(_Strict):
     evals_required: int = Field(3, ge=1, le=100)
     maxed_out_window: int = Field(6, ge=2, le=1000)
     maintenance_multiplier_max: float = Field(2.0, gt=0)
+    min_trend: float = Field(0.02, ge=0, lt=1)  # accuracy slope per eval above which a level is "climbing"
+    min_trend_points: int = Field(3, ge=2, le=1000)  # no trend is judged from fewer evals
+    maintenance_min: int = Field(3, ge=1, le=1000)  # maintenance segments tried before a cap is declared
 
 
 class Regression(_Strict):
@@ -53,7 +56,6 @@ class SensorSettings(_Strict):
 
 
 class CampaignSettings(_Strict):
-    segment_budget: int = Field(12, ge=1)
     active_heroes: list[str] = Field(default_factory=lambda: ["tiny"])
 
 
@@ -275,6 +277,21 @@ class Settings:
                     f"{path}: line {_line_of(node, ('memory_profile',))}: field 'memory_profile': "
                     f"value {hero.memory_profile!r}: no such memory profile "
                     f"(known: {', '.join(sorted(self.memory_profiles))})"
+                )
+            prog = self.realm.progression
+            needed = prog.evals_required + prog.maxed_out_window
+            if hero.campaign.segment_budget < needed:
+                raise ConfigError(
+                    f"{path}: line {_line_of(node, ('campaign', 'segment_budget'))}: field "
+                    f"'campaign.segment_budget': value {hero.campaign.segment_budget}: too small for the "
+                    f"level cap to be found: a first level-up takes evals_required "
+                    f"({prog.evals_required}) segments and maxed-out judges a window of "
+                    f"{prog.maxed_out_window} more (realm.yaml progression): at least {needed}"
+                )
+            if prog.maintenance_min > prog.maxed_out_window:
+                raise ConfigError(
+                    f"{self.config_dir / 'realm.yaml'}: field 'progression.maintenance_min': value "
+                    f"{prog.maintenance_min}: must fit in maxed_out_window ({prog.maxed_out_window})"
                 )
             for i, skill in enumerate(hero.campaign.skills):
                 if skill not in self.skills:

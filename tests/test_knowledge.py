@@ -76,6 +76,8 @@ def populate_ledger(path: Path) -> None:
                     "partial": acc,
                     "backend": "hf",
                     "created_at": T0 + timedelta(hours=i),
+                    "protocol": "p1",
+                    "sample": "eval",
                 }
             )
     events.append(

@@ -86,6 +86,8 @@ def populate(con) -> None:
                             "accuracy": round(acc * n) / n,
                             "gpu_seconds": 12.5,
                             "created_at": T0 + timedelta(minutes=step, seconds=k),
+                            "protocol": "p1",
+                            "sample": "eval",
                         }
                     )
                 if level_at(k, step) > level_at(k, step - 100):

@@ -58,6 +58,9 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
                     "champion": state.champion,
                     "levels_json": json.dumps(state.levels(), sort_keys=True),
                     "updated_at": now,
+                    "maxed_out_reason": state.maxed_out_reason,
+                    "claim": state.cap_claim(),
+                    "timeline_json": json.dumps([r.to_json() for r in state.timeline], sort_keys=True),
                 }
             )
     with ledger_db.get_connection() as con:
@@ -82,4 +85,9 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
         metadata[f"{hero}/hint"] = sheet["hint"] or "n/a"
         metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
+        metadata[f"{hero}/maxed_out_reason"] = sheet["maxed_out_reason"]
+        metadata[f"{hero}/maintenance_multiplier"] = sheet["window_maintenance_multiplier"]
+        for skill, slope in sheet["trend"].items():
+            if slope is not None:  # accuracy slope per eval at the level being learned
+                metadata[f"{hero}/{skill}/trend"] = slope
     return dg.MaterializeResult(metadata=metadata)

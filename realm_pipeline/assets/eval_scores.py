@@ -9,6 +9,8 @@ import dagster as dg
 from realm_pipeline import ledger
 from realm_pipeline.assets.checkpoints import checkpoint_partitions
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.evaluation.regressions import CONFIRM_TAG
+from realm_pipeline.evaluation.scores import EVAL_SAMPLE
 from realm_pipeline.partitions import skill_partitions
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
@@ -31,9 +33,6 @@ def eval_scores(
 ) -> dg.MaterializeResult:
     """Evaluates the checkpoint on the skill's mastered, current and next levels, on the fixed eval items."""
     from realm_pipeline.evaluation.backends import LocalBackend
-    from realm_pipeline.evaluation.fingerprint import fingerprint
-    from realm_pipeline.evaluation.runner import evaluate_items
-    from realm_pipeline.evaluation.scores import EVAL_SAMPLE, protocol_of
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items, eval_set_hash
 
@@ -54,6 +53,9 @@ def eval_scores(
         stored = dict(
             con.execute("SELECT level, eval_set_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()
         )
+        stored_reserve = dict(
+            con.execute("SELECT level, reserve_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()
+        )
     skill = get_skill(skill_name)
     cap = settings.skills[skill_name].level_cap
     levels = levels_to_evaluate(state, skill_name) if skill_name in state.skills else [1, min(2, cap)]
@@ -67,8 +69,15 @@ def eval_scores(
         device=profile.device,
     )
     count = settings.skills[skill_name].eval_items_per_level
+    scored = _Scorer(
+        checkpoint_id, hero, step, sha256, skill, backend, eval_cfg.max_new_tokens, profile.device
+    )
+    bench = context.run.tags.get(CONFIRM_TAG)
+    if bench is not None:
+        return _confirm(
+            context, scored, ledger_db, stored_reserve, bench, count, settings.realm.regression.tau
+        )
     scores, generations, metadata = [], [], {}
-    now = datetime.now(UTC).replace(tzinfo=None)
     for level in sorted(set(levels)):
         items = eval_items(skill, level, count)
         set_hash = eval_set_hash(items)
@@ -79,53 +88,9 @@ def eval_scores(
                 f"({set_hash}): materialize eval_sets[{skill_name}] first",
                 allow_retries=False,
             )
-        started = time.perf_counter()
-        result = evaluate_items(backend, skill, items)
-        seconds = time.perf_counter() - started
-        fp, fp_dict = fingerprint(
-            eval_set_hash=set_hash,
-            skill_name=skill_name,
-            skill_version=skill.version,
-            decoding={"greedy": True, "max_new_tokens": eval_cfg.max_new_tokens},
-            dtype=backend.describe().get("dtype", "auto"),
-            checkpoint_sha256=sha256,
-            backend=backend.describe(),
-        )
-        scores.append(
-            {
-                "checkpoint_id": checkpoint_id,
-                "hero": hero,
-                "step": step,
-                "skill": skill_name,
-                "level": level,
-                "fingerprint": fp,
-                "n": result.n,
-                "correct": result.correct,
-                "accuracy": result.accuracy,
-                "partial": result.partial,
-                "eval_set_hash": set_hash,
-                "skill_version": skill.version,
-                "backend": "local",
-                "gpu_seconds": seconds if profile.device == "cuda" else 0.0,
-                "fingerprint_json": json.dumps(fp_dict, sort_keys=True),
-                "created_at": now,
-                "protocol": protocol_of(fp_dict),
-                "sample": EVAL_SAMPLE,
-            }
-        )
-        generations.extend(
-            {
-                "checkpoint_id": checkpoint_id,
-                "skill": skill_name,
-                "level": level,
-                "item_index": idx,
-                "fingerprint": fp,
-                "output": output,
-                "correct": correct,
-                "partial": partial,
-            }
-            for idx, output, correct, partial in result.rows
-        )
+        row, gens, result = scored.level(level, items, EVAL_SAMPLE)
+        scores.append(row)
+        generations.extend(gens)
         metadata[f"L{level}_accuracy"] = result.accuracy
     with ledger_db.get_connection() as con:
         # Keyed by (checkpoint, skill, level, fingerprint): a re-run with the same fingerprint replaces.
@@ -143,5 +108,131 @@ def eval_scores(
             "accuracy_at_current_level": current_acc,
             "levels": dg.MetadataValue.json(sorted(set(levels))),
             **metadata,
+        }
+    )
+
+
+class _Scorer:
+    """Scores one checkpoint on one skill, level by level, into eval_scores / eval_generations rows."""
+
+    def __init__(self, checkpoint_id, hero, step, sha256, skill, backend, max_new_tokens, device):
+        self.checkpoint_id, self.hero, self.step, self.sha256 = checkpoint_id, hero, step, sha256
+        self.skill, self.backend, self.max_new_tokens, self.device = skill, backend, max_new_tokens, device
+
+    def level(self, level: int, items: list, sample: str) -> tuple[dict, list[dict], object]:
+        """Evaluate `items` of `level`: the score row (with fingerprint and protocol), generations, result."""
+        from realm_pipeline.evaluation.fingerprint import fingerprint
+        from realm_pipeline.evaluation.runner import evaluate_items
+        from realm_pipeline.evaluation.scores import protocol_of
+        from realm_pipeline.skills.heldout import eval_set_hash
+
+        set_hash = eval_set_hash(items)
+        started = time.perf_counter()
+        result = evaluate_items(self.backend, self.skill, items)
+        seconds = time.perf_counter() - started
+        fp, fp_dict = fingerprint(
+            eval_set_hash=set_hash,
+            skill_name=self.skill.name,
+            skill_version=self.skill.version,
+            decoding={"greedy": True, "max_new_tokens": self.max_new_tokens},
+            dtype=self.backend.describe().get("dtype", "auto"),
+            checkpoint_sha256=self.sha256,
+            backend=self.backend.describe(),
+        )
+        row = {
+            "checkpoint_id": self.checkpoint_id,
+            "hero": self.hero,
+            "step": self.step,
+            "skill": self.skill.name,
+            "level": level,
+            "fingerprint": fp,
+            "n": result.n,
+            "correct": result.correct,
+            "accuracy": result.accuracy,
+            "partial": result.partial,
+            "eval_set_hash": set_hash,
+            "skill_version": self.skill.version,
+            "backend": self.backend.describe().get("kind", "local"),
+            "gpu_seconds": seconds if self.device == "cuda" else 0.0,
+            "fingerprint_json": json.dumps(fp_dict, sort_keys=True),
+            "created_at": datetime.now(UTC).replace(tzinfo=None),
+            "protocol": protocol_of(fp_dict),
+            "sample": sample,
+        }
+        generations = [
+            {
+                "checkpoint_id": self.checkpoint_id,
+                "skill": self.skill.name,
+                "level": level,
+                "item_index": idx,
+                "fingerprint": fp,
+                "output": output,
+                "correct": correct,
+                "partial": partial,
+            }
+            for idx, output, correct, partial in result.rows
+        ]
+        return row, generations, result
+
+
+def _confirm(
+    context: dg.AssetExecutionContext,
+    scorer: _Scorer,
+    ledger_db: LedgerResource,
+    stored_reserve: dict[int, str],
+    bench: str,
+    count: int,
+    tau: float,
+) -> dg.MaterializeResult:
+    """A confirming re-run: score the bench's level on its reserve sample and judge the drop."""
+    from realm_pipeline.evaluation.regressions import record_check, split_bench
+    from realm_pipeline.evaluation.scores import RESERVE_SAMPLE
+    from realm_pipeline.skills.heldout import eval_set_hash, reserve_items
+
+    tags = context.run.tags
+    skill_name, level = split_bench(bench)
+    if skill_name != scorer.skill.name:
+        raise dg.Failure(
+            f"confirming run for {bench} launched on skill {scorer.skill.name}", allow_retries=False
+        )
+    items = reserve_items(scorer.skill, level, count)
+    if stored_reserve.get(level) != eval_set_hash(items):
+        raise dg.Failure(
+            f"reserve sample {bench} in the ledger ({stored_reserve.get(level)}) differs from the "
+            f"generator's ({eval_set_hash(items)}): materialize eval_sets[{skill_name}] first",
+            allow_retries=False,
+        )
+    baseline = float(tags["realm/baseline"])
+    row, gens, result = scorer.level(level, items, RESERVE_SAMPLE)
+    with ledger_db.get_connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        ledger.upsert(con, "eval_scores", [row])
+        ledger.upsert(con, "eval_generations", gens)
+        confirmed = record_check(
+            con,
+            hero=scorer.hero,
+            bench=bench,
+            baseline_version=int(tags["realm/baseline_version"]),
+            checkpoint_id=scorer.checkpoint_id,
+            step=scorer.step,
+            baseline=baseline,
+            eval_accuracy=float(tags["realm/accuracy"]) if "realm/accuracy" in tags else None,
+            reserve_accuracy=result.accuracy,
+            tau=tau,
+            now=row["created_at"],
+        )
+        con.execute("COMMIT")
+    verdict = "confirmed" if confirmed else "refuted"
+    context.log.info(
+        f"{scorer.hero} {bench}: drop from {baseline:.3f} {verdict} by the reserve sample "
+        f"({result.accuracy:.3f} on {result.n} items)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "checkpoint_id": scorer.checkpoint_id,
+            "confirming": bench,
+            "baseline": baseline,
+            "reserve_accuracy": result.accuracy,
+            "verdict": verdict,
         }
     )

@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from typing import Any
 
+from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from realm_pipeline.training.strain import strain as strain_of
 from realm_pipeline.training.strain import zone
 
