@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 
 from realm_pipeline import ledger
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
 from realm_pipeline.evaluation.regressions import (
     Pending,
     baseline_version,
@@ -17,8 +18,6 @@ from realm_pipeline.evaluation.regressions import (
     record_confirmed_regressions,
     split_bench,
 )
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
-from realm_pipeline.resources.realm import RealmResource
 
 LEADERBOARD = dg.AssetKey("leaderboard")
 EVAL_JOB = "eval_job"
