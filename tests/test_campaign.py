@@ -31,7 +31,7 @@ def defs(realm_env: Path) -> dg.Definitions:
 def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     realm_env: Path, defs: dg.Definitions
 ) -> None:
-    from realm_pipeline.sensors.campaign import campaign_sensor
+    from realm_pipeline.defs.campaign.sensors import campaign_sensor
 
     _run(defs, "eval_sets_job", "bin")
     keys = ["tiny.000150", "tiny.000300", "tiny.000450"]

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from realm_pipeline import ledger
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource
 
 
 def test_migrate_creates_every_declared_table_and_column(tmp_path: Path) -> None:

@@ -394,9 +394,8 @@ def test_check_failure_aborts_publish(db: Path, tmp_path: Path):
 
 
 def _materialize(db: Path, home: Path, **config):
-    from realm_pipeline.assets.public_mirror import public_mirror
-    from realm_pipeline.resources.ledger import LedgerResource
-    from realm_pipeline.resources.realm import RealmResource
+    from realm_pipeline.defs.mirror.assets import public_mirror
+    from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
     return dg.materialize(
         [public_mirror],

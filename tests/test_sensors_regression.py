@@ -97,10 +97,10 @@ def test_a_reserve_sample_at_the_baseline_refutes_the_drop(tmp_path: Path) -> No
 def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
     realm_env: Path, tmp_path: Path
 ) -> None:
-    from realm_pipeline.assets.leaderboard import leaderboard, leaderboard_regression
     from realm_pipeline.campaign import curriculum_state
     from realm_pipeline.definitions import build_defs
-    from realm_pipeline.sensors.regression import leaderboard_regression_sensor
+    from realm_pipeline.defs.evaluation.leaderboard import leaderboard, leaderboard_regression
+    from realm_pipeline.defs.evaluation.sensors import leaderboard_regression_sensor
 
     defs = build_defs()
     resources = {k: defs.resources[k] for k in ("realm", "ledger_db")}

@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline import ledger
-from realm_pipeline.assets.checkpoints import checkpoint_partitions
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.defs.training.assets import checkpoint_partitions
 from realm_pipeline.evaluation.regressions import CONFIRM_TAG
 from realm_pipeline.evaluation.scores import EVAL_SAMPLE
-from realm_pipeline.partitions import skill_partitions
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
 
 eval_partitions = dg.MultiPartitionsDefinition(
     {"checkpoint": checkpoint_partitions, "skill": skill_partitions}

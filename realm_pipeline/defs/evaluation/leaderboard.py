@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
 from realm_pipeline.evaluation.regressions import find_drops, latest_version, record_standings
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
 
 
 @dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores", "curriculum"])

@@ -5,8 +5,8 @@ import json
 
 import dagster as dg
 
+from realm_pipeline.defs.resources import RealmResource
 from realm_pipeline.evaluation.regressions import CONFIRM_TAG, Drop
-from realm_pipeline.resources.realm import RealmResource
 
 REGRESSION_CHECK = dg.AssetCheckKey(dg.AssetKey("leaderboard"), "leaderboard_regression")
 EVAL_JOB = "eval_job"

@@ -7,8 +7,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_paused
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
 @dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])

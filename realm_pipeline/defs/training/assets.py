@@ -8,8 +8,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_examples
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
 from realm_pipeline.training.strain import effort
 
