@@ -367,6 +367,15 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute("ROLLBACK")
                 raise
             current = version
+    # Additive changes (a new table, a new column) need no version: any declared one missing is added.
+    have = dict(
+        con.execute(
+            "SELECT table_name, count(*) FROM duckdb_columns() WHERE NOT internal GROUP BY table_name"
+        ).fetchall()
+    )
+    if any(have.get(name) != len(t.columns) for name, t in TABLES.items() if name != "schema_version"):
+        add_declared(con)
+        create_views(con)
     if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[
         0
     ]:
