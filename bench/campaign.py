@@ -58,7 +58,7 @@ def old_rule(timeline, ups_at: dict[str, int], window: int, maintenance_max: flo
     return None
 
 
-def report(home: Path, config_dir: Path, wall_s: float, stdout: str) -> None:
+def report(home: Path, config_dir: Path, wall_s: float) -> None:
     """Print the per-segment table, the claim, why the campaign stopped, and the baseline's verdict."""
     os.environ["REALM_CONFIG_DIR"] = str(config_dir)
     from realm_pipeline import ledger
@@ -136,23 +136,24 @@ def main() -> None:
         "REALM_CONFIG_DIR": str(config_dir),
     }
     wall = 0.0
-    out = ""
     if not args.report_only:
         realm = Path(sys.executable).with_name("realm")
         started = time.perf_counter()
-        proc = subprocess.run(
-            [str(realm), "campaign", "--hero", HERO, "--segments", str(args.segments)],
-            env=env,
-            text=True,
-            capture_output=True,
-        )
+        log = home / "campaign.log"
+        home.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as fh:  # streamed, so a long campaign can be watched with tail -f
+            proc = subprocess.run(
+                [str(realm), "campaign", "--hero", HERO, "--segments", str(args.segments)],
+                env=env,
+                text=True,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         wall = time.perf_counter() - started
-        out = proc.stdout
-        (home / "campaign.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n")
-            raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {home / 'campaign.log'}")
-    report(home, config_dir, wall, out)
+            print(log.read_text()[-4000:])
+            raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {log}")
+    report(home, config_dir, wall)
 
 
 if __name__ == "__main__":
