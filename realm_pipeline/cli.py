@@ -225,9 +225,21 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
     for lane in (lane_a, lane_b):
         if lane not in paths:
             raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
-    row = compare_checkpoints(
-        lane_a, paths[lane_a], lane_b, paths[lane_b], skill=skill, level=level, count=items
-    )
+    from realm_pipeline.evaluation.budgets import BudgetError
+
+    try:
+        row = compare_checkpoints(
+            lane_a,
+            paths[lane_a],
+            lane_b,
+            paths[lane_b],
+            skill=skill,
+            level=level,
+            count=items,
+            eval_settings=Settings().realm.eval,
+        )
+    except BudgetError as exc:  # the level's answers do not fit the eval ceiling
+        raise click.ClickException(str(exc)) from exc
     with _ledger().get_connection() as con:
         from realm_pipeline import ledger
 

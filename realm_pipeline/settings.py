@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONFIG_DIR_ENV = "REALM_CONFIG_DIR"
 HOME_ENV = "REALM_HOME"
@@ -48,7 +48,10 @@ class LeaderboardSettings(_Strict):
 
 class EvalSettings(_Strict):
     batch_size: int = Field(32, ge=1, le=4096)
-    max_new_tokens: int = Field(48, ge=1, le=8192)
+    # A ceiling only: each level generates its longest reference answer (hero's tokens) + the margin,
+    # and a level that needs more than the ceiling is refused (evaluation/budgets.py).
+    max_new_tokens: int = Field(2048, ge=1, le=65_536)
+    answer_margin_tokens: int = Field(4, ge=1, le=1024)  # the end marker and a little slack
 
 
 class SensorSettings(_Strict):
@@ -127,6 +130,31 @@ class HeroCampaign(_Strict):
     segment_budget: int = Field(ge=1)
 
 
+class HeroEval(_Strict):
+    """Where a hero's evals run: `local` transformers (default) or an OpenAI-compatible server."""
+
+    backend: Literal["local", "openai"] = "local"
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")  # e.g. http://host:8000/v1
+    model: str | None = Field(None, min_length=1)  # the served model name
+    # The API key is read from this environment variable at eval time: never stored in a config or ledger.
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _server_fields_match_backend(self) -> HeroEval:
+        server = {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
+        if self.backend == "openai":
+            missing = [k for k in ("base_url", "model") if server[k] is None]
+            if missing:
+                raise ValueError(f"backend 'openai' needs {' and '.join(missing)}")
+        else:
+            given = [k for k, v in server.items() if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to backend 'openai' (backend is 'local')")
+        return self
+
+
 class HeroConfig(_Strict):
     """`configs/heroes/<name>.yaml`: everything that defines a hero and its campaign."""
 
@@ -137,6 +165,7 @@ class HeroConfig(_Strict):
     training: TrainingDefaults
     campaign: HeroCampaign
     seed: int = Field(ge=0)
+    eval: HeroEval = HeroEval()
 
 
 # ---------------------------------------------------------------- loading
@@ -300,6 +329,7 @@ class Settings:
                         f"field 'campaign.skills.{i}': value {skill!r}: no such skill "
                         f"(known: {', '.join(sorted(self.skills))})"
                     )
+            self._check_training_length(path, node, hero)
         for i, active in enumerate(self.realm.campaign.active_heroes):
             if active not in heroes:
                 raise ConfigError(
@@ -308,6 +338,32 @@ class Settings:
                     f"no such hero (known: {', '.join(sorted(heroes))})"
                 )
         return heroes
+
+    def _check_training_length(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
+        """Refuse a hero whose `training.max_length` cannot fit some level (up to level_cap) of its skills."""
+        from realm_pipeline.evaluation.budgets import level_lengths, token_kind, training_tokens
+        from realm_pipeline.skills import SKILLS
+
+        max_length = hero.training.max_length
+        where = f"{path}: line {_line_of(node, ('training', 'max_length'))}: field 'training.max_length'"
+        positions = hero.base.config.get("max_position_embeddings") if hero.base.kind == "config" else None
+        if isinstance(positions, int) and max_length > positions:
+            raise ConfigError(
+                f"{where}: value {max_length}: above the model's base.config.max_position_embeddings "
+                f"{positions}"
+            )
+        kind = token_kind(hero.base.kind)
+        for skill_name in hero.campaign.skills:
+            cfg = self.skills[skill_name]
+            for level in range(1, cfg.level_cap + 1):
+                lengths = level_lengths(SKILLS[skill_name], level, cfg.eval_items_per_level)
+                needed = training_tokens(kind, lengths)
+                if needed > max_length:
+                    raise ConfigError(
+                        f"{where}: value {max_length}: skill {skill_name} level {level} needs {needed} "
+                        f"tokens (longest prompt + answer with the chat template, {kind} tokens); raise "
+                        f"max_length or lower configs/skills/{skill_name}.yaml level_cap below {level}"
+                    )
 
     def validate_all(self) -> None:
         """Load every file so that any error surfaces now, not mid-campaign."""

@@ -53,7 +53,13 @@ def segment_spec(
     eval_items_per_level: dict[str, int],
     heldout_count: int = 24,
 ):
-    """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile."""
+    """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile.
+
+    Its row length (`max_length`) fits the longest example of the mix's levels and quests, under the
+    hero's `training.max_length` ceiling (a BudgetError names what does not fit)."""
+    from realm_pipeline.evaluation.budgets import segment_max_length, token_kind
+    from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
     from realm_pipeline.training.trainer import SegmentSpec
 
     base = (
@@ -62,6 +68,16 @@ def segment_spec(
         else hero.base.path or hero.base.model_id
     )
     t = hero.training
+    max_length = segment_max_length(
+        token_kind(hero.base.kind),
+        [
+            (get_skill(skill), level, eval_items_per_level.get(skill, DEFAULT_EVAL_COUNT))
+            for skill, level, _ in mix
+        ],
+        ceiling=t.max_length,
+        ceiling_name=f"hero {hero.name}'s training.max_length",
+        examples=quests,
+    )
     return SegmentSpec(
         output_dir=str(output_dir),
         base=base,
@@ -70,7 +86,7 @@ def segment_spec(
         optimizer=t.optimizer or profile.optimizer,
         lr=t.lr,
         batch_size=t.batch_size,
-        max_length=t.max_length,
+        max_length=max_length,
         steps=hero.campaign.segment_steps,
         save_every=t.save_every,
         seed=key.seed,

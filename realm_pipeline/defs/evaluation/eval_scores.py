@@ -31,7 +31,7 @@ def eval_scores(
     context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
 ) -> dg.MaterializeResult:
     """Evaluates the checkpoint on the skill's mastered, current and next levels, on the fixed eval items."""
-    from realm_pipeline.evaluation.backends import LocalBackend
+    from realm_pipeline.evaluation.backends import BackendError, build_backend
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items, eval_set_hash
 
@@ -59,17 +59,29 @@ def eval_scores(
     cap = settings.skills[skill_name].level_cap
     levels = levels_to_evaluate(state, skill_name) if skill_name in state.skills else [1, min(2, cap)]
     eval_cfg = settings.realm.eval
-    profile = settings.memory_profiles[settings.heroes[hero].memory_profile]
-    backend = LocalBackend(
-        path,
-        batch_size=eval_cfg.batch_size,
-        max_new_tokens=eval_cfg.max_new_tokens,
-        dtype="auto",
-        device=profile.device,
-    )
+    hero_cfg = settings.heroes[hero]
+    profile = settings.memory_profiles[hero_cfg.memory_profile]
+    try:  # local transformers, or the OpenAI-compatible server the hero's YAML names
+        backend = build_backend(
+            hero_cfg.eval,
+            path,
+            batch_size=eval_cfg.batch_size,
+            max_new_tokens=eval_cfg.max_new_tokens,
+            device=profile.device,
+        )
+    except BackendError as exc:
+        raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc
     count = settings.skills[skill_name].eval_items_per_level
     scored = _Scorer(
-        checkpoint_id, hero, step, sha256, skill, backend, eval_cfg.max_new_tokens, profile.device
+        checkpoint_id,
+        hero,
+        step,
+        sha256,
+        skill,
+        backend,
+        eval_cfg,
+        profile.device,
+        ceiling_name=f"{settings.config_dir / 'realm.yaml'} eval.max_new_tokens",
     )
     bench = context.run.tags.get(CONFIRM_TAG)
     if bench is not None:
@@ -91,6 +103,7 @@ def eval_scores(
         scores.append(row)
         generations.extend(gens)
         metadata[f"L{level}_accuracy"] = result.accuracy
+        metadata[f"L{level}_max_new_tokens"] = scored.budgets[level]
     with ledger_db.get_connection() as con:
         # Keyed by (checkpoint, skill, level, fingerprint): a re-run with the same fingerprint replaces.
         con.execute("BEGIN TRANSACTION")
@@ -106,6 +119,7 @@ def eval_scores(
             "current_level": current,
             "accuracy_at_current_level": current_acc,
             "levels": dg.MetadataValue.json(sorted(set(levels))),
+            "backend": backend.kind,
             **metadata,
         }
     )
@@ -114,18 +128,36 @@ def eval_scores(
 class _Scorer:
     """Scores one checkpoint on one skill, level by level, into eval_scores / eval_generations rows."""
 
-    def __init__(self, checkpoint_id, hero, step, sha256, skill, backend, max_new_tokens, device):
+    def __init__(self, checkpoint_id, hero, step, sha256, skill, backend, eval_cfg, device, *, ceiling_name):
         self.checkpoint_id, self.hero, self.step, self.sha256 = checkpoint_id, hero, step, sha256
-        self.skill, self.backend, self.max_new_tokens, self.device = skill, backend, max_new_tokens, device
+        self.skill, self.backend, self.eval_cfg, self.device = skill, backend, eval_cfg, device
+        self.ceiling_name = ceiling_name
+        self.budgets: dict[int, int] = {}  # max_new_tokens each level was decoded with
 
     def level(self, level: int, items: list, sample: str) -> tuple[dict, list[dict], object]:
-        """Evaluate `items` of `level`: the score row (with fingerprint and protocol), generations, result."""
+        """Evaluate `items` of `level`: the score row (with fingerprint and protocol), generations, result.
+
+        The level generates its longest reference answer in the checkpoint's own tokens + the margin;
+        a level needing more than realm.yaml's ceiling fails here rather than score truncated answers."""
+        from realm_pipeline.evaluation.budgets import BudgetError, eval_max_new_tokens
         from realm_pipeline.evaluation.fingerprint import fingerprint
         from realm_pipeline.evaluation.runner import evaluate_items
         from realm_pipeline.evaluation.scores import protocol_of
         from realm_pipeline.skills.heldout import eval_set_hash
 
         set_hash = eval_set_hash(items)
+        try:
+            budget = eval_max_new_tokens(
+                self.backend.tokenizer,
+                items,
+                margin=self.eval_cfg.answer_margin_tokens,
+                ceiling=self.eval_cfg.max_new_tokens,
+                ceiling_name=self.ceiling_name,
+            )
+        except BudgetError as exc:
+            raise dg.Failure(f"eval {self.checkpoint_id}: {exc}", allow_retries=False) from exc
+        self.backend.max_new_tokens = budget  # both backends read it per call; describe() reports it
+        self.budgets[level] = budget
         started = time.perf_counter()
         result = evaluate_items(self.backend, self.skill, items)
         seconds = time.perf_counter() - started
@@ -133,7 +165,7 @@ class _Scorer:
             eval_set_hash=set_hash,
             skill_name=self.skill.name,
             skill_version=self.skill.version,
-            decoding={"greedy": True, "max_new_tokens": self.max_new_tokens},
+            decoding={"greedy": True, "max_new_tokens": budget},
             dtype=self.backend.describe().get("dtype", "auto"),
             checkpoint_sha256=self.sha256,
             backend=self.backend.describe(),

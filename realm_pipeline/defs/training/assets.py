@@ -64,22 +64,30 @@ def checkpoints(
         )
     parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
     output_dir = realm.checkpoint_dir(key.hero, str(key))
-    spec = segment_spec(
-        hero,
-        profile,
-        key,
-        output_dir=output_dir,
-        parent_dir=parent_dir,
-        mix=state.training_mix(hero.training.mastered_share),
-        quests=quests,
-        eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
-    )
+    from realm_pipeline.evaluation.budgets import BudgetError
+
+    try:
+        spec = segment_spec(
+            hero,
+            profile,
+            key,
+            output_dir=output_dir,
+            parent_dir=parent_dir,
+            mix=state.training_mix(hero.training.mastered_share),
+            quests=quests,
+            eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
+        )
+    except BudgetError as exc:  # a level or quest line longer than the hero's ceiling: never truncated
+        raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
     _refuse_if_it_will_not_fit(spec, hero, profile)
 
     from realm_pipeline.training.trainer import spec_to_json
 
     spec_dict = json.loads(spec_to_json(spec))
-    context.log.info(f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}")
+    context.log.info(
+        f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
+        f"row length {spec.max_length} (ceiling {hero.training.max_length})"
+    )
     command = segment_command(
         spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
     )
@@ -125,6 +133,7 @@ def checkpoints(
         zone=result["zone"],
         effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
+        max_length=spec.max_length,
     )
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result["sha256"]))
 
