@@ -151,7 +151,9 @@ class HeroEval(_Strict):
         else:
             given = [k for k, v in server.items() if v is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} only apply to backend 'openai' (backend is 'local')")
+                raise ValueError(
+                    f"backend 'local' takes no {', '.join(given)} (those are for backend 'openai')"
+                )
         return self
 
 

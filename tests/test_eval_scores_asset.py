@@ -170,3 +170,31 @@ def test_a_level_needing_more_than_the_eval_ceiling_is_refused(
         assert (
             con.execute("SELECT count(*) FROM eval_scores").fetchone()[0] == 0
         )  # nothing truncated was scored
+
+
+@pytest.mark.parametrize(
+    ("eval_cfg", "expected"),
+    [
+        ({"backend": "openai", "base_url": "http://127.0.0.1:8000/v1"}, r"field 'eval': .*needs model"),
+        ({"backend": "local", "model": "m"}, r"field 'eval': .*backend 'local' takes no model"),
+        (
+            {"backend": "openai", "base_url": "ftp://host", "model": "m"},
+            r"field 'eval.base_url': value 'ftp://host'",
+        ),
+        (
+            {"backend": "openai", "base_url": "http://h/v1", "model": "m", "api_key_env": "MY-KEY"},
+            r"field 'eval.api_key_env': value 'MY-KEY'",
+        ),
+        ({"backend": "vllm"}, r"field 'eval.backend': value 'vllm'"),
+    ],
+)
+def test_a_bad_eval_backend_is_refused_naming_file_field_and_value(
+    config_dir: Path, eval_cfg, expected
+) -> None:
+    from realm_pipeline.settings import ConfigError, Settings
+
+    hero_file = config_dir / "heroes" / "tiny.yaml"
+    _edit_yaml(hero_file, lambda d: d.update(eval=eval_cfg))
+    with pytest.raises(ConfigError, match=expected) as err:
+        _ = Settings(config_dir).heroes
+    assert str(hero_file) in str(err.value)
