@@ -142,7 +142,14 @@ def test_the_segment_row_fits_its_mix_and_refuses_an_over_long_quest(tmp_path: P
 
     def spec(mix, quests=()):
         return segment_spec(
-            hero, profile, key, output_dir=tmp_path, parent_dir=None, mix=mix, quests=list(quests)
+            hero,
+            profile,
+            key,
+            output_dir=tmp_path,
+            parent_dir=None,
+            mix=mix,
+            quests=list(quests),
+            eval_items_per_level={"bin": 50},
         )
 
     low = spec([("bin", 1, 1.0)])
