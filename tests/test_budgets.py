@@ -185,3 +185,55 @@ def test_over_long_training_examples_raise_instead_of_being_truncated(char_token
     ids, labels = encoder.encode(item.messages)
     with pytest.raises(ExampleTooLong, match=rf"example #1 of 2 has {len(ids)} tokens"):
         pack_examples([(ids[:10], labels[:10]), (ids, labels)], 2, 100, char_tokenizer.pad_token_id)
+
+
+# Qwen3's ChatML shape: role headers, an end marker per turn, and an empty think block before an answer.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}<think>\n\n</think>\n\n{% endif %}{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\n</think>\n\n{% endif %}"
+)
+
+
+def _byte_level_bpe():
+    """A real byte-level BPE tokenizer (the kind pretrained heroes use), trained here on skill text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [
+        text
+        for name, skill in sorted(SKILLS.items())
+        for level in (1, skill.max_level // 2, skill.max_level)
+        for item in (skill.generate(level, 11, i) for i in range(20))
+        for text in (item.prompt, item.answer)
+    ]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(corpus, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    return tok
+
+
+def test_a_pretrained_heros_byte_bound_holds_for_a_real_byte_level_bpe() -> None:
+    """`bytes` counting (pretrained heroes, sized before any tokenizer loads) bounds what a byte-level
+    BPE with a ChatML template really produces, on every skill's longest levels."""
+    from realm_pipeline.training.data import ExampleEncoder
+
+    tok = _byte_level_bpe()
+    encoder = ExampleEncoder(tok)
+    for name, skill in sorted(SKILLS.items()):
+        for level in sorted({1, skill.max_level // 2, skill.max_level}):
+            bound = training_tokens("bytes", level_lengths(skill, level, 50))
+            items = eval_items(skill, level, 50)[:15]
+            for item in items:
+                ids, _ = encoder.encode(item.messages)
+                assert len(ids) <= bound, (name, level, len(ids), bound)
+            # the bound is not vacuous: it is within a small factor of the real count
+            real = max(len(encoder.encode(i.messages)[0]) for i in items)
+            assert bound < 8 * real + 64, (name, level, real, bound)
