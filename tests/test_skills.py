@@ -451,3 +451,96 @@ def test_training_stream_resume_seed_rules_and_determinism() -> None:
             training_items(skill, 2, seed=bad)
     with pytest.raises(ValueError, match="attn_count"):
         training_items(skill, 99, seed=1)
+
+
+# ---------------------------------------------------------------- facts, length bounds, primitive tags
+
+
+def _length_sample(skill, level: int, per_level: int) -> tuple[int, int]:
+    """Longest prompt and answer over an eval-seed and two training-seed samples of a level."""
+    items = [skill.generate(level, seed, i) for seed in (EVAL_SEED, 1, 2) for i in range(per_level // 3)]
+    return max(len(it.prompt) for it in items), max(len(it.answer) for it in items)
+
+
+def _check_longest(name: str, per_level: int) -> None:
+    skill = SKILLS[name]
+    for level in range(1, skill.max_level + 1):
+        bound_prompt, bound_answer = skill.longest(level)
+        got_prompt, got_answer = _length_sample(skill, level, per_level)
+        assert got_prompt <= bound_prompt and got_answer <= bound_answer, (name, level)
+        # not vacuous: a few thousand items come near the bound (a digit short allowed: a count of 10
+        # needs every letter to be the target)
+        assert got_prompt >= 0.7 * bound_prompt - 1 and got_answer >= 0.7 * bound_answer - 1, (name, level)
+
+
+@pytest.mark.parametrize("name", sorted(set(SKILLS) - {"sy"}))
+def test_longest_bounds_every_item_of_every_level(name: str) -> None:
+    _check_longest(name, 3000)
+
+
+def test_sy_longest_bounds_every_level_fast() -> None:
+    _check_longest("sy", 300)
+
+
+@pytest.mark.slow
+def test_sy_longest_bounds_every_level_full() -> None:
+    _check_longest("sy", 3000)
+
+
+def test_bin_facts_strip_phrase_signals_and_mapping() -> None:
+    for level in (1, 9, 12, 24):
+        groups: dict[str, set[str]] = {}
+        for i in range(3000):
+            it = BIN.generate(level, 1, i)
+            _, body, final = _decode(it)
+            key = BIN.facts(it)
+            assert key == body  # the decoded body: operation, operands, width
+            groups.setdefault(key, set()).add(final)
+        assert all(len(finals) == 1 for finals in groups.values())  # same facts, same answer
+    # one question, many phrasings: re-render an item under every phrase and a mapping
+    it = BIN.generate(3, 1, 0)
+    body = it.prompt.split(": ", 1)[1]
+    for phrase in PHRASES:
+        other = SkillItem("bin", 3, 1, 0, f"{phrase}: {body}", it.answer)
+        assert BIN.facts(other) == BIN.facts(it)
+    mapped = body.translate(str.maketrans({"⓪": "▲", "①": "●"}))
+    other = SkillItem("bin", 3, 1, 0, f"calc [verify] map ⓪=▲ ①=●: {mapped}", it.answer)
+    assert BIN.facts(other) == BIN.facts(it)
+    # different operands, different facts
+    assert len({BIN.facts(BIN.generate(2, 1, i)) for i in range(2000)}) == BIN.distinct_prompts(2) // len(
+        PHRASES
+    )
+
+
+def test_sy_and_drill_facts_ignore_order_and_phrasing() -> None:
+    it = SY.generate(5, 1, 0)
+    ref = json.loads(it.answer)
+    words = sorted(d["word"] for d in ref)
+    assert SY.facts(it) == ",".join(words)
+    reordered = SkillItem("sy", 5, 1, 0, "other wording", json.dumps(ref[::-1]))
+    assert SY.facts(reordered) == SY.facts(it)
+    assert len({SY.facts(SY.generate(5, 1, i)) for i in range(50)}) > 45
+    for name in ("seq_reverse", "attn_count", "xfm_map"):
+        skill = SKILLS[name]
+        for level in sample_levels(skill.max_level):
+            items = [skill.generate(level, 1, i) for i in range(200)]
+            by_prompt = {it.prompt: skill.facts(it) for it in items}
+            # drills have one phrasing: the facts identify the prompt and the prompt the facts
+            assert len(set(by_prompt.values())) == len(by_prompt), (name, level)
+    assert SKILLS["attn_count"].facts(SkillItem("attn_count", 1, 1, 0, "count a: abca", "2")) == "a|abca"
+
+
+@pytest.mark.parametrize("name", sorted(SKILLS))
+def test_every_item_carries_primitive_tags(name: str) -> None:
+    skill = SKILLS[name]
+    for level in range(1, skill.max_level + 1):
+        for i in range(10):
+            it = skill.generate(level, 4, i)
+            assert set(it.tags) == {"primitive", "operation", "signal"}, (name, level, it.tags)
+            assert all(isinstance(v, str) and v for v in it.tags.values())
+            prefix = it.tags["primitive"].split("_")[0]
+            assert prefix in {"seq", "logic", "mem", "fmt", "attn", "xfm"}  # the reference's categories
+            if name == "bin":
+                signals = _decode(it)[0]
+                assert it.tags["signal"] == ("+".join(signals) or "none")
+    assert hash(skill.generate(1, 1, 0)) == hash(skill.generate(1, 1, 0))  # items stay hashable

@@ -48,6 +48,25 @@ MAP_PROB = 0.7
 SIGNAL_PROB = 0.4
 
 _TRACE_RE = re.compile(r"^b\d+:")
+# phrase, signal headers, optional mapping, then the body: the inverse of generate()'s header
+_PROMPT_RE = re.compile(
+    r"^(?P<phrase>[^:\[]+?)(?P<signals>(?: \[[a-z-]+\])*)(?: map ⓪=(?P<s0>.) ①=(?P<s1>.))?: (?P<body>.*)$",
+    re.S,
+)
+# The reference's primitive each concrete operation exercises (multi-step arithmetic is logic_chain).
+OP_PRIMITIVE = {
+    "add": "logic_chain",
+    "sub": "logic_chain",
+    "mul": "logic_chain",
+    "chain": "logic_chain",
+    "sadd": "logic_chain",
+    "ssub": "logic_chain",
+    "cmp": "attn_compare",
+    "to_dec": "xfm_decode",
+    "sto_dec": "xfm_decode",
+    "to_bin": "xfm_encode",
+    "sto_bin": "xfm_encode",
+}
 
 
 def bin_width(level: int) -> int:
@@ -194,7 +213,8 @@ class BinSkill:
             table = str.maketrans({ZERO: s0, ONE: s1})
             body, answer = body.translate(table), answer.translate(table)
             header += f" map {ZERO}={s0} {ONE}={s1}"
-        return SkillItem(self.name, level, seed, index, f"{header}: {body}", answer)
+        tags = {"primitive": OP_PRIMITIVE[op], "operation": op, "signal": "+".join(signals) or "none"}
+        return SkillItem(self.name, level, seed, index, f"{header}: {body}", answer, tags=tags)
 
     @staticmethod
     def _signed(rng, n: int) -> tuple[str, str, str, str]:
@@ -252,3 +272,52 @@ class BinSkill:
             total += pairs
         total *= len(PHRASES)
         return total if total <= 10**6 else None
+
+    def facts(self, item: SkillItem) -> str:
+        """The body in plain 0/1 digits: operation, operands and width, without phrase, signals or map."""
+        m = _PROMPT_RE.match(item.prompt)
+        if not m:
+            raise ValueError(f"bin: not a bin prompt: {item.prompt!r}")
+        body = m["body"]
+        if m["s0"]:
+            body = body.translate(str.maketrans({m["s0"]: ZERO, m["s1"]: ONE}))
+        return body.translate(str.maketrans({ZERO: "0", ONE: "1"}))
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Upper bound from the structure: the longest phrase with every signal and the map in the
+        header before the widest body; the longest result with every line the level's signals can
+        ask of its operation (each line at its widest)."""
+        n, signals = bin_width(level), bin_signals(level)
+        m = max(2, n // 2)
+        header = max(map(len, PHRASES)) + sum(len(f" [{sig}]") for sig in signals)
+        header += len(f" map {ZERO}=x {ONE}=y") if level >= MAP_FROM_LEVEL else 0
+        signed, dec, sdec = len(f"s{n} "), len(str((1 << n) - 1)), len(str(-(1 << (n - 1))))
+        family_ops = {
+            "add": {"add": 2 * n + 2},
+            "sub": {"sub": 2 * n + 2},
+            "cmp": {"cmp": 2 * n + 1},
+            "convert": {"to_dec": n + 4, "to_bin": dec + 4},
+            "signed": {"sadd": signed + 2 * n + 2, "ssub": signed + 2 * n + 2},
+            "mul": {"mul": 2 * m + 2},
+            "chain": {"chain": 4 * m + 4},
+        }
+        family_ops["signed"] |= {"sto_dec": signed + n + 4, "sto_bin": signed + sdec + 4}
+        result = {"add": n + 1, "sub": n, "cmp": 1, "to_dec": dec, "to_bin": n, "sadd": n, "ssub": n}
+        result |= {"sto_dec": sdec, "sto_bin": n, "mul": 2 * m, "chain": m + 2}
+        trace = sum(len(f"b{i}: x+y+z=r cX") for i in range(n)) + n - 1
+        work = {"add": len("carry: ") + n, "sub": len("borrow: ") + n}
+        work["mul"] = len("pp: ") + sum(m + i for i in range(m)) + m - 1
+        check = {"add": 3 * n + 10, "sub": 3 * n + 9, "sadd": 3 * n + 9, "ssub": 3 * n + 9, "mul": 4 * m + 9}
+        prompt, answer = 0, 0
+        for family in bin_ops(level):
+            for op, body in family_ops[family].items():
+                prompt = max(prompt, header + len(": ") + body)
+                lines = [len("= ") + result[op]]
+                if "trace" in signals and op in SIGNAL_OPS["trace"]:
+                    lines.append(trace)
+                if "show-work" in signals and op in SIGNAL_OPS["show-work"]:
+                    lines.append(work[op])
+                if "verify" in signals and op in SIGNAL_OPS["verify"]:
+                    lines.append(check[op])
+                answer = max(answer, result[op] if len(lines) == 1 else sum(lines) + len(lines) - 1)
+        return prompt, answer

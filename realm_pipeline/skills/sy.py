@@ -114,19 +114,11 @@ class SySkill:
         tiles = [s for e in chosen for s in e.syllables]
         # herrings come from the whole lexicon, so one may duplicate a real tile: "similar tiles"
         tiles += rng.sample(_all_syllables(), p.herrings)
-        lines = [
-            "sy: rebuild each clued word from the tiles; use every tile once"
-            + (f" except {p.herrings} unused" if p.herrings else "")
-            + '. Reply JSON [{"word":..,"syllables":[..]}], any order.',
-            "tiles: " + " ".join(sorted(tiles)),
-        ]
-        for i, e in enumerate(chosen, 1):
-            hint = {"strong": f" [{e.word[0]}, {len(e.word)} letters]", "medium": f" [{len(e.word)} letters]"}
-            lines.append(f"{i}. {e.clue}{hint.get(p.hint, '')}")
-        answer = json.dumps(
-            [{"word": e.word, "syllables": list(e.syllables)} for e in chosen], separators=(",", ":")
-        )
-        return SkillItem(self.name, level, seed, index, "\n".join(lines), answer)
+        lines = [self._instruction(p.herrings), "tiles: " + " ".join(sorted(tiles))]
+        lines += [f"{i}. {e.clue}{_hint(e, p.hint)}" for i, e in enumerate(chosen, 1)]
+        answer = "[" + ",".join(_answer_object(e) for e in chosen) + "]"
+        tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"hint-{p.hint}"}
+        return SkillItem(self.name, level, seed, index, "\n".join(lines), answer, tags=tags)
 
     def score(self, item: SkillItem, output: str) -> Score:
         """JSON parses; each word and its syllables match; non-herring tiles used exactly once."""
@@ -152,6 +144,57 @@ class SySkill:
         """Always None: even L1 chooses 4 of dozens of words in order, far beyond 10**6."""
         check_level(self.name, level, self.max_level)
         return None
+
+    def facts(self, item: SkillItem) -> str:
+        """The answer words, sorted and comma-joined: clue order, hints and herrings are phrasing."""
+        return ",".join(sorted(d["word"] for d in json.loads(item.answer)))
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Upper bound: the fixed lines plus, for tiles, clue lines and answer objects, the sum of the
+        `words` largest per-word lengths in the level's window (the words of a puzzle are distinct)."""
+        p = self.params(level)
+        window = self._candidates(p.syllable_counts)[p.window[0] : p.window[1]]
+
+        def top(lengths: list[int]) -> int:
+            return sum(sorted(lengths, reverse=True)[: p.words])
+
+        instruction = len(self._instruction(p.herrings))
+        longest_syllable = max(map(len, _all_syllables()))
+        most_tiles = p.words * max(p.syllable_counts) + p.herrings
+        tiles = (
+            len("tiles: ")
+            + top([len(e.word) for e in window])
+            + p.herrings * longest_syllable
+            + most_tiles
+            - 1
+        )
+        numbering = sum(len(f"{i}. ") for i in range(1, p.words + 1))
+        clues = numbering + top([len(e.clue) + len(_hint(e, p.hint)) for e in window])
+        prompt = instruction + 1 + tiles + 1 + clues + p.words - 1
+        answer = 2 + top([len(_answer_object(e)) for e in window]) + p.words - 1
+        return prompt, answer
+
+    @staticmethod
+    def _instruction(herrings: int) -> str:
+        return (
+            "sy: rebuild each clued word from the tiles; use every tile once"
+            + (f" except {herrings} unused" if herrings else "")
+            + '. Reply JSON [{"word":..,"syllables":[..]}], any order.'
+        )
+
+
+def _hint(entry: Entry, strength: str) -> str:
+    """The bracketed hint after a clue at a hint strength ("" for clue only)."""
+    if strength == "strong":
+        return f" [{entry.word[0]}, {len(entry.word)} letters]"
+    if strength == "medium":
+        return f" [{len(entry.word)} letters]"
+    return ""
+
+
+def _answer_object(entry: Entry) -> str:
+    """One word's compact JSON object in the reference answer."""
+    return json.dumps({"word": entry.word, "syllables": list(entry.syllables)}, separators=(",", ":"))
 
 
 def _parse_entries(output: str) -> list[tuple[str, list[str]]] | None:
