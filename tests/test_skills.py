@@ -15,7 +15,15 @@ import pytest
 
 from realm_pipeline.skills import CHARACTERS, SKILLS, get_skill
 from realm_pipeline.skills.base import SkillItem
-from realm_pipeline.skills.bin import PHRASES, SYMBOLS, bin_ops, bin_signals, bin_width
+from realm_pipeline.skills.bin import (
+    OP_PRIMITIVE,
+    OP_SYMBOLS,
+    PHRASES,
+    SYMBOLS,
+    bin_ops,
+    bin_signals,
+    bin_width,
+)
 from realm_pipeline.skills.heldout import (
     EVAL_SEED,
     eval_items,
@@ -95,7 +103,7 @@ def test_invalid_level_raises_naming_skill_and_range(name: str, bad: object) -> 
 
 def test_characters_sorted_unique_and_cover_every_item() -> None:
     assert "".join(sorted(set(CHARACTERS))) == CHARACTERS
-    for ch in "⓪①×→" + SYMBOLS + "\n":
+    for ch in "⓪①×→" + SYMBOLS + OP_SYMBOLS + "\n":
         assert ch in CHARACTERS
     allowed = set(CHARACTERS)
     for skill in SKILLS.values():
@@ -149,11 +157,20 @@ def test_reference_scores_correct_and_corruption_wrong(name: str) -> None:
 # ---------------------------------------------------------------- BIN design
 
 
-_HEADER = re.compile(r"^(?:" + "|".join(PHRASES) + r")((?: \[[a-z-]+\])*)(?: map ⓪=(.) ①=(.))?: (.*)$", re.S)
+_HEADER = re.compile(
+    r"^(?:" + "|".join(PHRASES) + r")((?: \[[a-z-]+\])*)(?: map ⓪=(.) ①=(.)((?: \S+=.)*))?: (.*)$", re.S
+)
+
+
+def _renames(item: SkillItem) -> dict[str, str]:
+    """The item's operation renamings, symbol -> canonical token."""
+    m = _HEADER.match(item.prompt)
+    assert m, item.prompt
+    return {pair[-1]: pair[:-2] for pair in (m.group(4) or "").split()}
 
 
 def _decode(item: SkillItem) -> tuple[list[str], str, str]:
-    """(signals, body, final answer) with every binary digit rewritten as ASCII 0/1."""
+    """(signals, body, final answer) with every binary digit as ASCII 0/1 and operations unrenamed."""
     m = _HEADER.match(item.prompt)
     assert m, item.prompt
     signals = re.findall(r"\[([a-z-]+)\]", m.group(1))
@@ -161,9 +178,12 @@ def _decode(item: SkillItem) -> tuple[list[str], str, str]:
     if m.group(2):
         table = {m.group(2): "0", m.group(3): "1"}
     trans = str.maketrans(table)
+    body = m.group(5)
+    for symbol, token in _renames(item).items():
+        body = body.replace(symbol, token)
     answer_lines = item.answer.split("\n")
     final = next((ln[2:] for ln in answer_lines if ln.startswith("= ")), answer_lines[-1])
-    return signals, m.group(4).translate(trans), final.translate(trans)
+    return signals, body.translate(trans), final.translate(trans)
 
 
 def _oracle(body: str) -> str:
@@ -186,6 +206,11 @@ def _oracle(body: str) -> str:
             return spat(int(rest[:-4]))
         a, op, b = re.fullmatch(r"([01]+)([+-])([01]+)=", rest).groups()
         return spat(sval(a) + sval(b) if op == "+" else sval(a) - sval(b))
+    if m := re.fullmatch(r"(inc|dec|dbl|half) ([01]+)=", body):
+        a = int(m.group(2), 2)
+        value = {"inc": a + 1, "dec": a - 1, "dbl": a * 2, "half": a >> 1}[m.group(1)]
+        assert value >= 0
+        return format(value, "b")
     if body.endswith("→dec"):
         return str(int(body[:-4], 2))
     if body.endswith("→bin"):
@@ -201,78 +226,118 @@ def _oracle(body: str) -> str:
     return format(value, "b")
 
 
+def _kind(body: str) -> str:
+    """The operation a decoded body asks, read from its shape alone."""
+    if body.startswith("s"):
+        return "signed"
+    if m := re.match(r"(inc|dec|dbl|half) ", body):
+        return {"dbl": "double", "half": "halve"}.get(m.group(1), m.group(1))
+    if "?" in body:
+        return "cmp"
+    if "→" in body:
+        return "convert"
+    if "×" in body:
+        return "mul"
+    signs = re.findall(r"[+-]", body)
+    return "chain" if len(signs) >= 2 else {"+": "add", "-": "sub"}[signs[0]]
+
+
 def test_bin_answers_match_independent_oracle() -> None:
     for level in range(1, 31):
-        for i in range(40):
+        for i in range(60):
             it = BIN.generate(level, 2, i)
             _, body, final = _decode(it)
             assert final == _oracle(body), (level, it.prompt, it.answer)
 
 
-def test_bin_width_per_level() -> None:
+def test_bin_width_is_level_plus_one_and_32_at_the_top() -> None:
     widths = [bin_width(lv) for lv in range(1, 31)]
-    assert widths[0] == 2 and widths[-1] == 32
-    assert widths[:3] == [2, 3, 4]
-    assert all(b >= a for a, b in zip(widths, widths[1:], strict=False))
-    for level in (1, 2, 3):
-        for i in range(30):
+    assert widths == [lv + 1 for lv in range(1, 30)] + [32]
+    for level in (1, 2, 3, 17):
+        seen = set()
+        for i in range(60):
             body = _decode(BIN.generate(level, 4, i))[1]
-            a, b = re.fullmatch(r"([01]+)\+([01]+)=", body).groups()
-            assert len(a) == len(b) == widths[level - 1]
-    # a 32-bit add at L30 shows 32-digit operands
-    for i in range(200):
-        body = _decode(BIN.generate(30, 4, i))[1]
-        if m := re.fullmatch(r"([01]+)\+([01]+)=", body):
-            assert len(m.group(1)) == 32
+            if m := re.fullmatch(r"([01]+)[+?-]([01]+)=?", body) or re.fullmatch(r"[a-z]+ ([01]+)=", body):
+                seen |= {len(g) for g in m.groups()}
+        assert seen == {level + 1}, (level, seen)
+    for i in range(300):  # a 32-bit add or compare at L30 shows 32-digit operands
+        if m := re.fullmatch(r"([01]+)[+?]([01]+)=?", _decode(BIN.generate(30, 4, i))[1]):
+            assert len(m.group(1)) == len(m.group(2)) == 32
             break
     else:
-        pytest.fail("no plain add at L30 in 200 items")
+        pytest.fail("no plain add or compare at L30 in 300 items")
 
 
-def test_bin_ops_per_level() -> None:
-    assert bin_ops(1) == bin_ops(3) == ("add",)
-    assert bin_ops(4) == ("add", "sub")
-    assert bin_ops(6) == ("add", "sub", "cmp")
-    assert "convert" in bin_ops(8) and "signed" not in bin_ops(9)
-    assert "signed" in bin_ops(10) and "mul" not in bin_ops(14)
-    assert "mul" in bin_ops(15) and "chain" not in bin_ops(21)
-    assert bin_ops(30) == ("add", "sub", "cmp", "convert", "signed", "mul", "chain")
+def test_bin_operations_per_level() -> None:
+    assert bin_ops(1) == ("inc", "dec", "double", "halve", "cmp")
+    assert bin_ops(2) == bin_ops(1) + ("add",)
+    assert "sub" in bin_ops(4) and "sub" not in bin_ops(3)
+    assert {"to_dec", "to_bin"} <= set(bin_ops(6)) and "sadd" not in bin_ops(9)
+    assert "sadd" in bin_ops(10) and "mul" not in bin_ops(13)
+    assert "mul" in bin_ops(14) and "chain" not in bin_ops(19)
+    assert set(bin_ops(30)) == set(OP_PRIMITIVE) and len(bin_ops(30)) == 15
 
     def seen(level: int) -> set[str]:
-        kinds = set()
-        for i in range(300):
-            body = _decode(BIN.generate(level, 9, i))[1]
-            kinds |= {
-                k for k, mark in (("sub", "-"), ("cmp", "?"), ("conv", "→"), ("mul", "×")) if mark in body
-            }
-            kinds |= {"signed"} if body.startswith("s") else set()
-            kinds |= {"chain"} if len(re.findall(r"[+-]", body.split(" ")[-1])) >= 2 else set()
-        return kinds
+        return {_kind(_decode(BIN.generate(level, 9, i))[1]) for i in range(400)}
 
-    assert seen(3) == set()
-    assert seen(5) == {"sub"}
-    assert seen(7) == {"sub", "cmp"}
-    assert {"conv"} <= seen(9) and "signed" not in seen(9)
-    assert "signed" in seen(12) and "mul" not in seen(12)
-    assert {"signed", "mul", "chain"} <= seen(25)
-    # low levels stay compact for a character model
-    for level in (1, 2, 3):
+    # the reference's simple operations all appear at L1, and nothing else does
+    assert seen(1) == {"inc", "dec", "double", "halve", "cmp"}
+    assert seen(3) == seen(1) | {"add"}
+    assert seen(5) == seen(3) | {"sub"}
+    assert seen(9) == seen(5) | {"convert"}
+    assert seen(12) == seen(9) | {"signed"}
+    assert seen(16) == seen(12) | {"mul"}
+    assert seen(25) == seen(16) | {"chain"}
+    for level in (1, 2, 3):  # low levels stay compact for a character model
         for i in range(100):
             it = BIN.generate(level, 9, i)
             assert len(it.prompt) < 40 and len(it.answer) < 12
+    # the tags name the operation the body asks
+    for i in range(400):
+        it = BIN.generate(25, 3, i)
+        kind = _kind(_decode(it)[1])
+        op = it.tags["operation"]
+        assert (
+            op == kind or (kind, op) in {("convert", "to_dec"), ("convert", "to_bin")} or op.startswith("s")
+        )
 
 
-def test_bin_symbol_mapping_from_level_8() -> None:
+def test_bin_symbol_language_from_level_8_maps_digits_and_renames_operations() -> None:
     for level in range(1, 8):
         assert not any("map" in BIN.generate(level, 1, i).prompt for i in range(100))
     for level in (8, 20, 30):
-        items = [BIN.generate(level, 1, i) for i in range(500)]
+        items = [BIN.generate(level, 1, i) for i in range(600)]
         mapped = [it for it in items if " map " in it.prompt]
+        renamed = [it for it in mapped if _renames(it)]
         assert 0.6 <= len(mapped) / len(items) <= 0.8
+        assert 0.35 <= len(renamed) / len(mapped) <= 0.65
         for it in mapped:
             body = it.prompt.split(": ", 1)[1]
             assert "⓪" not in body + it.answer and "①" not in body + it.answer
             assert set(body + it.answer) & set(SYMBOLS)
+        for it in renamed:
+            body = it.prompt.split(": ", 1)[1]
+            for symbol, token in _renames(it).items():
+                assert symbol in OP_SYMBOLS and symbol in body
+                # the renamed operation is written only under its new name in the body
+                assert token not in re.sub(
+                    r"→(dec|bin)", "", body.split(" ", 1)[-1] if body[0] == "s" else body
+                )
+            _, dec_body, final = _decode(it)
+            assert final == _oracle(dec_body)
+
+
+def _decimal_truth(line: str, renames: dict[str, str]) -> bool:
+    """Whether a "decimal: ..." line states a true equation (operations unrenamed first)."""
+    text = line.removeprefix("decimal: ")
+    for symbol, token in renames.items():
+        text = text.replace(symbol, token)
+    if m := re.fullmatch(r"(inc|dec|dbl|half) (\d+)=(\d+)", text):
+        a, r = int(m.group(2)), int(m.group(3))
+        return r == {"inc": a + 1, "dec": a - 1, "dbl": 2 * a, "half": a // 2}[m.group(1)]
+    a, op, b, r = re.fullmatch(r"(-?\d+)([+\-×])(-?\d+)=(-?\d+)", text).groups()
+    a, b, r = int(a), int(b), int(r)
+    return r == (a + b if op == "+" else a - b if op == "-" else a * b)
 
 
 def test_bin_difficulty_signals_enforced() -> None:
@@ -281,22 +346,36 @@ def test_bin_difficulty_signals_enforced() -> None:
         assert not any("[" in BIN.generate(level, 1, i).prompt for i in range(60))
     assert bin_signals(12) == ("verify",) and bin_signals(20) == ("verify", "show-work", "trace")
     found: dict[str, SkillItem] = {}
-    for i in range(3000):
+    verified = 0
+    for i in range(4000):
         it = BIN.generate(24, 1, i)
         for sig in ("verify", "show-work", "trace"):
-            if f"[{sig}]" in it.prompt and " map " not in it.prompt:
+            if (
+                f"[{sig}]" in it.prompt
+                and " map " not in it.prompt
+                and it.tags["operation"] in ("add", "sub")
+            ):
                 found.setdefault(sig, it)
-    assert set(found) == {"verify", "show-work", "trace"}
+        if "[verify]" in it.prompt:
+            # every verified item ends with a true decimal restatement of its question
+            assert it.answer.split("\n")[-1].startswith("decimal: "), it.answer
+            assert _decimal_truth(it.answer.split("\n")[-1], _renames(it)), it.answer
+            verified += 1
+    assert set(found) == {"verify", "show-work", "trace"} and verified > 100
 
     v = found["verify"]
     lines = v.answer.split("\n")
-    assert lines[-1].startswith("check: ")
-    assert not BIN.score(v, "\n".join(lines[:-1])).correct  # check line missing
-    moved = "\n".join([lines[-1]] + lines[:-1])
-    assert not BIN.score(v, moved).correct  # check line not last
-    wrong_check = "\n".join(lines[:-1] + [lines[-1][:-1] + ("⓪" if lines[-1][-1] == "①" else "①")])
+    assert lines[-2].startswith("check: ") and lines[-1].startswith("decimal: ")
+    assert not BIN.score(v, "\n".join(lines[:-1])).correct  # decimal line missing
+    assert not BIN.score(v, "\n".join(lines[:-2] + lines[-1:])).correct  # binary check missing
+    moved = "\n".join(lines[-2:] + lines[:-2])
+    assert not BIN.score(v, moved).correct  # check lines before the result
+    wrong_check = "\n".join(lines[:-2] + [lines[-2][:-1] + ("⓪" if lines[-2][-1] == "①" else "①"), lines[-1]])
     res = BIN.score(v, wrong_check)
     assert not res.correct and 0 < res.partial < 1 and res.detail["parts"]["final"]
+    wrong_decimal = "\n".join(lines[:-1] + [lines[-1] + "1"])
+    res = BIN.score(v, wrong_decimal)
+    assert not res.correct and not res.detail["parts"]["decimal"] and res.detail["parts"]["check"]
     final = next(ln[2:] for ln in lines if ln.startswith("= "))
     assert not BIN.score(v, final).correct  # bare result is not enough under [verify]
 
@@ -315,10 +394,12 @@ def test_bin_difficulty_signals_enforced() -> None:
 
 def test_bin_distinct_prompts_exact_for_small_levels() -> None:
     k = len(PHRASES)
-    assert BIN.distinct_prompts(1) == 16 * k and BIN.distinct_prompts(2) == 64 * k
-    assert BIN.distinct_prompts(4) == (32 * 32 + 32 * 33 // 2) * k
+    # L1, 2 bits: inc, double, halve 4 each, dec 3 (never below zero), compare 16 pairs
+    assert BIN.distinct_prompts(1) == (4 + 3 + 4 + 4 + 16) * k
+    assert BIN.distinct_prompts(2) == (8 + 7 + 8 + 8 + 64 + 64) * k
+    assert BIN.distinct_prompts(4) == (32 + 31 + 32 + 32 + 1024 + 1024 + 32 * 33 // 2) * k
     assert BIN.distinct_prompts(8) is None and BIN.distinct_prompts(30) is None
-    for level, draws in ((1, 8000), (2, 20000)):
+    for level, draws in ((1, 8000), (2, 30000)):
         prompts = {BIN.generate(level, 1, i).prompt for i in range(draws)}
         assert len(prompts) == BIN.distinct_prompts(level)
 
@@ -402,13 +483,14 @@ def test_sy_scoring_partial_credit_order_and_inventory() -> None:
 
 
 def test_eval_set_capped_by_distinct_prompts_for_bin_l1() -> None:
-    items = eval_items(BIN, 1, 100)
+    items = eval_items(BIN, 1, 1000)
     space = BIN.distinct_prompts(1)
     assert 0 < len(items) <= space
     assert len(items) == space // 2  # at most half a tiny space is held out so training keeps the rest
     assert len({it.prompt for it in items}) == len(items)
     assert all(it.seed == EVAL_SEED for it in items)
-    assert eval_items(BIN, 1, 100) == items
+    assert eval_items(BIN, 1, 1000) == items
+    assert len(eval_items(BIN, 1, 100)) == 100
     assert len(eval_items(BIN, 12, 100)) == 100
     assert len(eval_items(BIN, 12, 7)) == 7
 
