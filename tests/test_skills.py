@@ -31,7 +31,8 @@ from realm_pipeline.skills.heldout import (
     eval_set_hash,
     training_items,
 )
-from realm_pipeline.skills.sy import lexicon
+from realm_pipeline.skills.sy import HINTS, lexicon
+from realm_pipeline.skills.syllables import pronunciations, syllabify
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = get_skill("bin")
@@ -412,12 +413,140 @@ def _tiles(item: SkillItem) -> list[str]:
     return line[len("tiles: ") :].split(" ")
 
 
-def test_sy_lexicon_is_clean() -> None:
+# Written syllables as a dictionary divides them (Merriam-Webster's entries), for words whose
+# spelling does not make the split obvious: single-letter syllables, open vs closed syllables,
+# digraphs, doubled letters, consonant + "le", silent e, vowel pairs sounded as two vowels.
+KNOWN_SYLLABLES = {
+    "water": "wa-ter",
+    "animal": "an-i-mal",
+    "table": "ta-ble",
+    "banana": "ba-nan-a",
+    "elephant": "el-e-phant",
+    "hippopotamus": "hip-po-pot-a-mus",
+    "university": "u-ni-ver-si-ty",
+    "radio": "ra-di-o",
+    "piano": "pi-an-o",
+    "video": "vid-e-o",
+    "idea": "i-de-a",
+    "create": "cre-ate",
+    "hopeful": "hope-ful",
+    "pickle": "pick-le",
+    "apple": "ap-ple",
+    "candle": "can-dle",
+    "hundred": "hun-dred",
+    "sister": "sis-ter",
+    "lemon": "lem-on",
+    "river": "riv-er",
+    "tiger": "ti-ger",
+    "paper": "pa-per",
+    "family": "fam-i-ly",
+    "city": "cit-y",
+    "mother": "moth-er",
+    "happy": "hap-py",
+    "children": "chil-dren",
+    "television": "tel-e-vi-sion",
+    "dictionary": "dic-tion-a-ry",
+    "international": "in-ter-na-tion-al",
+    "encyclopedia": "en-cy-clo-pe-di-a",
+    "secret": "se-cret",
+    "pumpkin": "pump-kin",
+    "sandwich": "sand-wich",
+    "taxi": "tax-i",
+    "lion": "li-on",
+}
+
+
+def test_sy_syllables_follow_the_dictionary_on_known_words() -> None:
+    phones = pronunciations(frozenset(KNOWN_SYLLABLES))
+    assert set(phones) == set(KNOWN_SYLLABLES)
+    got = {w: "-".join(syllabify(w, phones[w]) or ["?"]) for w in KNOWN_SYLLABLES}
+    assert got == KNOWN_SYLLABLES
+    # the count comes from the pronunciation: a spelling that cannot be cut to it is refused
+    assert syllabify("water", ("W", "AO1", "T", "ER0")) == ("wa", "ter")
+    assert syllabify("water", ("W", "AO1")) is None
+
+
+def test_sy_lexicon_is_clean_and_reaches_six_syllables() -> None:
     lex = lexicon()
-    assert len(lex) >= 300
-    assert {len(e.syllables) for e in lex} == {2, 3, 4}
+    assert len(lex) >= 600
+    counts = Counter(len(e.syllables) for e in lex)
+    assert set(counts) == {2, 3, 4, 5, 6} and counts[5] >= 40 and counts[6] >= 20
+    phones = pronunciations(frozenset(e.word for e in lex))
     for e in lex:
         assert "".join(e.syllables) == e.word and e.word not in e.clue.lower()
+        # as many tiles as CMUdict hears vowels
+        assert len(e.syllables) == sum(p[-1].isdigit() for p in phones[e.word]), e
+
+
+def test_sy_answer_lists_syllables_before_the_word_in_clue_order() -> None:
+    it = SY.generate(3, 1, 0)
+    clues = [ln for ln in it.prompt.split("\n") if re.match(r"\d+\. ", ln)]
+    by_word = {e.word: e for e in lexicon()}
+    objects = json.loads(it.answer)
+    assert [list(obj) for obj in objects] == [["syllables", "word"]] * len(objects)
+    assert it.answer.startswith('[{"syllables":[')
+    assert [by_word[o["word"]].clue for o in objects] == [re.sub(r"^\d+\. | \[.*\]$", "", c) for c in clues]
+
+
+def _moved(a, b) -> set[str]:
+    return {axis for axis in a._fields if getattr(a, axis) != getattr(b, axis)}
+
+
+def test_sy_levels_1_to_10_move_one_named_axis_each() -> None:
+    # the calibration: which of the six axes each level moves over the one before
+    expected = {
+        2: "hint",
+        3: "words",
+        4: "rarity",
+        5: "syllables",
+        6: "overlap",
+        7: "hint",
+        8: "herrings",
+        9: "words",
+        10: "rarity",
+    }
+    for level, axis in expected.items():
+        assert _moved(SY.params(level - 1), SY.params(level)) == {axis}, level
+    assert set(expected.values()) == set(SY.params(1)._fields)  # all six axes are exercised
+    # every axis only ever gets harder, and every axis moves again between L10 and L50
+    order = {h: k for k, h in enumerate(HINTS)}
+    for level in range(2, 51):
+        a, b = SY.params(level - 1), SY.params(level)
+        assert b.words >= a.words and b.rarity >= a.rarity and b.overlap >= a.overlap
+        assert b.herrings >= a.herrings and max(b.syllables) >= max(a.syllables)
+        assert order[b.hint] >= order[a.hint]
+    assert _moved(SY.params(10), SY.params(50)) == set(SY.params(1)._fields)
+
+
+def test_sy_level_one_uses_common_words_and_high_levels_long_ones() -> None:
+    zipf = {e.word: e.zipf for e in lexicon()}
+
+    def answer_words(level: int, n: int = 60) -> list[str]:
+        return [d["word"] for i in range(n) for d in json.loads(SY.generate(level, 1, i).answer)]
+
+    l1 = answer_words(1)
+    assert 5.3 <= sum(zipf[w] for w in l1) / len(l1) <= 5.8  # Zipf about 5.5
+    l50 = answer_words(50)
+    assert sum(zipf[w] for w in l50) / len(l50) < 4.5
+    lengths = Counter(
+        len(d["syllables"]) for i in range(60) for d in json.loads(SY.generate(45, 1, i).answer)
+    )
+    assert lengths[5] > 0 and lengths[6] > 0
+    assert max(len(d["syllables"]) for i in range(60) for d in json.loads(SY.generate(10, 1, i).answer)) == 3
+
+
+def test_sy_hint_types_follow_the_strength_axis() -> None:
+    seen = {}
+    for level in range(1, 51):
+        hint = SY.params(level).hint
+        clue = SY.generate(level, 2, 0).prompt.split("\n")[2]
+        seen.setdefault(hint, clue)
+    assert list(seen) == list(HINTS)  # every strength appears, strongest first
+    assert re.search(r"\[[a-z], \d+ letters, \d+ syllables\]$", seen["full"])
+    assert re.search(r"\[[a-z], \d+ letters\]$", seen["letter"])
+    assert re.search(r"\[\d+ letters\]$", seen["length"])
+    assert re.search(r"\[\d+ syllables\]$", seen["syllables"])
+    assert "[" not in seen["none"]
 
 
 def test_sy_tile_inventory_and_axes() -> None:
@@ -432,20 +561,10 @@ def test_sy_tile_inventory_and_axes() -> None:
             assert not used - bank  # every used tile is in the bank...
             assert sum((bank - used).values()) == p.herrings  # ...and the rest are the herrings
             assert all("".join(d["syllables"]) == d["word"] for d in ref)
-            assert all(len(d["syllables"]) in p.syllable_counts for d in ref)
+            assert all(len(d["syllables"]) in p.syllables for d in ref)
+            assert it.tags["signal"] == f"hint-{p.hint}"
     assert SY.params(1).words == 4 and SY.params(50).words == 10
-    assert SY.params(1).herrings == 0 and SY.params(50).herrings >= 3
-    assert SY.params(1).hint == "strong" and SY.params(50).hint == "weak"
-    assert SY.params(1).syllable_counts == (2,) and 4 in SY.params(50).syllable_counts
-    assert "[" in SY.generate(1, 1, 0).prompt.split("\n")[2]  # strong hint bracket
-    assert "letters" not in SY.generate(50, 1, 0).prompt  # weak: clue only
-
-    def mean_zipf(level: int) -> float:
-        zipf = {e.word: e.zipf for e in lexicon()}
-        words = [d["word"] for i in range(40) for d in json.loads(SY.generate(level, 1, i).answer)]
-        return sum(zipf[w] for w in words) / len(words)
-
-    assert mean_zipf(1) > mean_zipf(50) + 0.5
+    assert SY.params(1).herrings == 0 and SY.params(50).herrings == 5
 
 
 def test_sy_scoring_partial_credit_order_and_inventory() -> None:

@@ -1,14 +1,23 @@
 """SY: syllacrostic puzzles over a shipped clue lexicon, 50 levels.
 
 A puzzle gives a sorted bank of syllable tiles and one clue per answer word. The answer is a JSON list
-of {"word": ..., "syllables": [...]} objects, one per clue; ANY ORDER is accepted (the reference lists
-them in clue order). Every tile is used exactly once except the stated number of unused red herrings.
+of {"syllables": [...], "word": ...} objects in clue order - the syllables come first, so the answer
+assembles the tiles before it commits to the word; ANY ORDER of objects is accepted. Every tile is
+used exactly once except the stated number of unused red herrings. Tiles are real syllables: CMUdict
+counts them and an orthographic split cuts the spelling (see skills/syllables.py).
 
-Levels degrade the signal along six axes (t = (level-1)/49):
-words 4 -> 10; syllables per word 2 (L1-10), 2-3 (L11-25), 2-4 (L26-50); rarity: a window sliding
-down the lexicon's Zipf-frequency ranking; tile overlap: probability t that the next word shares a
-syllable with one already chosen; red herrings 0 below L10, then 1 + (level-10)//10 (5 at L50);
-hints: clue + first letter + length (L1-16), clue + length (L17-33), clue only (L34-50).
+Levels degrade the signal along six axes:
+- words: how many clued words (4 at L1, 10 at L50);
+- syllables: the syllable counts a word may have (2 at L1, 2-3 from L5, up to 4 from L15, 5 from
+  L25 and 6 from L35); a word's count is drawn first, then a word of that count;
+- rarity: where each count's window sits in the lexicon's Zipf ranking (0 = the commonest words:
+  Zipf about 5.5 at L1; 1 = the rarest);
+- overlap: the probability that the next word shares a tile with one already on the board;
+- herrings: unused tiles in the bank (0 up to L7, 5 at L50);
+- hint: the strength of the bracket after each clue, strongest first: first letter + length +
+  syllable count, first letter + length, length, syllable count, nothing.
+Levels 1-10 move one axis at a time (CALIBRATION below, pinned by a test), so an accuracy drop
+between two levels names the axis that caused it; levels 11-50 move every axis steadily.
 """
 
 from __future__ import annotations
@@ -21,10 +30,17 @@ from typing import Any, NamedTuple
 
 from realm_pipeline.skills.base import Score, SkillItem
 from realm_pipeline.skills.drills import check_index, check_level, make_rng
+from realm_pipeline.skills.syllables import pronunciations, syllabify
+
+MIN_SYLLABLES, MAX_SYLLABLES = 2, 6
+HINTS = ("full", "letter", "length", "syllables", "none")  # the hint-strength axis, strongest first
+# Each count's rarity window holds this many words (or all of a smaller count): at rarity 0 the
+# 2-syllable window is the 50 commonest, Zipf 5.27-6.25, mean 5.6.
+WINDOW = 50
 
 
 class Entry(NamedTuple):
-    """One lexicon word: its clue, pyphen syllables and English Zipf frequency."""
+    """One lexicon word: its clue, syllables and English Zipf frequency."""
 
     word: str
     clue: str
@@ -34,25 +50,24 @@ class Entry(NamedTuple):
 
 @functools.lru_cache(maxsize=1)
 def lexicon() -> tuple[Entry, ...]:
-    """Clued words that pyphen (en_US) splits into 2-4 syllables rejoining to the word, commonest first."""
-    import pyphen  # imported lazily: only SY needs it, and loading its dictionaries takes time
-    import wordfreq
+    """Clued words split into 2-6 syllables by CMUdict + the orthographic split, commonest first."""
+    import wordfreq  # imported lazily: only SY needs it
 
     text = importlib.resources.files("realm_pipeline.skills").joinpath("data/sy_clues.tsv").read_text("utf-8")
-    dic = pyphen.Pyphen(lang="en_US")
-    entries: dict[str, Entry] = {}
+    rows: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        word, clue = line.split("\t", 1)
-        word, clue = word.strip(), clue.strip()
-        syllables = tuple(dic.inserted(word).split("-"))
-        if not (word.isascii() and word.isalpha() and word.islower() and clue.isascii()):
-            continue
-        if "".join(syllables) != word or not 2 <= len(syllables) <= 4 or word in entries:
-            continue
-        entries[word] = Entry(word, clue, syllables, wordfreq.zipf_frequency(word, "en"))
-    return tuple(sorted(entries.values(), key=lambda e: (-e.zipf, e.word)))
+        word, clue = (part.strip() for part in line.split("\t", 1))
+        if word.isascii() and word.isalpha() and word.islower() and clue.isascii():
+            rows.setdefault(word, clue)
+    phones = pronunciations(frozenset(rows))
+    entries = []
+    for word, clue in rows.items():
+        syllables = syllabify(word, phones[word]) if word in phones else None
+        if syllables and MIN_SYLLABLES <= len(syllables) <= MAX_SYLLABLES:
+            entries.append(Entry(word, clue, syllables, wordfreq.zipf_frequency(word, "en")))
+    return tuple(sorted(entries, key=lambda e: (-e.zipf, e.word)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,47 +80,67 @@ class SyParams(NamedTuple):
     """The six difficulty axes at one level."""
 
     words: int
-    syllable_counts: tuple[int, ...]
-    window: tuple[int, int]  # per-syllable-set candidate ranking: [start, stop)
+    syllables: tuple[int, ...]  # the syllable counts a word may have
+    rarity: float  # 0 = commonest window, 1 = rarest
     overlap: float
     herrings: int
-    hint: str  # "strong" | "medium" | "weak"
+    hint: str  # one of HINTS
+
+
+# Levels 1-10, one axis moved per level: L1 is the easiest puzzle, then in turn hint, words, rarity,
+# syllables, overlap, hint, herrings, words, rarity.
+CALIBRATION: tuple[SyParams, ...] = (
+    SyParams(4, (2,), 0.0, 0.0, 0, "full"),
+    SyParams(4, (2,), 0.0, 0.0, 0, "letter"),
+    SyParams(5, (2,), 0.0, 0.0, 0, "letter"),
+    SyParams(5, (2,), 0.05, 0.0, 0, "letter"),
+    SyParams(5, (2, 3), 0.05, 0.0, 0, "letter"),
+    SyParams(5, (2, 3), 0.05, 0.2, 0, "letter"),
+    SyParams(5, (2, 3), 0.05, 0.2, 0, "length"),
+    SyParams(5, (2, 3), 0.05, 0.2, 1, "length"),
+    SyParams(6, (2, 3), 0.05, 0.2, 1, "length"),
+    SyParams(6, (2, 3), 0.1, 0.2, 1, "length"),
+)
 
 
 class SySkill:
     """Syllacrostic puzzles; see the module docstring for the level design."""
 
     name = "sy"
-    version = "1"
+    version = "2"
     max_level = 50
 
     def params(self, level: int) -> SyParams:
-        """Difficulty axes at a level."""
+        """Difficulty axes at a level: the calibration table to L10, then steady growth to L50."""
         check_level(self.name, level, self.max_level)
-        t = (level - 1) / (self.max_level - 1)
-        words = 4 + round(6 * t)
-        counts = (2,) if level <= 10 else (2, 3) if level <= 25 else (2, 3, 4)
-        pool = len(self._candidates(counts))
-        width = min(pool, max(4 * words, pool // 3))
-        start = round(t * (pool - width))
-        herrings = 0 if level < 10 else 1 + (level - 10) // 10
-        hint = "strong" if level <= 16 else "medium" if level <= 33 else "weak"
-        return SyParams(words, counts, (start, start + width), t, herrings, hint)
+        if level <= len(CALIBRATION):
+            return CALIBRATION[level - 1]
+        last = CALIBRATION[-1]
+        t = (level - len(CALIBRATION)) / (self.max_level - len(CALIBRATION))  # (0, 1]
+        top = 3 if level < 15 else 4 if level < 25 else 5 if level < 35 else MAX_SYLLABLES
+        hint = "length" if level <= 20 else "syllables" if level <= 35 else "none"
+        return SyParams(
+            words=last.words + round(4 * t),
+            syllables=tuple(range(MIN_SYLLABLES, top + 1)),
+            rarity=round(last.rarity + (1 - last.rarity) * t, 4),
+            overlap=round(last.overlap + (1 - last.overlap) * t, 4),
+            herrings=last.herrings + round(4 * t),
+            hint=hint,
+        )
 
-    @staticmethod
-    @functools.lru_cache(maxsize=8)
-    def _candidates(counts: tuple[int, ...]) -> tuple[Entry, ...]:
-        return tuple(e for e in lexicon() if len(e.syllables) in counts)
+    def windows(self, level: int) -> dict[int, tuple[Entry, ...]]:
+        """Per syllable count, the level's rarity window: a slice of that count's Zipf ranking."""
+        return _windows(self.params(level))
 
     def generate(self, level: int, seed: int, index: int) -> SkillItem:
         """Build one puzzle: choose words, build the tile bank with herrings, render clues."""
         p = self.params(level)
         check_index(self.name, seed, index)
         rng = make_rng(self.name, level, seed, index)
-        window = list(self._candidates(p.syllable_counts)[p.window[0] : p.window[1]])
+        windows = self.windows(level)
         chosen: list[Entry] = []
         while len(chosen) < p.words:
-            left = [e for e in window if e not in chosen]
+            left = [e for e in windows[rng.choice(p.syllables)] if e not in chosen]
             used = {s for e in chosen for s in e.syllables}
             sharing = [e for e in left if used & set(e.syllables)]
             # overlap axis: prefer words whose tiles collide with tiles already on the board
@@ -151,23 +186,18 @@ class SySkill:
 
     def longest(self, level: int) -> tuple[int, int]:
         """Upper bound: the fixed lines plus, for tiles, clue lines and answer objects, the sum of the
-        `words` largest per-word lengths in the level's window (the words of a puzzle are distinct)."""
+        `words` largest per-word lengths over the level's windows (the words of a puzzle are distinct)."""
         p = self.params(level)
-        window = self._candidates(p.syllable_counts)[p.window[0] : p.window[1]]
+        window = [e for entries in self.windows(level).values() for e in entries]
 
         def top(lengths: list[int]) -> int:
             return sum(sorted(lengths, reverse=True)[: p.words])
 
         instruction = len(self._instruction(p.herrings))
         longest_syllable = max(map(len, _all_syllables()))
-        most_tiles = p.words * max(p.syllable_counts) + p.herrings
-        tiles = (
-            len("tiles: ")
-            + top([len(e.word) for e in window])
-            + p.herrings * longest_syllable
-            + most_tiles
-            - 1
-        )
+        # each word adds its letters and one separator per tile; herrings add a tile each
+        tiles = len("tiles: ") + top([len(e.word) + len(e.syllables) for e in window])
+        tiles += p.herrings * (longest_syllable + 1) - 1
         numbering = sum(len(f"{i}. ") for i in range(1, p.words + 1))
         clues = numbering + top([len(e.clue) + len(_hint(e, p.hint)) for e in window])
         prompt = instruction + 1 + tiles + 1 + clues + p.words - 1
@@ -179,22 +209,37 @@ class SySkill:
         return (
             "sy: rebuild each clued word from the tiles; use every tile once"
             + (f" except {herrings} unused" if herrings else "")
-            + '. Reply JSON [{"word":..,"syllables":[..]}], any order.'
+            + '. Reply JSON [{"syllables":[..],"word":..}], any order.'
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _windows(p: SyParams) -> dict[int, tuple[Entry, ...]]:
+    """The rarity windows of a level's parameters (cached: every item of a level reuses them)."""
+    out = {}
+    for count in p.syllables:
+        ranked = [e for e in lexicon() if len(e.syllables) == count]
+        width = min(len(ranked), WINDOW)
+        start = round(p.rarity * (len(ranked) - width))
+        out[count] = tuple(ranked[start : start + width])
+    return out
+
+
 def _hint(entry: Entry, strength: str) -> str:
-    """The bracketed hint after a clue at a hint strength ("" for clue only)."""
-    if strength == "strong":
-        return f" [{entry.word[0]}, {len(entry.word)} letters]"
-    if strength == "medium":
-        return f" [{len(entry.word)} letters]"
-    return ""
+    """The bracketed hint after a clue at a hint strength ("" for none)."""
+    letters, count = f"{len(entry.word)} letters", f"{len(entry.syllables)} syllables"
+    return {
+        "full": f" [{entry.word[0]}, {letters}, {count}]",
+        "letter": f" [{entry.word[0]}, {letters}]",
+        "length": f" [{letters}]",
+        "syllables": f" [{count}]",
+        "none": "",
+    }[strength]
 
 
 def _answer_object(entry: Entry) -> str:
-    """One word's compact JSON object in the reference answer."""
-    return json.dumps({"word": entry.word, "syllables": list(entry.syllables)}, separators=(",", ":"))
+    """One word's compact JSON object in the reference answer: syllables first, then the word."""
+    return json.dumps({"syllables": list(entry.syllables), "word": entry.word}, separators=(",", ":"))
 
 
 def _parse_entries(output: str) -> list[tuple[str, list[str]]] | None:
