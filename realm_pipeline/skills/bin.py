@@ -66,7 +66,7 @@ RENAMABLE = ("inc", "dec", "dbl", "half", "+", "-", "×", "?")
 # Interchangeable openings; the header's signals and mapping follow the phrase.
 PHRASES = ("bin", "binary", "calc", "solve", "compute", "eval", "work out", "bin calc", "what is", "sum up")
 MAP_FROM_LEVEL = 8
-MAP_PROB = 0.7
+MAP_PROB = 0.75  # the reference: 75 % of samples from L8 use the symbol language
 RENAME_PROB = 0.5  # of the mapped items
 SIGNAL_PROB = 0.4
 UNARY = ("inc", "dec", "double", "halve")

@@ -6,18 +6,19 @@ assembles the tiles before it commits to the word; ANY ORDER of objects is accep
 used exactly once except the stated number of unused red herrings. Tiles are real syllables: CMUdict
 counts them and an orthographic split cuts the spelling (see skills/syllables.py).
 
-Levels degrade the signal along six axes:
-- words: how many clued words (4 at L1, 10 at L50);
-- syllables: the syllable counts a word may have (2 at L1, 2-3 from L5, up to 4 from L15, 5 from
-  L25 and 6 from L35); a word's count is drawn first, then a word of that count;
-- rarity: where each count's window sits in the lexicon's Zipf ranking (0 = the commonest words:
-  Zipf about 5.5 at L1; 1 = the rarest);
-- overlap: the probability that the next word shares a tile with one already on the board;
-- herrings: unused tiles in the bank (0 up to L7, 5 at L50);
-- hint: the strength of the bracket after each clue, strongest first: first letter + length +
-  syllable count, first letter + length, length, syllable count, nothing.
-Levels 1-10 move one axis at a time (CALIBRATION below, pinned by a test), so an accuracy drop
-between two levels names the axis that caused it; levels 11-50 move every axis steadily.
+Levels degrade the signal along the reference's six axes; levels 1-10 are the reference's own
+level table (its configs/skills/sy.yaml), axis by axis, and levels 11-50 extrapolate from it:
+- words: puzzle size, a range drawn per puzzle (4 at L1, 9-10 at L10, 12-13 at L50);
+- syllables: the counts a word may have (2-3 at L1, 4-6 from L8); a count is drawn, then a word;
+- zipf: the target Zipf frequency (5.5 at L1, 2.0 at L10); each count draws from the WINDOW words
+  whose frequency is nearest the target, so the rarest words are reached once the target passes them;
+- overlap: the probability that the next word shares a tile with one already on the board (0 to 0.8
+  at L10, 1.0 at L50);
+- herrings: unused tiles in the bank, a range drawn per puzzle (0 to 5-6 at L10, 9-10 at L50);
+- hints: the hint types a clue may carry (one drawn per clue). The reference grows its set from
+  definitions and synonyms towards weak types (categories, ..., "starts with X") and "any (may be
+  minimal)" at L10; here every clue is a definition and the bracket after it runs the same way, from
+  first letter + length + syllable count down to nothing. From L11 the strongest types retire.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from realm_pipeline.skills.drills import check_index, check_level, make_rng
 from realm_pipeline.skills.syllables import pronunciations, syllabify
 
 MIN_SYLLABLES, MAX_SYLLABLES = 2, 6
-HINTS = ("full", "letter", "length", "syllables", "none")  # the hint-strength axis, strongest first
-# Each count's rarity window holds this many words (or all of a smaller count): at rarity 0 the
-# 2-syllable window is the 50 commonest, Zipf 5.27-6.25, mean 5.6.
-WINDOW = 50
+# Hint types, strongest first: what the bracket after a clue gives away.
+HINTS = ("full", "letter", "ends", "length", "syllables", "initial", "final", "none")
+# Each syllable count draws from the this many words nearest the level's target Zipf frequency: at
+# L1 (target 5.5) the 2-syllable window spans Zipf 5.3-5.8.
+WINDOW = 30
 
 
 class Entry(NamedTuple):
@@ -79,27 +81,28 @@ def _all_syllables() -> tuple[str, ...]:
 class SyParams(NamedTuple):
     """The six difficulty axes at one level."""
 
-    words: int
+    words: tuple[int, int]  # puzzle size, lowest and highest
     syllables: tuple[int, ...]  # the syllable counts a word may have
-    rarity: float  # 0 = commonest window, 1 = rarest
-    overlap: float
-    herrings: int
-    hint: str  # one of HINTS
+    zipf: float  # target Zipf frequency of the words
+    overlap: float  # probability that the next word shares a tile with the board
+    herrings: tuple[int, int]  # unused tiles, lowest and highest
+    hints: tuple[str, ...]  # hint types a clue may carry
 
 
-# Levels 1-10, one axis moved per level: L1 is the easiest puzzle, then in turn hint, words, rarity,
-# syllables, overlap, hint, herrings, words, rarity.
-CALIBRATION: tuple[SyParams, ...] = (
-    SyParams(4, (2,), 0.0, 0.0, 0, "full"),
-    SyParams(4, (2,), 0.0, 0.0, 0, "letter"),
-    SyParams(5, (2,), 0.0, 0.0, 0, "letter"),
-    SyParams(5, (2,), 0.05, 0.0, 0, "letter"),
-    SyParams(5, (2, 3), 0.05, 0.0, 0, "letter"),
-    SyParams(5, (2, 3), 0.05, 0.2, 0, "letter"),
-    SyParams(5, (2, 3), 0.05, 0.2, 0, "length"),
-    SyParams(5, (2, 3), 0.05, 0.2, 1, "length"),
-    SyParams(6, (2, 3), 0.05, 0.2, 1, "length"),
-    SyParams(6, (2, 3), 0.1, 0.2, 1, "length"),
+# The reference's levels 1-10 (configs/skills/sy.yaml, "signal degradation model"): words, syllables,
+# Zipf, overlap % and red herrings as it gives them; its hint column adds a weaker type at each of
+# L4-L10, and so does this one.
+REFERENCE_LEVELS: tuple[SyParams, ...] = (
+    SyParams((4, 4), (2, 3), 5.5, 0.0, (0, 0), HINTS[:1]),
+    SyParams((4, 5), (2, 3), 5.0, 0.0, (0, 0), HINTS[:1]),
+    SyParams((5, 5), (2, 3, 4), 4.5, 0.1, (0, 0), HINTS[:1]),
+    SyParams((5, 6), (3, 4), 4.0, 0.2, (0, 1), HINTS[:2]),
+    SyParams((6, 6), (3, 4, 5), 3.5, 0.3, (1, 2), HINTS[:3]),
+    SyParams((6, 7), (3, 4, 5), 3.0, 0.4, (1, 2), HINTS[:4]),
+    SyParams((7, 7), (4, 5), 2.8, 0.5, (2, 3), HINTS[:5]),
+    SyParams((7, 8), (4, 5, 6), 2.5, 0.6, (3, 4), HINTS[:6]),
+    SyParams((8, 9), (4, 5, 6), 2.5, 0.7, (4, 5), HINTS[:7]),
+    SyParams((9, 10), (4, 5, 6), 2.0, 0.8, (5, 6), HINTS),
 )
 
 
@@ -111,21 +114,20 @@ class SySkill:
     max_level = 50
 
     def params(self, level: int) -> SyParams:
-        """Difficulty axes at a level: the calibration table to L10, then steady growth to L50."""
+        """Difficulty axes at a level: the reference's table to L10, then extrapolated to L50."""
         check_level(self.name, level, self.max_level)
-        if level <= len(CALIBRATION):
-            return CALIBRATION[level - 1]
-        last = CALIBRATION[-1]
-        t = (level - len(CALIBRATION)) / (self.max_level - len(CALIBRATION))  # (0, 1]
-        top = 3 if level < 15 else 4 if level < 25 else 5 if level < 35 else MAX_SYLLABLES
-        hint = "length" if level <= 20 else "syllables" if level <= 35 else "none"
+        if level <= len(REFERENCE_LEVELS):
+            return REFERENCE_LEVELS[level - 1]
+        last = REFERENCE_LEVELS[-1]
+        t = (level - len(REFERENCE_LEVELS)) / (self.max_level - len(REFERENCE_LEVELS))  # (0, 1]
+        more_words, more_herrings = round(3 * t), round(4 * t)
         return SyParams(
-            words=last.words + round(4 * t),
-            syllables=tuple(range(MIN_SYLLABLES, top + 1)),
-            rarity=round(last.rarity + (1 - last.rarity) * t, 4),
+            words=(last.words[0] + more_words, last.words[1] + more_words),
+            syllables=last.syllables,
+            zipf=round(last.zipf - 0.5 * t, 4),
             overlap=round(last.overlap + (1 - last.overlap) * t, 4),
-            herrings=last.herrings + round(4 * t),
-            hint=hint,
+            herrings=(last.herrings[0] + more_herrings, last.herrings[1] + more_herrings),
+            hints=HINTS[round((len(HINTS) - 2) * t) :],  # the strongest retire; "final"/"none" stay
         )
 
     def windows(self, level: int) -> dict[int, tuple[Entry, ...]]:
@@ -139,20 +141,25 @@ class SySkill:
         rng = make_rng(self.name, level, seed, index)
         windows = self.windows(level)
         chosen: list[Entry] = []
-        while len(chosen) < p.words:
+        for _ in range(rng.randint(*p.words)):
             left = [e for e in windows[rng.choice(p.syllables)] if e not in chosen]
             used = {s for e in chosen for s in e.syllables}
             sharing = [e for e in left if used & set(e.syllables)]
             # overlap axis: prefer words whose tiles collide with tiles already on the board
             pick_from = sharing if sharing and rng.random() < p.overlap else left
             chosen.append(rng.choice(pick_from))
+        herrings = rng.randint(*p.herrings)
         tiles = [s for e in chosen for s in e.syllables]
         # herrings come from the whole lexicon, so one may duplicate a real tile: "similar tiles"
-        tiles += rng.sample(_all_syllables(), p.herrings)
-        lines = [self._instruction(p.herrings), "tiles: " + " ".join(sorted(tiles))]
-        lines += [f"{i}. {e.clue}{_hint(e, p.hint)}" for i, e in enumerate(chosen, 1)]
+        tiles += rng.sample(_all_syllables(), herrings)
+        hints = [rng.choice(p.hints) for _ in chosen]
+        lines = [self._instruction(herrings), "tiles: " + " ".join(sorted(tiles))]
+        lines += [
+            f"{i}. {e.clue}{_hint(e, h)}" for i, (e, h) in enumerate(zip(chosen, hints, strict=True), 1)
+        ]
         answer = "[" + ",".join(_answer_object(e) for e in chosen) + "]"
-        tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"hint-{p.hint}"}
+        weakest = max(hints, key=HINTS.index)
+        tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"hint-{weakest}"}
         return SkillItem(self.name, level, seed, index, "\n".join(lines), answer, tags=tags)
 
     def score(self, item: SkillItem, output: str) -> Score:
@@ -186,22 +193,24 @@ class SySkill:
 
     def longest(self, level: int) -> tuple[int, int]:
         """Upper bound: the fixed lines plus, for tiles, clue lines and answer objects, the sum of the
-        `words` largest per-word lengths over the level's windows (the words of a puzzle are distinct)."""
+        largest per-word lengths over the level's windows, for the largest puzzle (its words are
+        distinct), with the most herrings and each clue's longest hint."""
         p = self.params(level)
         window = [e for entries in self.windows(level).values() for e in entries]
+        most_words, most_herrings = p.words[1], p.herrings[1]
 
         def top(lengths: list[int]) -> int:
-            return sum(sorted(lengths, reverse=True)[: p.words])
+            return sum(sorted(lengths, reverse=True)[:most_words])
 
-        instruction = len(self._instruction(p.herrings))
+        instruction = len(self._instruction(most_herrings))
         longest_syllable = max(map(len, _all_syllables()))
         # each word adds its letters and one separator per tile; herrings add a tile each
         tiles = len("tiles: ") + top([len(e.word) + len(e.syllables) for e in window])
-        tiles += p.herrings * (longest_syllable + 1) - 1
-        numbering = sum(len(f"{i}. ") for i in range(1, p.words + 1))
-        clues = numbering + top([len(e.clue) + len(_hint(e, p.hint)) for e in window])
-        prompt = instruction + 1 + tiles + 1 + clues + p.words - 1
-        answer = 2 + top([len(_answer_object(e)) for e in window]) + p.words - 1
+        tiles += most_herrings * (longest_syllable + 1) - 1
+        numbering = sum(len(f"{i}. ") for i in range(1, most_words + 1))
+        clues = numbering + top([len(e.clue) + max(len(_hint(e, h)) for h in p.hints) for e in window])
+        prompt = instruction + 1 + tiles + 1 + clues + most_words - 1
+        answer = 2 + top([len(_answer_object(e)) for e in window]) + most_words - 1
         return prompt, answer
 
     @staticmethod
@@ -215,26 +224,28 @@ class SySkill:
 
 @functools.lru_cache(maxsize=64)
 def _windows(p: SyParams) -> dict[int, tuple[Entry, ...]]:
-    """The rarity windows of a level's parameters (cached: every item of a level reuses them)."""
+    """Per syllable count, the WINDOW words nearest the target Zipf frequency (cached per level)."""
     out = {}
     for count in p.syllables:
-        ranked = [e for e in lexicon() if len(e.syllables) == count]
-        width = min(len(ranked), WINDOW)
-        start = round(p.rarity * (len(ranked) - width))
-        out[count] = tuple(ranked[start : start + width])
+        words = [e for e in lexicon() if len(e.syllables) == count]
+        out[count] = tuple(sorted(words, key=lambda e: (abs(e.zipf - p.zipf), e.word))[:WINDOW])
     return out
 
 
-def _hint(entry: Entry, strength: str) -> str:
-    """The bracketed hint after a clue at a hint strength ("" for none)."""
-    letters, count = f"{len(entry.word)} letters", f"{len(entry.syllables)} syllables"
+def _hint(entry: Entry, kind: str) -> str:
+    """The bracketed hint of one type after a clue ("" for none)."""
+    word = entry.word
+    letters, count = f"{len(word)} letters", f"{len(entry.syllables)} syllables"
     return {
-        "full": f" [{entry.word[0]}, {letters}, {count}]",
-        "letter": f" [{entry.word[0]}, {letters}]",
+        "full": f" [{word[0]}, {letters}, {count}]",
+        "letter": f" [{word[0]}, {letters}]",
+        "ends": f" [{word[0]}...{word[-1]}]",
         "length": f" [{letters}]",
         "syllables": f" [{count}]",
+        "initial": f" [starts with {word[0]}]",
+        "final": f" [ends with {word[-1]}]",
         "none": "",
-    }[strength]
+    }[kind]
 
 
 def _answer_object(entry: Entry) -> str:
