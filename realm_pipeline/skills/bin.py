@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from realm_pipeline.skills.base import Score, SkillItem
 from realm_pipeline.skills.drills import check_index, check_level, make_rng
@@ -96,6 +97,20 @@ OP_PRIMITIVE = {
     "to_bin": "xfm_encode",
     "sto_bin": "xfm_encode",
 }
+
+
+class Rendered(NamedTuple):
+    """One question written out, with the answer lines each signal may ask for."""
+
+    body: str
+    result: str
+    trace: list[str]  # per-bit lines ([trace]); empty where the operation has none
+    work: str | None  # carry / borrow / partial products ([show-work])
+    check: str  # binary restatement through the inverse operation ([verify]); "" if none
+    decimal: str  # the question and result in decimal ([verify]); "" if none
+
+
+Renderer = Callable[[dict[str, str]], Rendered]  # operation tokens (after renaming) -> the item
 
 
 def bin_width(level: int) -> int:
@@ -206,20 +221,21 @@ class BinSkill:
             if rng.random() < RENAME_PROB:
                 # render once with a private marker per token to see which operations the body writes
                 markers = {t: chr(0xE000 + i) for i, t in enumerate(RENAMABLE)}
-                marked = render(markers)[0]
+                marked = render(markers).body
                 tokens = [t for t in RENAMABLE if markers[t] in marked]
                 renames = dict(zip(tokens, rng.sample(OP_SYMBOLS, len(tokens)), strict=True))
-        body, result, trace, work, check, decimal = render({t: renames.get(t, t) for t in RENAMABLE})
+        out = render({t: renames.get(t, t) for t in RENAMABLE})
+        body = out.body
         if signals:
-            lines = list(trace) if "trace" in signals else []
-            if "show-work" in signals and work:
-                lines.append(work)
-            lines.append(f"= {result}")
+            lines = list(out.trace) if "trace" in signals else []
+            if "show-work" in signals and out.work:
+                lines.append(out.work)
+            lines.append(f"= {out.result}")
             if "verify" in signals:
-                lines += [check, decimal] if check else [decimal]
+                lines += [out.check, out.decimal] if out.check else [out.decimal]
             answer = "\n".join(lines)
         else:
-            answer = result
+            answer = out.result
         if mapping:
             table = str.maketrans({ZERO: mapping[0], ONE: mapping[1]})
             body, answer = body.translate(table), answer.translate(table)
@@ -229,9 +245,8 @@ class BinSkill:
         return SkillItem(self.name, level, seed, index, f"{header}: {body}", answer, tags=tags)
 
     @staticmethod
-    def _question(rng, op: str, n: int) -> Callable[[dict[str, str]], tuple]:
-        """Draw the operands of `op` at width n; return a renderer from operation names (after any
-        renaming) to (body, result, trace lines, work line, check line, decimal line)."""
+    def _question(rng, op: str, n: int) -> Renderer:
+        """Draw the operands of `op` at width n; return the renderer that writes them out."""
         hi = 1 << n
         m = max(2, n // 2)
         if op in UNARY:
@@ -239,10 +254,12 @@ class BinSkill:
             r = {"inc": a + 1, "dec": a - 1, "double": 2 * a, "halve": a // 2}[op]
             inverse = {"inc": "dec", "dec": "inc", "double": "half"}.get(op)  # halving loses a bit
 
-            def unary(t: dict[str, str]) -> tuple:
+            def unary(t: dict[str, str]) -> Rendered:
                 tok = t[OP_TOKENS[op]]
                 check = f"check: {t[inverse]} {to_bits(r)}={to_bits(a)}" if inverse else ""
-                return f"{tok} {to_bits(a, n)}=", to_bits(r), [], None, check, f"decimal: {tok} {a}={r}"
+                return Rendered(
+                    f"{tok} {to_bits(a, n)}=", to_bits(r), [], None, check, f"decimal: {tok} {a}={r}"
+                )
 
             return unary
         if op in ("add", "sub"):
@@ -253,48 +270,50 @@ class BinSkill:
             trace, marks = (_add_steps if op == "add" else _sub_steps)(a, b, n)
             work = f"carry: {marks}" if op == "add" else f"borrow: {marks}"
 
-            def binary(t: dict[str, str]) -> tuple:
+            def binary(t: dict[str, str]) -> Rendered:
                 tok, inv = (t["+"], t["-"]) if op == "add" else (t["-"], t["+"])
                 body = f"{to_bits(a, n)}{tok}{to_bits(b, n)}="
                 check = f"check: {to_bits(r)}{inv}{to_bits(b, n)}={to_bits(a, n)}"
-                return body, to_bits(r), trace, work, check, f"decimal: {a}{tok}{b}={r}"
+                return Rendered(body, to_bits(r), trace, work, check, f"decimal: {a}{tok}{b}={r}")
 
             return binary
         if op == "cmp":
             a, b = rng.randrange(hi), rng.randrange(hi)
             result = "<" if a < b else ">" if a > b else "="
-            return lambda t: (f"{to_bits(a, n)}{t['?']}{to_bits(b, n)}", result, [], None, "", "")
+            return lambda t: Rendered(f"{to_bits(a, n)}{t['?']}{to_bits(b, n)}", result, [], None, "", "")
         if op == "to_dec":
             a = rng.randrange(hi)
-            return lambda t: (f"{to_bits(a, n)}→dec", str(a), [], None, "", "")
+            return lambda t: Rendered(f"{to_bits(a, n)}→dec", str(a), [], None, "", "")
         if op == "to_bin":
             a = rng.randrange(hi)
-            return lambda t: (f"{a}→bin", to_bits(a), [], None, "", "")
+            return lambda t: Rendered(f"{a}→bin", to_bits(a), [], None, "", "")
         if op in ("sadd", "ssub", "sto_dec", "sto_bin"):
             return BinSkill._signed(rng, op, n)
         if op == "mul":
             a, b = rng.randrange(1 << m), rng.randrange(1 << m)
             pps = [to_bits(a << i) for i in range(m) if (b >> i) & 1] or [ZERO]
 
-            def mul(t: dict[str, str]) -> tuple:
+            def mul(t: dict[str, str]) -> Rendered:
                 x = t["×"]
                 body, result = f"{to_bits(a, m)}{x}{to_bits(b, m)}=", to_bits(a * b)
                 check = f"check: {to_bits(b, m)}{x}{to_bits(a, m)}={result}"
-                return body, result, [], "pp: " + " ".join(pps), check, f"decimal: {a}{x}{b}={a * b}"
+                return Rendered(
+                    body, result, [], "pp: " + " ".join(pps), check, f"decimal: {a}{x}{b}={a * b}"
+                )
 
             return mul
         return BinSkill._chain(rng, m)
 
     @staticmethod
-    def _signed(rng, op: str, n: int) -> Callable[[dict[str, str]], tuple]:
+    def _signed(rng, op: str, n: int) -> Renderer:
         """Signed two's complement add/sub/convert with no overflow, behind the "sN" marker."""
         lo, hi = -(1 << (n - 1)), (1 << (n - 1)) - 1
         a = rng.randint(lo, hi)
         prefix = f"s{n} "
         if op == "sto_dec":
-            return lambda t: (f"{prefix}{to_twos(a, n)}→dec", str(a), [], None, "", "")
+            return lambda t: Rendered(f"{prefix}{to_twos(a, n)}→dec", str(a), [], None, "", "")
         if op == "sto_bin":
-            return lambda t: (f"{prefix}{a}→bin", to_twos(a, n), [], None, "", "")
+            return lambda t: Rendered(f"{prefix}{a}→bin", to_twos(a, n), [], None, "", "")
         # draw b from the range that keeps the result representable: no overflow, no resampling loop
         if op == "sadd":
             b = rng.randint(max(lo, lo - a), min(hi, hi - a))
@@ -302,16 +321,16 @@ class BinSkill:
             b = rng.randint(max(lo, a - hi), min(hi, a - lo))
         r = a + b if op == "sadd" else a - b
 
-        def signed(t: dict[str, str]) -> tuple:
+        def signed(t: dict[str, str]) -> Rendered:
             tok, inv = (t["+"], t["-"]) if op == "sadd" else (t["-"], t["+"])
             body = f"{prefix}{to_twos(a, n)}{tok}{to_twos(b, n)}="
             check = f"check: {to_twos(r, n)}{inv}{to_twos(b, n)}={to_twos(a, n)}"
-            return body, to_twos(r, n), [], None, check, f"decimal: {a}{tok}{b}={r}"
+            return Rendered(body, to_twos(r, n), [], None, check, f"decimal: {a}{tok}{b}={r}")
 
         return signed
 
     @staticmethod
-    def _chain(rng, m: int) -> Callable[[dict[str, str]], tuple]:
+    def _chain(rng, m: int) -> Renderer:
         """A left-to-right chain of 2-3 additions/subtractions at width m that never goes negative."""
         value = rng.randrange(1 << m)
         steps = [(None, value)]
@@ -324,9 +343,9 @@ class BinSkill:
                 value += x
                 steps.append(("+", x))
 
-        def chain(t: dict[str, str]) -> tuple:
+        def chain(t: dict[str, str]) -> Rendered:
             body = "".join((t[sign] if sign else "") + to_bits(x, m) for sign, x in steps) + "="
-            return body, to_bits(value), [], None, "", ""
+            return Rendered(body, to_bits(value), [], None, "", "")
 
         return chain
 
