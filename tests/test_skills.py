@@ -31,7 +31,7 @@ from realm_pipeline.skills.heldout import (
     eval_set_hash,
     training_items,
 )
-from realm_pipeline.skills.sy import HINTS, lexicon
+from realm_pipeline.skills.sy import HINTS, WINDOW, lexicon
 from realm_pipeline.skills.syllables import pronunciations, syllabify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -535,6 +535,7 @@ def test_sy_levels_1_to_10_are_the_reference_table() -> None:
         assert HINTS.index(b.hints[0]) >= HINTS.index(a.hints[0])
         assert HINTS.index(b.hints[-1]) >= HINTS.index(a.hints[-1])
     assert SY.params(50).words[1] > 10 and SY.params(50).herrings[1] > 6 and SY.params(50).overlap == 1.0
+    assert all(SY.params(level).words[1] <= WINDOW for level in range(1, 51))  # never out of words
 
 
 def test_sy_level_one_uses_common_words_and_high_levels_long_ones() -> None:

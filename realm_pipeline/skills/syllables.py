@@ -29,27 +29,10 @@ DIGRAPHS = ("ch", "ck", "gh", "ph", "sh", "th", "wh", "qu")
 # Common word-internal syllable onsets of two or three consonant units (digraphs count as one).
 _ONSET_LIST = "bl br cl cr dr fl fr gl gr pl pr sc sk sl sm sn sp st sw tr tw thr shr str spr scr spl squ"
 ONSETS = frozenset(_ONSET_LIST.split())
-# Vowel letter pairs that may be two syllables (split only when CMUdict counts one more syllable).
-HIATUS = (
-    "ia",
-    "io",
-    "iu",
-    "ie",
-    "ua",
-    "ue",
-    "uo",
-    "ui",
-    "eo",
-    "ea",
-    "oa",
-    "oe",
-    "eu",
-    "yo",
-    "ya",
-    "ye",
-    "ao",
-)
-HIATUS += ("ai", "ei", "oi", "ee", "ii", "uu", "au")
+# Vowel letter pairs that may be two syllables, likeliest first (ra-di-o, cre-ate, pi-an-o); one is
+# split only when CMUdict counts more syllables than the spelling shows vowel groups.
+_HIATUS_LIST = "ia io iu ie ua ue uo ui eo ea oa oe eu yo ya ye ao ai ei oi ee ii uu au"
+HIATUS = tuple(_HIATUS_LIST.split())
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,7 +44,8 @@ def pronunciations(words: frozenset[str]) -> dict[str, tuple[str, ...]]:
     for raw in cmudict.dict_stream():
         line = raw.decode("utf-8", "replace")
         word, _, phones = line.partition(" ")
-        if word in words and word not in found:  # "word(2)" alternates are skipped by the test
+        # the first entry wins; alternates are spelled "word(2)", so the membership test skips them
+        if word in words and word not in found:
             found[word] = tuple(phones.split("#")[0].split())
     return found
 
