@@ -297,10 +297,9 @@ def test_bin_operations_per_level() -> None:
     for i in range(400):
         it = BIN.generate(25, 3, i)
         kind = _kind(_decode(it)[1])
-        op = it.tags["operation"]
-        assert (
-            op == kind or (kind, op) in {("convert", "to_dec"), ("convert", "to_bin")} or op.startswith("s")
-        )
+        family = {"convert": {"to_dec", "to_bin"}, "signed": {"sadd", "ssub", "sto_dec", "sto_bin"}}
+        assert it.tags["operation"] in family.get(kind, {kind}), (it.prompt, it.tags)
+        assert it.tags["primitive"] == OP_PRIMITIVE[it.tags["operation"]]
 
 
 def test_bin_symbol_language_from_level_8_maps_digits_and_renames_operations() -> None:
