@@ -12,7 +12,7 @@ from realm_pipeline.sensors.campaign import campaign_sensor
 from realm_pipeline.sensors.quest_inbox import quest_inbox_sensor
 from realm_pipeline.sensors.regression import leaderboard_regression_sensor
 from realm_pipeline.sensors.staleness import build_staleness_sensor
-from realm_pipeline.settings import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, ledger_path, realm_home
+from realm_pipeline.settings import find_config_dir, ledger_path, realm_home
 
 staleness_sensor = build_staleness_sensor([eval_job, rollup_job, mirror_job, knowledge_job])
 
@@ -20,7 +20,7 @@ staleness_sensor = build_staleness_sensor([eval_job, rollup_job, mirror_job, kno
 def build_defs() -> dg.Definitions:
     """Assemble assets, jobs, sensors and resources for the REALM_HOME of this process."""
     home = str(realm_home())
-    config_dir = os.environ.get(CONFIG_DIR_ENV, str(DEFAULT_CONFIG_DIR))
+    config_dir = str(find_config_dir())  # $REALM_CONFIG_DIR, ./configs, or the shipped defaults
     return dg.Definitions(
         assets=ASSETS,
         jobs=JOBS,

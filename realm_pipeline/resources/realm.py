@@ -5,19 +5,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from realm_pipeline.settings import DEFAULT_CONFIG_DIR, Settings
+from realm_pipeline.settings import Settings
 
 
 class RealmResource(dg.ConfigurableResource):
     """Validated configs and the state directory of one campaign."""
 
-    config_dir: str = str(DEFAULT_CONFIG_DIR)
+    config_dir: str = ""  # empty: find_config_dir() ($REALM_CONFIG_DIR, ./configs, the shipped defaults)
     home: str
 
     @cached_property
     def settings(self) -> Settings:
         """Every config file, validated."""
-        return Settings(self.config_dir)
+        return Settings(self.config_dir or None)
 
     @property
     def home_path(self) -> Path:
