@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,11 @@ TABLES: dict[str, Table] = {
                 _c("wall_s", "DOUBLE", public=PUB),
                 _c("gpu_seconds", "DOUBLE", public=PUB),
                 _c("peak_memory_bytes", "BIGINT", public=PUB),
-                _c("path", "VARCHAR", public=PRIV),
+                _c("path", "VARCHAR", public=PRIV),  # NULL once retention deleted the files
                 _c("host", "VARCHAR", public=PRIV),
                 _c("spec_json", "VARCHAR", public=PRIV),
                 _c("created_at", "TIMESTAMP", public=PUB),
+                _c("deleted_at", "TIMESTAMP", public=PUB),  # set by retention: the files are gone
             ),
             ("checkpoint_id",),
         ),
@@ -272,8 +273,16 @@ def _migration_v1(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(table.ddl())
 
 
+def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
+    # Retention records a deleted checkpoint (path NULL, deleted_at set) instead of leaving a dangling path.
+    con.execute("ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP")
+
+
 # Forward migrations, in order: (version it brings the schema to, the step).
-MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = ((1, _migration_v1),)
+MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
+    (1, _migration_v1),
+    (2, _migration_v2),
+)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
