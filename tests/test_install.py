@@ -20,8 +20,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("install")
     src = root / "src"
     # Copy the checkout (symlinks kept, as git keeps them) so the in-tree build leaves no build/ here.
+    # (dot-directories such as .git, .venv and a .realm state directory are not part of the package)
     shutil.copytree(
-        REPO, src, symlinks=True, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv", "*.egg-info")
+        REPO,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".*", "__pycache__", "*.egg-info", "build", "dist"),
     )
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
