@@ -23,7 +23,7 @@ from realm_pipeline.skills.base import Skill, SkillItem
 
 TokenKind = Literal["char", "bytes"]
 
-# Characters realm's chat template adds per turn: `<|role|>` before and `<|end|>` after the content.
+# Tokens realm's character chat template adds per turn: `<|role|>` before and `<|end|>` after the content.
 CHAR_TURN_TOKENS = 2
 # Qwen3's ChatML adds `<|im_start|>role\n` and `<|im_end|>\n` (5 tokens) per turn, and an empty
 # `<think>\n\n</think>\n\n` (4) before an assistant answer: 16 leaves room for templates a little longer.
