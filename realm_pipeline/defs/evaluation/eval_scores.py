@@ -172,7 +172,9 @@ class _Scorer:
             decoding={"greedy": True, "max_new_tokens": budget},
             dtype=self.backend.describe().get("dtype", "auto"),
             checkpoint_sha256=self.sha256,
-            backend=self.backend.describe(),
+            # The weights are identified once, by checkpoint_sha256 (which the protocol leaves out); the
+            # backend's own copy of that hash would make every checkpoint a protocol of its own.
+            backend={k: v for k, v in self.backend.describe().items() if k != "model_sha256"},
         )
         row = {
             "checkpoint_id": self.checkpoint_id,
