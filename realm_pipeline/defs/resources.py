@@ -14,7 +14,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from realm_pipeline import ledger
-from realm_pipeline.defs.knowledge.resources import VectorIndexResource
+from realm_pipeline.defs.knowledge.resources import DSN_ENV, VectorIndexResource
 from realm_pipeline.settings import (
     CONFIG_DIR_ENV,
     DEFAULT_CONFIG_DIR,
@@ -50,14 +50,19 @@ class LedgerBusy(RuntimeError):
 
 
 class LedgerResource(DuckDBResource):
-    """`$REALM_HOME/realm.duckdb`, migrated on first write; connections are held only for one unit of work."""
+    """`$REALM_HOME/realm.duckdb`, migrated on first write; connections are held only for one unit of work.
+
+    Honours its whole configuration: `database`, `connection_config` (DuckDB settings) and `lock_timeout_s`.
+    """
 
     lock_timeout_s: float = 120.0
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection, migrated to the current schema; waits out other writers."""
-        with ledger.connect(self.database, timeout_s=self.lock_timeout_s) as con:
+        with ledger.connect(
+            self.database, timeout_s=self.lock_timeout_s, config=self.connection_config
+        ) as con:
             ledger.migrate(con)
             yield con
 
@@ -69,7 +74,10 @@ class LedgerResource(DuckDBResource):
                 with self.get_connection():
                     pass  # a fresh ledger: create the tables before the first read
             with ledger.connect(
-                self.database, read_only=True, timeout_s=self.lock_timeout_s if wait else 0.0
+                self.database,
+                read_only=True,
+                timeout_s=self.lock_timeout_s if wait else 0.0,
+                config=self.connection_config,
             ) as con:
                 yield con
         except duckdb.IOException as exc:
@@ -88,6 +96,9 @@ def resources() -> dg.Definitions:
             "realm": RealmResource(home=home, config_dir=config_dir),
             "ledger_db": LedgerResource(database=str(ledger_path())),
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
-            "vector_index": VectorIndexResource(home=home, dsn=os.environ.get("REALM_PG_DSN")),
+            # EnvVar, not the value: the UI's Resources page shows the variable's name, never the password
+            "vector_index": VectorIndexResource(
+                home=home, dsn=dg.EnvVar(DSN_ENV) if os.environ.get(DSN_ENV) else None
+            ),
         },
     )

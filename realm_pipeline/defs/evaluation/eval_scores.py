@@ -8,6 +8,8 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.defs.automation import eval_scores_condition
+from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.assets import checkpoint_partitions
@@ -15,6 +17,7 @@ from realm_pipeline.defs.training.assets import checkpoint_partitions
 eval_partitions = dg.MultiPartitionsDefinition(
     {"checkpoint": checkpoint_partitions, "skill": skill_partitions}
 )
+EVAL_SET_CHECK = "eval_set_matches_stored_hash"
 
 
 @dg.asset(
@@ -24,10 +27,20 @@ eval_partitions = dg.MultiPartitionsDefinition(
     kinds={"pytorch", "duckdb"},
     # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill).
     deps=["checkpoints", "eval_sets"],
+    # the scorer's version is part of it: a bumped scorer shows every score as stale (code version changed)
+    code_version=skills_code_version(),
+    automation_condition=eval_scores_condition(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            EVAL_SET_CHECK,
+            asset="eval_scores",
+            blocking=True,
+            description="Before scoring: the items the generator makes now hash to the eval set stored "
+            "by eval_sets (else nothing is scored; materialize eval_sets of the skill).",
+        )
+    ],
 )
-def eval_scores(
-    context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
-) -> dg.MaterializeResult:
+def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource):
     """Evaluates the checkpoint on the skill's mastered, current and next levels, on the fixed eval items."""
     from realm_pipeline.evaluation.backends import LocalBackend
     from realm_pipeline.evaluation.fingerprint import fingerprint
@@ -57,6 +70,28 @@ def eval_scores(
     levels = levels_to_evaluate(state, skill_name) if skill_name in state.skills else [1, min(2, cap)]
     eval_cfg = settings.realm.eval
     profile = settings.memory_profiles[settings.heroes[hero].memory_profile]
+    count = settings.skills[skill_name].eval_items_per_level
+    items_by_level = {level: eval_items(skill, level, count) for level in sorted(set(levels))}
+    hashes = {level: eval_set_hash(items) for level, items in items_by_level.items()}
+    # Checked before any scoring: a score against items other than the stored set would compare unlike things.
+    mismatched = {
+        f"L{lv}": {"stored": stored.get(lv), "generator": h}
+        for lv, h in hashes.items()
+        if stored.get(lv) != h
+    }
+    check_metadata = {"levels": dg.MetadataValue.json(sorted(hashes)), "skill_version": skill.version}
+    if mismatched:
+        yield dg.AssetCheckResult(
+            check_name=EVAL_SET_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={**check_metadata, "mismatched": dg.MetadataValue.json(mismatched)},
+        )
+        raise dg.Failure(
+            f"eval set of {skill_name} at {', '.join(mismatched)} in the ledger differs from the generator's "
+            f"({json.dumps(mismatched)}): materialize eval_sets[{skill_name}] first",
+            allow_retries=False,
+        )
     backend = LocalBackend(
         path,
         batch_size=eval_cfg.batch_size,
@@ -64,19 +99,10 @@ def eval_scores(
         dtype="auto",
         device=profile.device,
     )
-    count = settings.skills[skill_name].eval_items_per_level
     scores, generations, metadata = [], [], {}
     now = datetime.now(UTC).replace(tzinfo=None)
-    for level in sorted(set(levels)):
-        items = eval_items(skill, level, count)
-        set_hash = eval_set_hash(items)
-        if stored.get(level) != set_hash:
-            raise dg.Failure(
-                f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from "
-                f"the generator's "
-                f"({set_hash}): materialize eval_sets[{skill_name}] first",
-                allow_retries=False,
-            )
+    for level, items in items_by_level.items():
+        set_hash = hashes[level]
         started = time.perf_counter()
         result = evaluate_items(backend, skill, items)
         seconds = time.perf_counter() - started
@@ -131,7 +157,7 @@ def eval_scores(
         con.execute("COMMIT")
     current = state.skills[skill_name].level if skill_name in state.skills else 1
     current_acc = next((s["accuracy"] for s in scores if s["level"] == current), None)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "checkpoint_id": checkpoint_id,
             "skill": skill_name,
@@ -139,5 +165,6 @@ def eval_scores(
             "accuracy_at_current_level": current_acc,
             "levels": dg.MetadataValue.json(sorted(set(levels))),
             **metadata,
-        }
+        },
+        check_results=[dg.AssetCheckResult(check_name=EVAL_SET_CHECK, passed=True, metadata=check_metadata)],
     )
