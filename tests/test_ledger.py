@@ -93,3 +93,14 @@ def test_busy_file_skips_readers_and_waits_writers(tmp_path: Path) -> None:
         holder.join(30)
     with res.read(wait=False) as con:
         assert con.execute("SELECT count(*) FROM eval_sets").fetchone()[0] == 1
+
+
+def test_resource_honours_its_duckdb_configuration(tmp_path: Path) -> None:
+    # default_order is DuckDB's 'asc' unless configured: a setting no machine changes on its own
+    res = LedgerResource(database=str(tmp_path / "realm.duckdb"), connection_config={"default_order": "desc"})
+    with res.get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with res.read() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with LedgerResource(database=str(tmp_path / "other.duckdb")).get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("asc")

@@ -19,32 +19,30 @@ PARTITION_TAG = "dagster/partition"
 WHOLE = None  # a run with no partition tag (an unpartitioned asset, or all of it)
 
 
-def _request_assets(request: dg.RunRequest) -> frozenset[dg.AssetKey]:
-    if request.asset_selection:
-        return frozenset(request.asset_selection)
-    if request.job_name not in JOB_ASSETS:
-        raise ValueError(f"run request for job {request.job_name!r}: its assets are not in JOB_ASSETS")
-    return JOB_ASSETS[request.job_name]
+def _targets(job_name: str, assets: frozenset[dg.AssetKey] | None) -> set[str]:
+    """What a run or request works on: its assets (when known), else its job."""
+    assets = assets or JOB_ASSETS.get(job_name)
+    return {key.to_user_string() for key in assets} if assets else {f"job:{job_name}"}
 
 
-def busy_assets(instance: dg.DagsterInstance) -> set[tuple[dg.AssetKey, str | None]]:
-    """(asset, partition) pairs a queued or running run will materialize; (asset, None) for any such run."""
-    busy: set[tuple[dg.AssetKey, str | None]] = set()
+def busy_targets(instance: dg.DagsterInstance) -> set[tuple[str, str | None]]:
+    """(target, partition) pairs a queued or running run works on, and (target, None) for any such run."""
+    busy: set[tuple[str, str | None]] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=1000):
-        assets = run.asset_selection or JOB_ASSETS.get(run.job_name, frozenset())
         partition = run.tags.get(PARTITION_TAG)
-        for key in assets:
-            busy.add((key, partition))
-            busy.add((key, WHOLE))  # the asset counts as busy while any of its runs is
+        for target in _targets(run.job_name, run.asset_selection):
+            busy.add((target, partition))
+            busy.add((target, WHOLE))  # a target counts as busy as a whole while any of its runs is
     return busy
 
 
 def drop_in_flight(instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
     """The requests none of whose assets (for their partition) a queued or running run already covers."""
-    busy = busy_assets(instance)
+    busy = busy_targets(instance)
     kept = []
     for request in requests:
         partition = str(request.partition_key) if request.partition_key is not None else WHOLE
-        if not any((key, partition) in busy for key in _request_assets(request)):
+        assets = frozenset(request.asset_selection) if request.asset_selection else None
+        if not any((target, partition) in busy for target in _targets(request.job_name or "", assets)):
             kept.append(request)
     return kept

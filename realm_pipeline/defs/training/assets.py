@@ -130,6 +130,9 @@ def checkpoints(
         ledger.upsert(con, "checkpoints", [row])
     metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
     metadata.update(
+        # the campaign's step (the subprocess counts the segment's own steps, the same every segment)
+        step=key.step,
+        segment_steps=result["step"],
         checkpoint_id=str(key),
         parent=row["parent_id"] or "base",
         path=dg.MetadataValue.path(str(output_dir)),
