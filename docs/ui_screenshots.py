@@ -99,6 +99,10 @@ async def shoot(base: str, cdp_port: int, settle_s: float, zoom_out: int) -> Non
             await asyncio.sleep(1)
         await asyncio.sleep(3)
         await page.screenshot(DOCS / "ui-asset-graph.png")
+        # taller: every plotted metadata key of the checkpoints (loss, held-out loss, strain, tokens/s, ...)
+        await page.call(
+            "Emulation.setDeviceMetricsOverride", width=1800, height=1900, deviceScaleFactor=1, mobile=False
+        )
         await page.open(f"{base}/assets/checkpoints?view=overview", settle_s)
         if not await page.click_text("Plots"):
             raise RuntimeError("no 'Plots' toggle in the checkpoints asset's metadata")
