@@ -280,7 +280,19 @@ def pref(compare_id: str, choice: str, note: str | None) -> None:
                 }
             ],
         )
+    _report_vote(compare_id)
     click.echo(f"vote recorded: {compare_id} {choice}")
+
+
+def _report_vote(compare_id: str) -> None:
+    """Tell Dagster the external `human_votes` asset changed, so staleness_sensor re-ranks the leaderboard."""
+    import dagster as dg
+
+    init_instance()  # idempotent: the instance the votes' readers (the UI, staleness_sensor) use
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("human_votes", metadata={"compare_id": compare_id})
+        )
 
 
 @main.command()

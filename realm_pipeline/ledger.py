@@ -416,18 +416,19 @@ def is_lock_error(exc: BaseException) -> bool:
 
 @contextmanager
 def connect(
-    path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0
+    path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0, config: dict | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the ledger for one short unit of work, waiting out another process's lock up to `timeout_s`.
 
     DuckDB allows one writing process per file, so writers hold the file only for the write and
-    retry with backoff when it is busy; a reader that cannot wait passes `timeout_s=0`.
+    retry with backoff when it is busy; a reader that cannot wait passes `timeout_s=0`. `config` is
+    DuckDB's connection configuration (threads, memory_limit, ...).
     """
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
             break
         except duckdb.IOException as exc:
             if not is_lock_error(exc) or time.monotonic() >= deadline:

@@ -121,3 +121,14 @@ def test_v1_ledger_migrates_scores_to_protocols(tmp_path: Path) -> None:
         row = con.execute("SELECT protocol, sample FROM eval_scores").fetchone()
         assert row == (protocol_of(fp), "eval")
         assert con.execute("SELECT accuracy FROM current_scores").fetchall() == [(0.9,)]
+
+
+def test_resource_honours_its_duckdb_configuration(tmp_path: Path) -> None:
+    # default_order is DuckDB's 'asc' unless configured: a setting no machine changes on its own
+    res = LedgerResource(database=str(tmp_path / "realm.duckdb"), connection_config={"default_order": "desc"})
+    with res.get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with res.read() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with LedgerResource(database=str(tmp_path / "other.duckdb")).get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("asc")

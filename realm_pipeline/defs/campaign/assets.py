@@ -7,10 +7,16 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_paused
+from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
-@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])
+@dg.asset(
+    group_name="campaign",
+    kinds={"duckdb"},
+    deps=["eval_scores", "checkpoints"],
+    automation_condition=rollup_condition("eval_scores"),
+)
 def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
     """Levels, level-up events, regressions, strain zone and maxed-out status of every hero."""
     settings = realm.settings

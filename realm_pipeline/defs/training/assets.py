@@ -10,6 +10,7 @@ from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_examples
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
+from realm_pipeline.training.segment import HELDOUT_CHECK
 from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -32,8 +33,19 @@ PLOTTED = (
     pool="gpu",
     group_name="training",
     kinds={"pytorch"},
-    deps=[dg.AssetDep("eval_sets", partition_mapping=dg.AllPartitionMapping())],
+    # What a segment reads: every eval set (the training stream skips their prompts) and the quests. It
+    # also reads the eval history of its hero's earlier checkpoints (the curriculum mix), which cannot be
+    # a dependency: eval_scores depends on checkpoints, and Dagster's asset graph has no cycles.
+    deps=[dg.AssetDep("eval_sets", partition_mapping=dg.AllPartitionMapping()), "quests"],
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    check_specs=[
+        dg.AssetCheckSpec(
+            HELDOUT_CHECK,
+            asset="checkpoints",
+            description="The segment measured a finite loss on its held-out items (reported by the "
+            "training subprocess through Pipes); NaN, inf or none is a red light.",
+        )
+    ],
 )
 def checkpoints(
     context: dg.AssetExecutionContext,
@@ -96,7 +108,8 @@ def checkpoints(
         context=context,
         extras={"spec": spec_dict},
     )
-    reported = invocation.get_materialize_result().metadata
+    reported_result = invocation.get_materialize_result()
+    reported = reported_result.metadata
     result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
     cumulative_effort = effort([c["strain"] for c in earlier if c["strain"] is not None] + [result["strain"]])
     row = {
@@ -126,6 +139,9 @@ def checkpoints(
         ledger.upsert(con, "checkpoints", [row])
     metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
     metadata.update(
+        # the campaign's step (the subprocess counts the segment's own steps, the same every segment)
+        step=key.step,
+        segment_steps=result["step"],
         checkpoint_id=str(key),
         parent=row["parent_id"] or "base",
         path=dg.MetadataValue.path(str(output_dir)),
@@ -135,7 +151,11 @@ def checkpoints(
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
         max_length=spec.max_length,
     )
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result["sha256"]))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=dg.DataVersion(result["sha256"]),
+        check_results=list(reported_result.check_results or []),
+    )
 
 
 def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
