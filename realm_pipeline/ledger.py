@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,8 @@ TABLES: dict[str, Table] = {
                 _c("champion", "VARCHAR", public=PUB),
                 _c("levels_json", "VARCHAR", public=PUB),
                 _c("updated_at", "TIMESTAMP", public=PUB),
+                # what it does next or why it stopped; private: a failure's message may name paths (v2)
+                _c("status", "VARCHAR", public=PRIV),
             ),
             ("hero",),
         ),
@@ -272,8 +274,16 @@ def _migration_v1(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(table.ddl())
 
 
+def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
+    # A ledger made at v1 lacks the hero's status; one made now already has it from _migration_v1.
+    con.execute("ALTER TABLE hero_state ADD COLUMN IF NOT EXISTS status VARCHAR")
+
+
 # Forward migrations, in order: (version it brings the schema to, the step).
-MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = ((1, _migration_v1),)
+MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
+    (1, _migration_v1),
+    (2, _migration_v2),
+)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

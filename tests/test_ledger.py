@@ -18,7 +18,7 @@ def test_migrate_creates_every_declared_table_and_column(tmp_path: Path) -> None
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION  # a second run is a no-op
         versions = con.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(ledger.SCHEMA_VERSION,)]
+        assert versions == [(v,) for v, _ in ledger.MIGRATIONS] and versions[-1] == (ledger.SCHEMA_VERSION,)
         for name, table in ledger.TABLES.items():
             cols = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
             assert cols == [c.name for c in table.columns]
@@ -93,3 +93,16 @@ def test_busy_file_skips_readers_and_waits_writers(tmp_path: Path) -> None:
         holder.join(30)
     with res.read(wait=False) as con:
         assert con.execute("SELECT count(*) FROM eval_sets").fetchone()[0] == 1
+
+
+def test_a_v1_ledger_gains_the_hero_status_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "realm.duckdb"
+    with ledger.connect(path) as con:
+        ledger.migrate(con)
+        # back to the v1 shape: hero_state without its status, schema version 1
+        con.execute("ALTER TABLE hero_state DROP COLUMN status")
+        con.execute("DELETE FROM schema_version WHERE version > 1")
+        con.execute("INSERT INTO hero_state (hero, paused, levels_json) VALUES ('tiny', true, '{}')")
+        assert ledger.migrate(con) == ledger.SCHEMA_VERSION
+        row = con.execute("SELECT hero, paused, status FROM hero_state").fetchall()
+    assert row == [("tiny", True, None)]

@@ -9,19 +9,31 @@ from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_paused
 from realm_pipeline.resources.ledger import LedgerResource
 from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.sensors.decision import hero_decision
 
 
 @dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])
-def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
-    """Levels, level-up events, regressions, strain zone and maxed-out status of every hero."""
+def curriculum(
+    context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
+) -> dg.MaterializeResult:
+    """Levels, level-up events, regressions, strain zone, maxed-out status and what each hero does next."""
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
-    sheets, events, states = {}, [], []
+    sheets, events, states, statuses = {}, [], [], {}
     with ledger_db.read() as con:
-        heroes = [r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()]
-        for hero in heroes:
+        trained = [
+            r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
+        ]
+        for hero in sorted({*trained, *settings.realm.campaign.active_heroes}):
             if hero not in settings.heroes:
                 continue  # a hero whose YAML was removed keeps its history but gets no new state
+            # what the campaign sensor will do for it once this rollup is done (a failed run, by name)
+            decision = hero_decision(
+                context.instance, con, settings, hero, exclude_run_id=context.run_id, rolled_up_now=True
+            )
+            if hero not in trained and not decision.failed:
+                continue  # no checkpoint and nothing to report: no sheet yet
+            statuses[hero] = decision.status
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
             events += [
@@ -58,6 +70,7 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
                     "champion": state.champion,
                     "levels_json": json.dumps(state.levels(), sort_keys=True),
                     "updated_at": now,
+                    "status": decision.status,
                 }
             )
     with ledger_db.get_connection() as con:
@@ -82,4 +95,5 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
         metadata[f"{hero}/hint"] = sheet["hint"] or "n/a"
         metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
+        metadata[f"{hero}/status"] = statuses[hero]
     return dg.MaterializeResult(metadata=metadata)
