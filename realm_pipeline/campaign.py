@@ -146,6 +146,7 @@ class Step:
     run_key: str
     checkpoint: str | None = None  # the checkpoint it trains or evaluates
     skill: str | None = None  # the skill it builds or evaluates
+    assets: tuple[str, ...] | None = None  # a subset of the job's assets to run (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -217,10 +218,11 @@ def decide_next(facts: HeroFacts) -> Decision:
     def decision(stop: str | None = None) -> Decision:
         if failed:
             stop = f"{failed[0].describe()}; {retry_hint(facts.hero)}"
-            # the hero's status in the ledger names the failure: one rollup after it, unless one is due anyway
+            # The hero's status in the ledger names the failure: one `curriculum` run after it (not the
+            # whole rollup: a hero that failed its first segment has nothing to rank or publish).
             due = max(r.ended_at or 0.0 for r in failed)
             if (facts.last_rollup_at or 0.0) < due and not any(s.job == ROLLUP_JOB for s in steps):
-                want(Step(ROLLUP_JOB, None, f"rollup:failed:{failed[0].run_id}"))
+                want(Step(ROLLUP_JOB, None, f"rollup:failed:{failed[0].run_id}", assets=("curriculum",)))
         return Decision(facts.hero, tuple(steps), tuple(waiting), stop, tuple(failed))
 
     no_eval_set = [s for s in facts.skills if s not in facts.eval_sets_done]

@@ -143,7 +143,14 @@ class SegmentProgress(threading.Thread):
         return conn.cursor if conn.records else cursor
 
 
-def _execute(job_name: str, partition_key=None, *, verbose: bool = False, label: str | None = None) -> bool:
+def _execute(
+    job_name: str,
+    partition_key=None,
+    *,
+    verbose: bool = False,
+    label: str | None = None,
+    assets: tuple[str, ...] | None = None,
+) -> bool:
     """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
     import dagster as dg
 
@@ -163,6 +170,7 @@ def _execute(job_name: str, partition_key=None, *, verbose: bool = False, label:
                 raise_on_error=False,
                 run_id=run_id,
                 run_config=None if verbose else QUIET_RUN_CONFIG,
+                asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
             )
         finally:
             if progress is not None:
@@ -206,7 +214,7 @@ def _execute_step(step, *, verbose: bool) -> bool:
             instance.add_dynamic_partitions("checkpoints", [step.partition])
     elif step.job == EVAL_JOB:
         partition = dg.MultiPartitionKey({"checkpoint": step.checkpoint, "skill": step.skill})
-    return _execute(step.job, partition, verbose=verbose)
+    return _execute(step.job, partition, verbose=verbose, assets=step.assets)
 
 
 def _hero_settings(hero: str) -> Settings:

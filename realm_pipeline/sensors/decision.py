@@ -163,7 +163,12 @@ def run_request(step: Step) -> dg.RunRequest:
     partition: str | dg.MultiPartitionKey | None = step.partition
     if step.job == EVAL_JOB:
         partition = dg.MultiPartitionKey({"checkpoint": step.checkpoint, "skill": step.skill})
-    return dg.RunRequest(run_key=step.run_key, job_name=step.job, partition_key=partition)
+    return dg.RunRequest(
+        run_key=step.run_key,
+        job_name=step.job,
+        partition_key=partition,
+        asset_selection=[dg.AssetKey(a) for a in step.assets] if step.assets else None,
+    )
 
 
 def acknowledge_failures(instance: dg.DagsterInstance, decision: Decision) -> list[str]:
