@@ -12,11 +12,17 @@ import uuid
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from realm_pipeline.campaign import TRAIN_JOB
 from realm_pipeline.settings import DEFAULT_CONFIG_DIR, ConfigError, Settings, ledger_path, realm_home
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from realm_pipeline.campaign import Decision, Step
 
 INSTANCE_TEMPLATE = DEFAULT_CONFIG_DIR.parent / "dagster.yaml"
 GPU_POOL = "gpu"
@@ -97,7 +103,7 @@ PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) loss ([0-9.naninf]+) .* tok/s (\d
 class SegmentProgress(threading.Thread):
     """A progress bar of one training run (steps, loss, tokens/s), read from the run's event log."""
 
-    def __init__(self, instance, run_id: str, label: str) -> None:
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, label: str) -> None:
         super().__init__(daemon=True)
         self.instance, self.run_id, self.label = instance, run_id, label
         self.finished = threading.Event()
@@ -145,10 +151,9 @@ class SegmentProgress(threading.Thread):
 
 def _execute(
     job_name: str,
-    partition_key=None,
+    partition_key: str | dg.MultiPartitionKey | None = None,
     *,
     verbose: bool = False,
-    label: str | None = None,
     assets: tuple[str, ...] | None = None,
 ) -> bool:
     """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
@@ -161,7 +166,7 @@ def _execute(
     with dg.DagsterInstance.get() as instance:
         progress = None
         if job_name == TRAIN_JOB and not verbose:
-            progress = SegmentProgress(instance, run_id, label or str(partition_key))
+            progress = SegmentProgress(instance, run_id, str(partition_key))
             progress.start()
         try:
             result = defs.resolve_job_def(job_name).execute_in_process(
@@ -192,7 +197,7 @@ def _quiet_deepspeed() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def _decide(hero: str, settings: Settings):
+def _decide(hero: str, settings: Settings) -> Decision:
     """What HERO needs next: the same decision the campaign sensor makes."""
     import dagster as dg
 
@@ -202,7 +207,7 @@ def _decide(hero: str, settings: Settings):
         return hero_decision(instance, con, settings, hero)
 
 
-def _execute_step(step, *, verbose: bool) -> bool:
+def _execute_step(step: Step, *, verbose: bool) -> bool:
     """Run one step of a decision (a new checkpoint's partition is added first)."""
     import dagster as dg
 
