@@ -73,7 +73,7 @@ def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     with connect(realm_env / "realm.duckdb", read_only=True) as con:
         status = con.execute("SELECT status FROM hero_state WHERE hero = 'tiny'").fetchone()[0]
     assert status.startswith("stopped: train_job tiny.000150 failed") and run_id[:8] in status
-    assert "after 3 attempts" in status and "realm retry tiny" in status
+    assert "after 3 attempts: FileExistsError" in status and "realm retry tiny" in status
     with dg.DagsterInstance.get() as instance:
         meta = instance.get_latest_materialization_event(dg.AssetKey("curriculum")).asset_materialization
     assert meta.metadata["tiny/status"].value == status

@@ -65,16 +65,7 @@ def _outcome(instance: dg.DagsterInstance, job: str, record: dg.RunRecord) -> Ru
         status = IN_FLIGHT
     attempts, error = 1, None
     if status in (FAILED, CANCELED):
-        events = instance.all_logs(
-            run.run_id,
-            of_type={dg.DagsterEventType.STEP_UP_FOR_RETRY, dg.DagsterEventType.STEP_FAILURE},
-        )
-        attempts += sum(e.dagster_event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in events)
-        failures = [e for e in events if e.dagster_event_type == dg.DagsterEventType.STEP_FAILURE]
-        if failures:
-            err = failures[-1].dagster_event.step_failure_data.error
-            if err is not None:
-                error = f"{err.cls_name}: {err.message.strip().splitlines()[0][:300]}"
+        attempts, error = _attempts_and_error(instance, run.run_id)
     return RunOutcome(
         job=job,
         partition=run.tags.get(PARTITION_TAG),
@@ -85,6 +76,40 @@ def _outcome(instance: dg.DagsterInstance, job: str, record: dg.RunRecord) -> Ru
         error=error,
         ended_at=record.end_time,
     )
+
+
+def _attempts_and_error(instance: dg.DagsterInstance, run_id: str) -> tuple[int, str | None]:
+    """How many step attempts a failed run made, and its most telling error line.
+
+    The step's own failure after its retries reads "Exceeded max_retries" around "process failed
+    with code 1"; the Pipes subprocess's exception (an engine event) says what really went wrong.
+    """
+    events = instance.all_logs(
+        run_id,
+        of_type={
+            dg.DagsterEventType.STEP_UP_FOR_RETRY,
+            dg.DagsterEventType.STEP_FAILURE,
+            dg.DagsterEventType.ENGINE_EVENT,
+        },
+    )
+    attempts = 1 + sum(e.dagster_event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in events)
+    subprocess_errors, step_errors = [], []
+    for event in events:
+        err = getattr(event.dagster_event.event_specific_data, "error", None)
+        if err is None:
+            continue
+        if event.dagster_event_type == dg.DagsterEventType.ENGINE_EVENT:
+            subprocess_errors.append(err)
+        elif event.dagster_event_type == dg.DagsterEventType.STEP_FAILURE:
+            while err.cls_name == "RetryRequestedFromPolicy" and err.cause is not None:
+                err = err.cause
+            step_errors.append(err)
+    errors = subprocess_errors or step_errors
+    if not errors:
+        return attempts, None
+    err = errors[-1]
+    lines = [line for line in err.message.strip().splitlines() if line.strip()]
+    return attempts, (lines[-1] if lines else err.cls_name)[:300]
 
 
 def newest_run(
