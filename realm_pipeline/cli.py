@@ -462,7 +462,8 @@ def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
     config = {"keep_newest": keep_newest, "keep_best": keep_best, "dry_run": not apply_}
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("retention_job").execute_in_process(
-            instance=instance, run_config={"ops": {"apply_checkpoint_retention": {"config": config}}}
+            instance=instance,
+            run_config={"ops": {"apply_checkpoint_retention": {"config": config}}, **QUIET_RUN_CONFIG},
         )
     click.echo(
         f"{'deleted' if apply_ else 'would delete'} {result.output_for_node('apply_checkpoint_retention')}"
