@@ -101,3 +101,39 @@ def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     evals = _tick(defs)
     assert [r.run_key for r in evals.run_requests] == ["eval:tiny.000150|bin"]
     assert "nothing failed to retry" in runner.invoke(main, ["retry", "tiny"]).output
+
+
+def test_a_run_the_instance_will_retry_is_in_flight_and_an_acknowledged_one_is_retried(
+    tmp_path: Path,
+) -> None:
+    from realm_pipeline.campaign import FAILED, IN_FLIGHT, SUCCEEDED
+    from realm_pipeline.sensors.decision import ACKNOWLEDGED_TAG, WILL_RETRY_TAG, newest_run
+
+    @dg.op
+    def segment() -> None:
+        raise RuntimeError("out of memory")
+
+    @dg.op
+    def fine() -> None:
+        pass
+
+    failing = dg.GraphDefinition(name="g", node_defs=[segment]).to_job(name="train_job")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert newest_run(instance, "train_job", "tiny.000150") is None
+        run = failing.execute_in_process(
+            instance=instance, tags={"dagster/partition": "tiny.000150"}, raise_on_error=False
+        )
+        outcome = newest_run(instance, "train_job", "tiny.000150")
+        assert outcome.status == FAILED and outcome.run_id == run.run_id and not outcome.acknowledged
+        assert outcome.error == "RuntimeError: out of memory" and outcome.ended_at is not None
+        assert newest_run(instance, "train_job", "tiny.000300") is None  # another partition's runs only
+        # dagster.yaml's run_retries will launch it again: not a failure yet
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "true"})
+        assert newest_run(instance, "train_job", "tiny.000150").status == IN_FLIGHT
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false", ACKNOWLEDGED_TAG: "true"})
+        assert newest_run(instance, "train_job", "tiny.000150").acknowledged
+        # a newer run of the same partition (a re-execution from the UI) is the one that counts
+        dg.GraphDefinition(name="g2", node_defs=[fine]).to_job(name="train_job").execute_in_process(
+            instance=instance, tags={"dagster/partition": "tiny.000150"}
+        )
+        assert newest_run(instance, "train_job", "tiny.000150").status == SUCCEEDED

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
@@ -31,6 +32,9 @@ from realm_pipeline.campaign import (
     hero_facts,
 )
 from realm_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster_shared.error import SerializableErrorInfo
 
 ACKNOWLEDGED_TAG = "realm/retry_acknowledged"  # set by `realm retry` on a failed run a person wants retried
 PARTITION_TAG = "dagster/partition"
@@ -101,15 +105,25 @@ def _attempts_and_error(instance: dg.DagsterInstance, run_id: str) -> tuple[int,
         if event.dagster_event_type == dg.DagsterEventType.ENGINE_EVENT:
             subprocess_errors.append(err)
         elif event.dagster_event_type == dg.DagsterEventType.STEP_FAILURE:
-            while err.cls_name == "RetryRequestedFromPolicy" and err.cause is not None:
-                err = err.cause
             step_errors.append(err)
     errors = subprocess_errors or step_errors
-    if not errors:
-        return attempts, None
-    err = errors[-1]
-    lines = [line for line in err.message.strip().splitlines() if line.strip()]
-    return attempts, (lines[-1] if lines else err.cls_name)[:300]
+    return attempts, _error_line(errors[-1]) if errors else None
+
+
+# Dagster's wrappers around the error a person needs to see
+WRAPPER_ERRORS = {"RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError"}
+
+
+def _error_line(err: SerializableErrorInfo) -> str:
+    """'OSError: disk full' from an error and its wrappers (the class without its module, one line)."""
+    while err.cls_name in WRAPPER_ERRORS and err.cause is not None:
+        err = err.cause
+    text = err.message.strip()
+    prefix, sep, rest = text.partition(": ")
+    if sep and prefix.rsplit(".", 1)[-1] == err.cls_name:
+        text = rest
+    lines = text.splitlines()
+    return f"{err.cls_name}: {lines[0] if lines else ''}"[:300]
 
 
 def newest_run(
