@@ -159,8 +159,10 @@ def _execute(
     """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
     import dagster as dg
 
-    from realm_pipeline.definitions import defs
+    from realm_pipeline.definitions import build_defs
 
+    # Built for this REALM_HOME now: the module's `defs` was built for whatever it was at first import.
+    defs = build_defs()
     run_id = str(uuid.uuid4())
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
@@ -456,9 +458,10 @@ def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
     """Checkpoint retention: newest and best k per hero and all referenced ones kept; never the champion."""
     import dagster as dg
 
-    from realm_pipeline.definitions import defs
+    from realm_pipeline.definitions import build_defs
 
     init_instance()
+    defs = build_defs()
     config = {"keep_newest": keep_newest, "keep_best": keep_best, "dry_run": not apply_}
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("retention_job").execute_in_process(

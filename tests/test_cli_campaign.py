@@ -38,7 +38,7 @@ def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -
         ("train_job", "tiny.000150", "ok"),
         ("eval_job", "tiny.000150|bin", "ok"),
         ("rollup_job", "-", "ok"),
-    ]
+    ], out.output
     # every line names a run the instance recorded, with its events (the UI shows them)
     with dg.DagsterInstance.get() as instance:
         for job, _, _, short_id in runs:
