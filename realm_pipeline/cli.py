@@ -155,6 +155,7 @@ def _execute(
     *,
     verbose: bool = False,
     assets: tuple[str, ...] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> bool:
     """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
     import dagster as dg
@@ -178,6 +179,7 @@ def _execute(
                 run_id=run_id,
                 run_config=None if verbose else QUIET_RUN_CONFIG,
                 asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+                tags=tags,
             )
         finally:
             if progress is not None:
@@ -207,6 +209,20 @@ def _decide(hero: str, settings: Settings) -> Decision:
 
     with dg.DagsterInstance.get() as instance, _ledger().read() as con:
         return hero_decision(instance, con, settings, hero)
+
+
+def _confirm_drops(done: set[str], *, verbose: bool) -> None:
+    """Run the confirming re-runs the regression sensor would raise for the newest leaderboard check."""
+    import dagster as dg
+
+    from realm_pipeline.defs.evaluation.sensors import confirming_requests
+
+    with dg.DagsterInstance.get() as instance:
+        _, requests = confirming_requests(instance)
+    for req in requests:
+        if req.run_key not in done:
+            done.add(req.run_key)
+            _execute("eval_job", req.partition_key, verbose=verbose, tags=req.tags)
 
 
 def _execute_step(step: Step, *, verbose: bool) -> bool:
@@ -287,6 +303,7 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
             trained += step.job == TRAIN_JOB
             if not ok:
                 break  # the next decision names the failure
+        _confirm_drops(done, verbose=verbose)
         if decision.stop:
             break
     if decision.stop or decision.waiting_on or not any(s.job == TRAIN_JOB for s in decision.steps):

@@ -12,14 +12,14 @@ import pytest
 
 from realm_pipeline.ledger import TABLES, connect
 
-SENSORS = ["campaign_sensor", "leaderboard_regression_sensor", "staleness_sensor", "quest_inbox_sensor"]
+SENSORS = [
+    "campaign_sensor",
+    "leaderboard_regression_sensor",
+    "staleness_sensor",
+    "quest_inbox_sensor",
+    "knowledge_documents_sensor",
+]
 # Sensors that still change state in a tick, and who moves that change into an asset (issue 11).
-STILL_WRITING = {
-    "leaderboard_regression_sensor": "writes the leaderboard baseline in its tick; the lead moves it into "
-    "the leaderboard asset and an asset check",
-    "quest_inbox_sensor": "moves bad quest files to inbox/rejected/ in its tick; helper 11a moves it into "
-    "the quests asset",
-}
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -82,8 +82,6 @@ def test_every_sensor_of_the_definitions_is_covered(campaign_with_work: Path, mo
 def test_evaluating_a_sensor_writes_nothing(
     name: str, campaign_with_work: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    if name in STILL_WRITING:
-        request.applymarker(pytest.mark.xfail(reason=STILL_WRITING[name], strict=False))
     home = campaign_with_work
     monkeypatch.setenv("REALM_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
