@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from realm_pipeline.skills import get_skill  # noqa: E402
-from realm_pipeline.skills.heldout import eval_prompts, training_items  # noqa: E402
+from realm_pipeline.skills.heldout import eval_items, eval_prompts, training_items  # noqa: E402
 from realm_pipeline.training import sparring  # noqa: E402
 from realm_pipeline.training.losses import IGNORE, answer_loss, surprise_weights  # noqa: E402
 from realm_pipeline.training.trainer import SegmentSpec, train_segment  # noqa: E402
@@ -105,17 +105,16 @@ def test_probe_plan_spreads_probes_over_levels() -> None:
 
 
 def test_probes_come_from_training_not_eval() -> None:
-    items = sparring.probe_items([("bin", 1, 40), ("bin", 3, 20)], sparring.probe_seed(5))
+    counts = {"bin": 50}
+    items = sparring.probe_items([("bin", 1, 40), ("bin", 3, 20)], sparring.probe_seed(5), counts)
     assert len(items) == 60
     skill = get_skill("bin")
-    every_eval = set().union(*(eval_prompts(skill, lv) for lv in range(1, skill.max_level + 1)))
+    every_eval = set().union(*(eval_prompts(skill, lv, 50) for lv in range(1, skill.max_level + 1)))
     assert not {i.prompt for i in items} & every_eval
     # An eval item offered as a probe trips the assertion.
-    leaked = next(iter(training_items(skill, 2, 9)))
-    from realm_pipeline.skills.heldout import eval_items
-
+    leaked = next(iter(training_items(skill, 2, 9, eval_count=50)))
     with pytest.raises(AssertionError, match="eval prompts"):
-        sparring.assert_not_eval([leaked, eval_items(skill, 2, 5)[0]])
+        sparring.assert_not_eval([leaked, eval_items(skill, 2, 50)[0]], counts)
 
 
 def test_three_reflections_per_miss() -> None:

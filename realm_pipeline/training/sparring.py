@@ -11,7 +11,7 @@ reflections (`sparring_identify_incorrect`, `sparring_correction`, `sparring_con
 The reflections are saved next to the checkpoint (`REFLECTIONS_FILE`) and join the NEXT segment's mix.
 Probes and fresh items come from `skills.heldout.training_items` (which skips the level's eval prompts),
 with seeds derived from, and distinct from, the segment's training seed; `assert_not_eval` also checks
-every prompt against every eval set of its skill before anything is trained on. Deterministic: the same
+every prompt against every eval set (and reserve sample) of its skill before anything is trained on. Deterministic: the same
 checkpoint and seed give the same probes, outputs and reflections. Pure: torch is imported lazily.
 """
 
@@ -78,21 +78,25 @@ def probe_plan(levels: Sequence[tuple[str, int]], probes: int) -> list[tuple[str
     return [p for p in plan if p[2] > 0]
 
 
-def _eval_prompts_of_skill(skill_name: str) -> frozenset[str]:
+def _count(eval_counts: dict[str, int] | None, skill_name: str) -> int:
+    from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
+
+    return (eval_counts or {}).get(skill_name, DEFAULT_EVAL_COUNT)
+
+
+def assert_not_eval(items: Sequence[SkillItem], eval_counts: dict[str, int] | None = None) -> None:
+    """Raise AssertionError if any item's prompt is held out (any level's eval set or reserve) in its skill.
+
+    `eval_counts` is each skill's eval_items_per_level: the real size of its stored eval sets.
+    """
     from realm_pipeline.skills import get_skill
-    from realm_pipeline.skills.heldout import eval_prompts
+    from realm_pipeline.skills.heldout import heldout_prompts
 
-    skill = get_skill(skill_name)
-    return frozenset().union(*(eval_prompts(skill, lv) for lv in range(1, skill.max_level + 1)))
-
-
-def assert_not_eval(items: Sequence[SkillItem]) -> None:
-    """Raise AssertionError if any item's prompt is in any eval set (any level) of its skill."""
     by_skill: dict[str, list[SkillItem]] = {}
     for item in items:
         by_skill.setdefault(item.skill, []).append(item)
     for skill_name, group in by_skill.items():
-        held_out = _eval_prompts_of_skill(skill_name)
+        held_out = heldout_prompts(get_skill(skill_name), _count(eval_counts, skill_name))
         leaked = [i for i in group if i.prompt in held_out]
         if leaked:
             first = leaked[0]
@@ -102,15 +106,20 @@ def assert_not_eval(items: Sequence[SkillItem]) -> None:
             )
 
 
-def probe_items(plan: Sequence[tuple[str, int, int]], seed: int) -> list[SkillItem]:
+def probe_items(
+    plan: Sequence[tuple[str, int, int]], seed: int, eval_counts: dict[str, int] | None = None
+) -> list[SkillItem]:
     """The probe sample: the first `count` items of each level's training stream under `seed`."""
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import training_items
 
     items: list[SkillItem] = []
     for skill_name, level, count in plan:
-        items += islice(training_items(get_skill(skill_name), int(level), seed), int(count))
-    assert_not_eval(items)
+        stream = training_items(
+            get_skill(skill_name), int(level), seed, eval_count=_count(eval_counts, skill_name)
+        )
+        items += islice(stream, int(count))
+    assert_not_eval(items, eval_counts)
     return items
 
 
@@ -121,7 +130,11 @@ def _judged(item: SkillItem, shown: str, verdict: str) -> Messages:
 
 
 def reflections(
-    items: Sequence[SkillItem], outputs: Sequence[str], *, confirm_seed: int
+    items: Sequence[SkillItem],
+    outputs: Sequence[str],
+    *,
+    confirm_seed: int,
+    eval_counts: dict[str, int] | None = None,
 ) -> tuple[list[Messages], int]:
     """The three reflections for each miss among (item, output); returns (examples, misses)."""
     from realm_pipeline.skills import get_skill
@@ -135,7 +148,10 @@ def reflections(
             continue
         misses += 1
         # The fresh item at this probe's position of another stream: deterministic and distinct from it.
-        stream = training_items(get_skill(item.skill), item.level, confirm_seed, start=position)
+        count = _count(eval_counts, item.skill)
+        stream = training_items(
+            get_skill(item.skill), item.level, confirm_seed, start=position, eval_count=count
+        )
         other = next(stream)
         fresh.append(other)
         examples += [
@@ -143,7 +159,7 @@ def reflections(
             item.messages,
             _judged(other, other.answer, VERDICT_CORRECT),
         ]
-    assert_not_eval(fresh)
+    assert_not_eval(fresh, eval_counts)
     return examples, misses
 
 
@@ -160,6 +176,7 @@ def spar(
     *,
     probes: int,
     training_seed: int,
+    eval_counts: dict[str, int] | None = None,
     batch_size: int = 32,
 ) -> tuple[list[Messages], MirrorReport]:
     """Probe the in-memory hero on its trained levels and turn its misses into reflections."""
@@ -167,7 +184,7 @@ def spar(
     from realm_pipeline.evaluation.generate import generate_batch
 
     p_seed, c_seed = probe_seed(training_seed), confirm_seed(training_seed)
-    items = probe_items(probe_plan(levels, probes), p_seed)
+    items = probe_items(probe_plan(levels, probes), p_seed, eval_counts)
     prompts = [render(tokenizer, item.messages[:-1]) for item in items]
     outputs = generate_batch(
         model,
@@ -176,7 +193,7 @@ def spar(
         max_new_tokens=answer_budget(tokenizer, items),
         batch_size=batch_size,
     )
-    examples, misses = reflections(items, outputs, confirm_seed=c_seed)
+    examples, misses = reflections(items, outputs, confirm_seed=c_seed, eval_counts=eval_counts)
     return examples, MirrorReport(len(items), misses, len(examples), p_seed, c_seed)
 
 

@@ -11,10 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from typing import Any
 
+from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from realm_pipeline.training.strain import strain as strain_of
 from realm_pipeline.training.strain import zone
 
@@ -378,6 +377,7 @@ def _spar(spec: SegmentSpec, model: Any, tokenizer: Any, staged: Path) -> Any:
         [(s, int(lv)) for s, lv, _ in spec.mix],
         probes=spec.mirror_probes,
         training_seed=spec.seed,
+        eval_counts=spec.eval_items_per_level,
         batch_size=max(spec.batch_size, 32),
     )
     save_reflections(staged, examples, report)
