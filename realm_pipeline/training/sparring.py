@@ -9,10 +9,11 @@ reflections (`sparring_identify_incorrect`, `sparring_correction`, `sparring_con
 3. confirm: a fresh training item of the same level with its correct answer shown, judged "correct".
 
 The reflections are saved next to the checkpoint (`REFLECTIONS_FILE`) and join the NEXT segment's mix.
-Probes and fresh items come from `skills.heldout.training_items` (which skips the level's eval prompts),
-with seeds derived from, and distinct from, the segment's training seed; `assert_not_eval` also checks
-every prompt against every eval set (and reserve sample) of its skill before anything is trained on. Deterministic: the same
-checkpoint and seed give the same probes, outputs and reflections. Pure: torch is imported lazily.
+Probes and fresh items come from `skills.heldout.training_items` (which skips held-out prompts), with
+seeds derived from, and distinct from, the segment's training seed; `assert_not_eval` also checks every
+prompt against every eval set (and reserve sample) of its skill before anything is trained on.
+Deterministic: the same checkpoint and seed give the same probes, outputs and reflections. Pure: torch
+is imported lazily.
 """
 
 from __future__ import annotations
