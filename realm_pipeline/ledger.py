@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ TABLES: dict[str, Table] = {
                 _c("created_at", "TIMESTAMP", public=PUB),
                 # the fingerprint without the checkpoint's own hash: only equal protocols are compared
                 _c("protocol", "VARCHAR", public=PUB),
-                _c("sample", "VARCHAR", public=PUB),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
+                _c(
+                    "sample", "VARCHAR", public=PUB
+                ),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
             ),
             ("checkpoint_id", "skill", "level", "fingerprint"),
         ),
@@ -283,6 +285,21 @@ TABLES: dict[str, Table] = {
             ("quest_id", "example_index"),
         ),
         Table(
+            # Held-out loss of each skill level measured after a segment (the trainer's level_losses):
+            # strain against each level's floor, effort, plastic gain and efficiency derive from it.
+            "level_losses",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("heldout_loss", "DOUBLE", public=PUB),
+            ),
+            ("checkpoint_id", "skill", "level"),
+            since=3,
+        ),
+        Table(
             "schema_version",
             (
                 _c("version", "INTEGER", public=PRIV),
@@ -323,7 +340,9 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE eval_scores SET sample = 'eval' WHERE sample IS NULL")
     from realm_pipeline.evaluation.scores import protocol_of  # the one definition of a protocol
 
-    rows = con.execute("SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL").fetchall()
+    rows = con.execute(
+        "SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL"
+    ).fetchall()
     if rows:
         con.executemany(
             "UPDATE eval_scores SET protocol = ? WHERE fingerprint = ?",
@@ -336,6 +355,7 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
 MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
     (1, _migration_v1),
     (2, _migration_v2),
+    (3, add_declared),  # v3: level_losses (per-level held-out loss: strain, effort, efficiency)
 )
 
 
@@ -358,7 +378,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute("ROLLBACK")
                 raise
             current = version
-    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[0]:
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[
+        0
+    ]:
         create_views(con)
     return current
 

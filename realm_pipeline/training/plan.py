@@ -52,8 +52,17 @@ def segment_spec(
     quests: list[list[dict[str, str]]],
     eval_items_per_level: dict[str, int],
     heldout_count: int = 24,
+    reflections: list[list[dict[str, str]]] | None = None,
+    loss_floors: list[tuple[str, int, float]] | None = None,
+    measure_levels: list[tuple[str, int]] | None = None,
 ):
-    """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile."""
+    """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile.
+
+    The hero's schools decide the rest: `oracle` turns on the surprise-weighted loss; `mirror` trains on
+    the parent's `reflections` (sparring.load_reflections) and probes the hero after the segment.
+    `loss_floors` are the floors of the levels being learned (the segment's strain); `measure_levels`
+    are further levels whose held-out loss is measured (e.g. each skill's next level: its loss before).
+    """
     from realm_pipeline.training.trainer import SegmentSpec
 
     base = (
@@ -78,8 +87,15 @@ def segment_spec(
         eval_items_per_level=dict(eval_items_per_level),
         quests=quests,
         # held-out loss on the eval items of the levels being trained (never trained on: see heldout.py)
-        heldout=[(skill, level, heldout_count) for skill, level, _ in mix],
-        surprise_weighted=t.surprise_weighted,
+        heldout=[
+            (skill, level, heldout_count)
+            for skill, level in dict.fromkeys([(s, lv) for s, lv, _ in mix] + list(measure_levels or []))
+        ],
+        loss_floors=list(loss_floors or []),
+        surprise_weighted="oracle" in hero.schools,
+        reflections=list(reflections or []) if "mirror" in hero.schools else [],
+        reflection_weight=hero.mirror.weight,
+        mirror_probes=hero.mirror.probes if "mirror" in hero.schools else 0,
         device=profile.device,
         dtype=profile.dtype,
         gradient_checkpointing=profile.gradient_checkpointing,
