@@ -136,9 +136,7 @@ TABLES: dict[str, Table] = {
                 _c("created_at", "TIMESTAMP", public=PUB),
                 # the fingerprint without the checkpoint's own hash: only equal protocols are compared
                 _c("protocol", "VARCHAR", public=PUB),
-                _c(
-                    "sample", "VARCHAR", public=PUB
-                ),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
+                _c("sample", "VARCHAR", public=PUB),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
             ),
             ("checkpoint_id", "skill", "level", "fingerprint"),
         ),
@@ -340,9 +338,7 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE eval_scores SET sample = 'eval' WHERE sample IS NULL")
     from realm_pipeline.evaluation.scores import protocol_of  # the one definition of a protocol
 
-    rows = con.execute(
-        "SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL"
-    ).fetchall()
+    rows = con.execute("SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL").fetchall()
     if rows:
         con.executemany(
             "UPDATE eval_scores SET protocol = ? WHERE fingerprint = ?",
@@ -378,9 +374,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute("ROLLBACK")
                 raise
             current = version
-    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[
-        0
-    ]:
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[0]:
         create_views(con)
     return current
 

@@ -59,9 +59,7 @@ def read_public(
 ) -> list[dict]:
     """Rows of `table`, reading only declared-public columns (all of them, or the `columns` subset)."""
     source = VIEWS.get(table, table)
-    cols = (
-        tuple(columns) if columns is not None else TABLES[source].public_columns if source in TABLES else ()
-    )
+    cols = tuple(columns) if columns is not None else TABLES[source].public_columns if source in TABLES else ()
     order = tuple(order_by)
     _check_columns(table, cols + order)
     if not cols:
