@@ -135,7 +135,8 @@ class MirrorSettings(_Strict):
     """The Mirror school: how many training-distribution probes after a segment, and the reflections' weight."""
 
     probes: int = Field(32, ge=1, le=100_000)  # probes per segment, spread over its trained levels
-    weight: float = Field(0.2, gt=0, le=10)  # mix weight of the reflections (the skill levels sum to 1)
+    # mix weight of the reflections when every probe was missed, scaled by the miss share (skill levels sum to 1)
+    weight: float = Field(0.2, gt=0, le=10)
 
 
 class HeroCampaign(_Strict):

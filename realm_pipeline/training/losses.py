@@ -22,14 +22,16 @@ SURPRISE_CLIP = (0.5, 2.0)
 
 def surprise_weights(nll: Any, mask: Any, clip: tuple[float, float] = SURPRISE_CLIP) -> Any:
     """The Oracle's per-token weights: nll_t / mean supervised nll, clipped, detached; 0 where not supervised."""
+    import torch
+
     lo, hi = clip
     if not 0 < lo <= 1 <= hi:
         raise ValueError(f"surprise clip must satisfy 0 < lo <= 1 <= hi, got {clip}")
-    mask = mask.to(nll.dtype)
+    nll, mask = nll.detach(), mask.to(nll.dtype)
     mean = (nll * mask).sum() / mask.sum().clamp_min(1)
     # A batch the model already predicts perfectly (mean 0) has nothing to focus on: uniform weights.
-    ratio = (nll / mean) if float(mean) > 0 else nll.new_ones(nll.shape)
-    return ratio.detach().clamp(lo, hi) * mask
+    ratio = (nll / mean) if float(mean) > 0 else torch.ones_like(nll)
+    return ratio.clamp(lo, hi) * mask
 
 
 def answer_loss(logits: Any, labels: Any, *, oracle: bool = False) -> tuple[Any, Any, Any]:

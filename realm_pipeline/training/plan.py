@@ -94,7 +94,9 @@ def segment_spec(
         loss_floors=list(loss_floors or []),
         surprise_weighted="oracle" in hero.schools,
         reflections=list(reflections or []) if "mirror" in hero.schools else [],
-        reflection_weight=hero.mirror.weight,
+        # The configured weight when every probe was missed, proportionally less otherwise: a handful of
+        # reflections at the full weight would each be repeated hundreds of times in one segment.
+        reflection_weight=hero.mirror.weight * min(1.0, len(reflections or []) / (3 * hero.mirror.probes)),
         mirror_probes=hero.mirror.probes if "mirror" in hero.schools else 0,
         device=profile.device,
         dtype=profile.dtype,
