@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from realm_pipeline.ledger import connect
+from realm_pipeline.training.strain import DEFAULT_FLOOR
 
 
 def _run(defs: dg.Definitions, job: str, partition_key: str | dg.MultiPartitionKey | None = None) -> None:
@@ -72,7 +73,7 @@ def test_mirror_reflections_flow_into_the_next_segment(realm_env: Path, mirror_d
 
     spec = json.loads(spec)
     assert spec["surprise_weighted"] is True and spec["mirror_probes"] == 12
-    assert spec["loss_floors"] == [["bin", 1, pytest.approx(0.05)]]
+    assert spec["loss_floors"] == [["bin", 1, pytest.approx(DEFAULT_FLOOR)]]  # nothing mastered yet
 
     with dg.DagsterInstance.get() as instance:
         # No evals ran, so the rollup's public_mirror refuses an empty leaderboard; curriculum still runs.

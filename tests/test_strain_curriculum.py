@@ -119,3 +119,57 @@ def test_level_up_hint_never_previews_past_the_cap() -> None:
     state = apply_progression(evals, [], level_caps={"bin": 2}, **RULES)
     mix = training_mix(state, ["bin"], mastered_share=0.2, hint=Hint.LEVEL_UP)
     assert max(lv for _, lv, _ in mix) == 2
+
+
+def test_mirror_shows_effort_and_efficiency_per_level(tmp_path) -> None:
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from realm_pipeline import ledger
+    from realm_pipeline.mirror.export import build_mirror, schema
+
+    losses = {(100, 1): 0.9, (200, 1): 0.4, (300, 1): 0.1, (100, 2): 1.6, (200, 2): 1.5, (300, 2): 1.4}
+    losses |= {(400, 2): 0.8, (500, 2): 0.5}
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        ledger.upsert(
+            con,
+            "level_losses",
+            [
+                {
+                    "checkpoint_id": f"tiny.{st:06d}",
+                    "hero": "tiny",
+                    "step": st,
+                    "skill": "bin",
+                    "level": lv,
+                    "heldout_loss": loss,
+                }
+                for (st, lv), loss in losses.items()
+            ],
+        )
+        ledger.upsert(
+            con,
+            "curriculum_events",
+            [
+                {
+                    "hero": "tiny",
+                    "skill": "bin",
+                    "level": 2,
+                    "event": "level_up",
+                    "checkpoint_id": "tiny.000300",
+                    "step": 300,
+                    "accuracy": 0.9,
+                }
+            ],
+        )
+        heroes = json.loads(build_mirror(con)["heroes.json"])
+    jsonschema.Draft202012Validator(schema("heroes")).validate(heroes)
+    (skill,) = heroes["heroes"][0]["skills"]
+    by_level = {e["level"]: e for e in skill["effort"]}
+    expected_effort = sum(x - DEFAULT_FLOOR for x in (0.9, 0.4, 0.1))
+    assert by_level[1]["effort"] == pytest.approx(expected_effort, abs=1e-4)
+    assert by_level[1]["plastic_gain"] == pytest.approx(0.8)
+    assert by_level[1]["efficiency"] == pytest.approx(0.8 / expected_effort, abs=1e-3)
+    assert by_level[1]["floor"] == pytest.approx(0.1)  # L1's own measured floor, not 0
+    assert by_level[2]["segments"] == 2 and by_level[2]["efficiency"] is None  # still being learned
+    assert by_level[2]["effort"] == pytest.approx((0.8 - 0.1) + (0.5 - 0.1), abs=1e-4)
