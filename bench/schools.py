@@ -7,7 +7,7 @@ levels, and the curriculum (levels, hint, mix, Mirror reflections) decides the n
 campaign does. At the end every final checkpoint is scored on the same held-out eval sets (levels 1..K,
 K the highest level any run was learning), so the accuracies compare like with like.
 
-Usage: python bench/schools.py [--segments 8 --steps 150 --skills bin]
+Usage: python bench/schools.py [--segments 6 --steps 150 --skills bin]   (~11-15 min on 2 shared cores)
        python bench/schools.py --device cuda --segments 20 --steps 300
 """
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--segments", type=int, default=6)
     parser.add_argument("--steps", type=int, default=150, help="training steps per segment")
     parser.add_argument("--skills", nargs="+", default=["bin"])
     parser.add_argument("--device", default="cpu")
