@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from realm_pipeline.defs.knowledge.resources import VectorIndexResource  # noqa: E402
 from realm_pipeline.knowledge import store  # noqa: E402
 from realm_pipeline.knowledge.chunking import Chunk  # noqa: E402
 from realm_pipeline.knowledge.embedding import Embedder  # noqa: E402
-from realm_pipeline.resources.vector_index import VectorIndexResource  # noqa: E402
 
 
 def synthetic_texts(n: int) -> list[str]:

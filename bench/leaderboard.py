@@ -37,8 +37,8 @@ VOTE_MINIMUM = 5
 # Every eval_scores row from one relation: checkpoint c x bench b x fingerprint f.
 GENERATE = """
 INSERT INTO eval_scores (checkpoint_id, hero, step, skill, level, fingerprint, n, correct, accuracy, partial,
-                         eval_set_hash, skill_version, backend, gpu_seconds, created_at)
-SELECT ckpt, hero, step, skill, level, fp, n, correct, correct / n, NULL, 'h', 'v1', 'hf', gpu, ts
+                         eval_set_hash, skill_version, backend, gpu_seconds, created_at, protocol, sample)
+SELECT ckpt, hero, step, skill, level, fp, n, correct, correct / n, NULL, 'h', 'v1', 'hf', gpu, ts, 'p1', 'eval'
 FROM (
     SELECT 'hero' || (c % 4) || '.' || lpad(((c // 4 + 1) * 100)::VARCHAR, 6, '0') AS ckpt,
            'hero' || (c % 4) AS hero,

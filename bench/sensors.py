@@ -12,12 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from realm_pipeline.partitions import skill_partitions
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.quest_inbox import quest_inbox_sensor
-from realm_pipeline.sensors.regression import leaderboard_regression_sensor
-from realm_pipeline.sensors.staleness import build_staleness_sensor
+from realm_pipeline.defs.campaign.staleness import build_staleness_sensor
+from realm_pipeline.defs.evaluation.sensors import leaderboard_regression_sensor
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.quests.sensors import quest_inbox_sensor
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 checkpoint_parts = dg.DynamicPartitionsDefinition(name="checkpoints")

@@ -1,4 +1,5 @@
-"""Throughput of every skill: items generated and scored per second at low, middle and top levels.
+"""Throughput of every skill: items generated and scored per second at low, middle and top levels,
+with mean prompt/answer lengths and the skill's longest() bound on them.
 
 Run: python bench/skills.py   (about 20-40 s). The baseline column times a bare sha256-seeded
 random.Random construction, the fixed per-item cost every generator pays before doing any work.
@@ -38,7 +39,10 @@ def rate(fn, budget: float = BUDGET_S) -> float:
 def main() -> None:
     """Print the throughput table."""
     baseline = rate(lambda i: random.Random(hashlib.sha256(f"x|1|1|{i}".encode()).digest()).random())
-    print(f"{'skill':<12} {'level':>5} {'gen/s':>10} {'score/s':>10} {'prompt ch':>9} {'answer ch':>9}")
+    print(
+        f"{'skill':<12} {'level':>5} {'gen/s':>10} {'score/s':>10} {'prompt ch':>9} {'answer ch':>9}"
+        f" {'longest()':>10}"
+    )
     for name, skill in SKILLS.items():
         skill.generate(1, 1, 0)  # warm caches (SY loads its lexicon once)
         for level in levels_for(skill.max_level, name):
@@ -47,7 +51,8 @@ def main() -> None:
             sc = rate(lambda i, s=skill, its=items: s.score(its[i % 200], its[i % 200].answer))
             plen = sum(len(it.prompt) for it in items) / len(items)
             alen = sum(len(it.answer) for it in items) / len(items)
-            print(f"{name:<12} {level:>5} {gen:>10,.0f} {sc:>10,.0f} {plen:>9.1f} {alen:>9.1f}")
+            bound = "{}/{}".format(*skill.longest(level))  # upper bound of prompt/answer characters
+            print(f"{name:<12} {level:>5} {gen:>10,.0f} {sc:>10,.0f} {plen:>9.1f} {alen:>9.1f} {bound:>10}")
     print(f"baseline: sha256-seeded Random construction {baseline:,.0f}/s")
 
 

@@ -50,7 +50,24 @@ def curriculum_state(
         evals_required=prog.evals_required,
         window=prog.maxed_out_window,
         maintenance_max=prog.maintenance_multiplier_max,
+        min_trend=prog.min_trend,
+        min_trend_points=prog.min_trend_points,
+        maintenance_min=prog.maintenance_min,
+        confirmed=confirmed_regressions(con, hero),
     )
+
+
+def confirmed_regressions(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str]]:
+    """(skill, level, checkpoint_id) of every drop a confirming re-run reproduced on the reserve sample."""
+    rows = con.execute(
+        "SELECT bench, checkpoint_id FROM regression_checks WHERE hero = ? AND confirmed ORDER BY created_at",
+        [hero],
+    ).fetchall()
+    out = []
+    for bench, ckpt in rows:
+        skill, _, level = bench.rpartition("@")
+        out.append((skill, int(level), ckpt))
+    return out
 
 
 def levels_to_evaluate(state: CurriculumState, skill: str) -> list[int]:
@@ -101,8 +118,8 @@ def hero_paused(con: duckdb.DuckDBPyConnection, hero: str) -> bool:
 
 
 def segment_budget(settings: Settings, hero: str) -> int:
-    """Segments a hero's campaign may train: its own budget, capped by realm.yaml's."""
-    return min(settings.heroes[hero].campaign.segment_budget, settings.realm.campaign.segment_budget)
+    """Segments a hero's campaign may train: its YAML's budget (validated, never capped elsewhere)."""
+    return settings.heroes[hero].campaign.segment_budget
 
 
 def campaign_blocker(con: duckdb.DuckDBPyConnection, settings: Settings, hero: str) -> str | None:

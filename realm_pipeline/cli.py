@@ -58,7 +58,7 @@ def init() -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     dhome = init_instance()
-    from realm_pipeline.resources.ledger import LedgerResource
+    from realm_pipeline.defs.resources import LedgerResource
 
     with LedgerResource(database=str(ledger_path())).get_connection():
         pass  # creates and migrates the ledger
@@ -112,7 +112,7 @@ def campaign(hero: str, segments: int) -> None:
     import dagster as dg
 
     from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
-    from realm_pipeline.resources.ledger import LedgerResource
+    from realm_pipeline.defs.resources import LedgerResource
     from realm_pipeline.training.plan import next_key
 
     settings = Settings()
@@ -151,7 +151,7 @@ def campaign(hero: str, segments: int) -> None:
 
 
 def _ledger():
-    from realm_pipeline.resources.ledger import LedgerResource
+    from realm_pipeline.defs.resources import LedgerResource
 
     return LedgerResource(database=str(ledger_path()))
 
@@ -225,9 +225,21 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
     for lane in (lane_a, lane_b):
         if lane not in paths:
             raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
-    row = compare_checkpoints(
-        lane_a, paths[lane_a], lane_b, paths[lane_b], skill=skill, level=level, count=items
-    )
+    from realm_pipeline.evaluation.budgets import BudgetError
+
+    try:
+        row = compare_checkpoints(
+            lane_a,
+            paths[lane_a],
+            lane_b,
+            paths[lane_b],
+            skill=skill,
+            level=level,
+            count=items,
+            eval_settings=Settings().realm.eval,
+        )
+    except BudgetError as exc:  # the level's answers do not fit the eval ceiling
+        raise click.ClickException(str(exc)) from exc
     with _ledger().get_connection() as con:
         from realm_pipeline import ledger
 
@@ -295,7 +307,7 @@ def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
 @click.option("-k", default=5, show_default=True, help="how many chunks")
 def ask(question: str, k: int) -> None:
     """Top chunks of the knowledge index for QUESTION, with their provenance."""
-    from realm_pipeline.assets.knowledge_index import run_ask
+    from realm_pipeline.defs.knowledge.assets import run_ask
 
     click.echo(run_ask(question, k=k))
 

@@ -6,21 +6,40 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+from realm_pipeline.settings import EvalSettings
+
 
 def compare_checkpoints(
-    lane_a: str, path_a: str, lane_b: str, path_b: str, *, skill: str, level: int, count: int
+    lane_a: str,
+    path_a: str,
+    lane_b: str,
+    path_b: str,
+    *,
+    skill: str,
+    level: int,
+    count: int,
+    eval_settings: EvalSettings | None = None,
 ) -> dict:
-    """A `compare_runs` row: both lanes' rubric scores on the level's held-out items, outputs kept private."""
+    """A `compare_runs` row: both lanes' rubric scores on the level's held-out items, outputs kept private.
+
+    Each lane generates the level's longest reference answer in its own tokens + the margin
+    (`eval_settings`, realm.yaml's `eval`); a level needing more than the ceiling raises BudgetError."""
     from realm_pipeline.evaluation.backends import LocalBackend
+    from realm_pipeline.evaluation.budgets import eval_max_new_tokens
     from realm_pipeline.evaluation.runner import evaluate_items
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items
 
+    cfg = eval_settings or EvalSettings()
     sk = get_skill(skill)
     items = eval_items(sk, level, count)
     results = {}
     for lane, path in ((lane_a, path_a), (lane_b, path_b)):
-        results[lane] = evaluate_items(LocalBackend(path, max_new_tokens=48), sk, items)
+        backend = LocalBackend(path, batch_size=cfg.batch_size)
+        backend.max_new_tokens = eval_max_new_tokens(
+            backend.tokenizer, items, margin=cfg.answer_margin_tokens, ceiling=cfg.max_new_tokens
+        )
+        results[lane] = evaluate_items(backend, sk, items)
     prompt_set = f"{skill}@{level}:{len(items)}"
     compare_id = hashlib.sha256(f"{lane_a}|{lane_b}|{prompt_set}".encode()).hexdigest()[:12]
     side_by_side = [

@@ -1,37 +1,16 @@
-"""The one Definitions object: loading it imports no torch (sensors tick fast)."""
+"""The one Definitions object: every module under realm_pipeline/defs/, loaded with load_from_defs_folder.
 
-import os
+Loading it imports no torch (sensors tick fast).
+"""
+
+from pathlib import Path
 
 import dagster as dg
 
-from realm_pipeline.jobs import ASSETS, JOBS, eval_job, knowledge_job, mirror_job, rollup_job
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.resources.vector_index import VectorIndexResource
-from realm_pipeline.sensors.campaign import campaign_sensor
-from realm_pipeline.sensors.quest_inbox import quest_inbox_sensor
-from realm_pipeline.sensors.regression import leaderboard_regression_sensor
-from realm_pipeline.sensors.staleness import build_staleness_sensor
-from realm_pipeline.settings import CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, ledger_path, realm_home
-
-staleness_sensor = build_staleness_sensor([eval_job, rollup_job, mirror_job, knowledge_job])
-
 
 def build_defs() -> dg.Definitions:
-    """Assemble assets, jobs, sensors and resources for the REALM_HOME of this process."""
-    home = str(realm_home())
-    config_dir = os.environ.get(CONFIG_DIR_ENV, str(DEFAULT_CONFIG_DIR))
-    return dg.Definitions(
-        assets=ASSETS,
-        jobs=JOBS,
-        sensors=[campaign_sensor, leaderboard_regression_sensor, staleness_sensor, quest_inbox_sensor],
-        resources={
-            "realm": RealmResource(home=home, config_dir=config_dir),
-            "ledger_db": LedgerResource(database=str(ledger_path())),
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
-            "vector_index": VectorIndexResource(home=home, dsn=os.environ.get("REALM_PG_DSN")),
-        },
-    )
+    """Assemble assets, checks, jobs, sensors and resources for the REALM_HOME of this process."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 
 
 defs = build_defs()

@@ -136,7 +136,9 @@ TABLES: dict[str, Table] = {
                 _c("created_at", "TIMESTAMP", public=PUB),
                 # the fingerprint without the checkpoint's own hash: only equal protocols are compared
                 _c("protocol", "VARCHAR", public=PUB),
-                _c("sample", "VARCHAR", public=PUB),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
+                _c(
+                    "sample", "VARCHAR", public=PUB
+                ),  # 'eval' (the stored set) | 'reserve' (confirming re-runs)
             ),
             ("checkpoint_id", "skill", "level", "fingerprint"),
         ),
@@ -177,6 +179,11 @@ TABLES: dict[str, Table] = {
                 _c("champion", "VARCHAR", public=PUB),
                 _c("levels_json", "VARCHAR", public=PUB),
                 _c("updated_at", "TIMESTAMP", public=PUB),
+                # the campaign's claim: levels reached and whether (and why) that is the level cap
+                _c("maxed_out_reason", "VARCHAR", public=PUB),
+                _c("claim", "VARCHAR", public=PUB),
+                # per evaluated checkpoint: levels, accuracy and trend, maintenance multiplier, zone
+                _c("timeline_json", "VARCHAR", public=PUB),
             ),
             ("hero",),
         ),
@@ -338,7 +345,9 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE eval_scores SET sample = 'eval' WHERE sample IS NULL")
     from realm_pipeline.evaluation.scores import protocol_of  # the one definition of a protocol
 
-    rows = con.execute("SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL").fetchall()
+    rows = con.execute(
+        "SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL"
+    ).fetchall()
     if rows:
         con.executemany(
             "UPDATE eval_scores SET protocol = ? WHERE fingerprint = ?",
@@ -374,7 +383,18 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                 con.execute("ROLLBACK")
                 raise
             current = version
-    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[0]:
+    # Additive changes (a new table, a new column) need no version: any declared one missing is added.
+    have = dict(
+        con.execute(
+            "SELECT table_name, count(*) FROM duckdb_columns() WHERE NOT internal GROUP BY table_name"
+        ).fetchall()
+    )
+    if any(have.get(name) != len(t.columns) for name, t in TABLES.items() if name != "schema_version"):
+        add_declared(con)
+        create_views(con)
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[
+        0
+    ]:
         create_views(con)
     return current
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR_ENV = "REALM_CONFIG_DIR"
 HOME_ENV = "REALM_HOME"
@@ -32,6 +32,9 @@ class Progression(_Strict):
     evals_required: int = Field(3, ge=1, le=100)
     maxed_out_window: int = Field(6, ge=2, le=1000)
     maintenance_multiplier_max: float = Field(2.0, gt=0)
+    min_trend: float = Field(0.02, ge=0, lt=1)  # accuracy slope per eval above which a level is "climbing"
+    min_trend_points: int = Field(3, ge=2, le=1000)  # no trend is judged from fewer evals
+    maintenance_min: int = Field(3, ge=1, le=1000)  # maintenance segments tried before a cap is declared
 
 
 class Regression(_Strict):
@@ -45,7 +48,10 @@ class LeaderboardSettings(_Strict):
 
 class EvalSettings(_Strict):
     batch_size: int = Field(32, ge=1, le=4096)
-    max_new_tokens: int = Field(48, ge=1, le=8192)
+    # A ceiling only: each level generates its longest reference answer (hero's tokens) + the margin,
+    # and a level that needs more than the ceiling is refused (evaluation/budgets.py).
+    max_new_tokens: int = Field(2048, ge=1, le=65_536)
+    answer_margin_tokens: int = Field(4, ge=1, le=1024)  # the end marker and a little slack
 
 
 class SensorSettings(_Strict):
@@ -53,7 +59,6 @@ class SensorSettings(_Strict):
 
 
 class CampaignSettings(_Strict):
-    segment_budget: int = Field(12, ge=1)
     active_heroes: list[str] = Field(default_factory=lambda: ["tiny"])
 
 
@@ -145,6 +150,33 @@ class HeroCampaign(_Strict):
     segment_budget: int = Field(ge=1)
 
 
+class HeroEval(_Strict):
+    """Where a hero's evals run: `local` transformers (default) or an OpenAI-compatible server."""
+
+    backend: Literal["local", "openai"] = "local"
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")  # e.g. http://host:8000/v1
+    model: str | None = Field(None, min_length=1)  # the served model name
+    # The API key is read from this environment variable at eval time: never stored in a config or ledger.
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _server_fields_match_backend(self) -> HeroEval:
+        server = {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
+        if self.backend == "openai":
+            missing = [k for k in ("base_url", "model") if server[k] is None]
+            if missing:
+                raise ValueError(f"backend 'openai' needs {' and '.join(missing)}")
+        else:
+            given = [k for k, v in server.items() if v is not None]
+            if given:
+                raise ValueError(
+                    f"backend 'local' takes no {', '.join(given)} (those are for backend 'openai')"
+                )
+        return self
+
+
 class HeroConfig(_Strict):
     """`configs/heroes/<name>.yaml`: everything that defines a hero and its campaign."""
 
@@ -159,6 +191,7 @@ class HeroConfig(_Strict):
     mirror: MirrorSettings = MirrorSettings()
     campaign: HeroCampaign
     seed: int = Field(ge=0)
+    eval: HeroEval = HeroEval()
 
     @field_validator("schools")
     @classmethod
@@ -309,6 +342,21 @@ class Settings:
                     f"value {hero.memory_profile!r}: no such memory profile "
                     f"(known: {', '.join(sorted(self.memory_profiles))})"
                 )
+            prog = self.realm.progression
+            needed = prog.evals_required + prog.maxed_out_window
+            if hero.campaign.segment_budget < needed:
+                raise ConfigError(
+                    f"{path}: line {_line_of(node, ('campaign', 'segment_budget'))}: field "
+                    f"'campaign.segment_budget': value {hero.campaign.segment_budget}: too small for the "
+                    f"level cap to be found: a first level-up takes evals_required "
+                    f"({prog.evals_required}) segments and maxed-out judges a window of "
+                    f"{prog.maxed_out_window} more (realm.yaml progression): at least {needed}"
+                )
+            if prog.maintenance_min > prog.maxed_out_window:
+                raise ConfigError(
+                    f"{self.config_dir / 'realm.yaml'}: field 'progression.maintenance_min': value "
+                    f"{prog.maintenance_min}: must fit in maxed_out_window ({prog.maxed_out_window})"
+                )
             for i, skill in enumerate(hero.campaign.skills):
                 if skill not in self.skills:
                     raise ConfigError(
@@ -316,6 +364,7 @@ class Settings:
                         f"field 'campaign.skills.{i}': value {skill!r}: no such skill "
                         f"(known: {', '.join(sorted(self.skills))})"
                     )
+            self._check_training_length(path, node, hero)
         for i, active in enumerate(self.realm.campaign.active_heroes):
             if active not in heroes:
                 raise ConfigError(
@@ -324,6 +373,32 @@ class Settings:
                     f"no such hero (known: {', '.join(sorted(heroes))})"
                 )
         return heroes
+
+    def _check_training_length(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
+        """Refuse a hero whose `training.max_length` cannot fit some level (up to level_cap) of its skills."""
+        from realm_pipeline.evaluation.budgets import level_lengths, token_kind, training_tokens
+        from realm_pipeline.skills import SKILLS
+
+        max_length = hero.training.max_length
+        where = f"{path}: line {_line_of(node, ('training', 'max_length'))}: field 'training.max_length'"
+        positions = hero.base.config.get("max_position_embeddings") if hero.base.kind == "config" else None
+        if isinstance(positions, int) and max_length > positions:
+            raise ConfigError(
+                f"{where}: value {max_length}: above the model's base.config.max_position_embeddings "
+                f"{positions}"
+            )
+        kind = token_kind(hero.base.kind)
+        for skill_name in hero.campaign.skills:
+            cfg = self.skills[skill_name]
+            for level in range(1, cfg.level_cap + 1):
+                lengths = level_lengths(SKILLS[skill_name], level, cfg.eval_items_per_level)
+                needed = training_tokens(kind, lengths)
+                if needed > max_length:
+                    raise ConfigError(
+                        f"{where}: value {max_length}: skill {skill_name} level {level} needs {needed} "
+                        f"tokens (longest prompt + answer with the chat template, {kind} tokens); raise "
+                        f"max_length or lower configs/skills/{skill_name}.yaml level_cap below {level}"
+                    )
 
     def validate_all(self) -> None:
         """Load every file so that any error surfaces now, not mid-campaign."""

@@ -19,9 +19,17 @@ class OpenAIServer:
     n completion requests fail with `status`, to exercise client retries.
     """
 
-    def __init__(self, model_dir: str | Path, *, model_name: str = "hero", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        model_name: str = "hero",
+        batch_size: int = 32,
+        api_key: str | None = None,
+    ) -> None:
         self.backend = LocalBackend(model_dir, batch_size=batch_size)
         self.model_name = model_name
+        self.api_key = api_key  # when set, completions need `Authorization: Bearer <api_key>` (else 401)
         self.requests = 0
         self._failures: list[int] = []
         self._lock = threading.Lock()
@@ -86,6 +94,9 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length)
             if self.path.rstrip("/") != "/v1/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                self._send(401, {"error": {"message": "invalid API key"}})
                 return
             failure = server._take_failure()
             if failure is not None:

@@ -31,10 +31,10 @@ def defs(realm_env: Path) -> dg.Definitions:
 def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     realm_env: Path, defs: dg.Definitions
 ) -> None:
-    from realm_pipeline.sensors.campaign import campaign_sensor
+    from realm_pipeline.defs.campaign.sensors import campaign_sensor
 
     _run(defs, "eval_sets_job", "bin")
-    keys = ["tiny.000150", "tiny.000300", "tiny.000450"]
+    keys = ["tiny.000150", "tiny.000300", "tiny.000450", "tiny.000600"]
     for key in keys:
         with dg.DagsterInstance.get() as instance:
             instance.add_dynamic_partitions("checkpoints", [key])
@@ -52,19 +52,25 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
             "SELECT checkpoint_id, accuracy FROM eval_scores WHERE skill = 'bin' AND level = 1 ORDER BY step"
         ).fetchall()
         parents = con.execute("SELECT checkpoint_id, parent_id FROM checkpoints ORDER BY step").fetchall()
-    # three consecutive evals at >= 0.80 on BIN L1 earn level 2, at the third checkpoint
-    assert [a for _, a in l1] and all(a >= 0.8 for _, a in l1), l1
-    assert events == [("bin", 2, "tiny.000450")]
+    # three consecutive evals at >= 0.80 on BIN L1 earn level 2, at the fourth checkpoint (the first
+    # segment is still below the threshold on BIN L1's increment/decrement/double/halve/compare)
+    assert len(l1) == 4 and l1[0][1] < 0.8 and all(a >= 0.8 for _, a in l1[1:]), l1
+    assert events == [("bin", 2, "tiny.000600")]
     assert levels == '{"bin": 2}'
-    assert parents == [("tiny.000150", None), ("tiny.000300", "tiny.000150"), ("tiny.000450", "tiny.000300")]
+    assert parents == [
+        ("tiny.000150", None),
+        ("tiny.000300", "tiny.000150"),
+        ("tiny.000450", "tiny.000300"),
+        ("tiny.000600", "tiny.000450"),
+    ]
 
     # every checkpoint of the hero is evaluated: the sensor raises the next segment (and a rollup)
     with dg.DagsterInstance.get() as instance:
         ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=_sensor_resources(defs))
         result = campaign_sensor(ctx)
     train = [r for r in result.run_requests if r.job_name == "train_job"]
-    assert [r.partition_key for r in train] == ["tiny.000600"] and train[0].run_key == "tiny.000600"
-    assert result.dynamic_partitions_requests[0].partition_keys == ["tiny.000600"]
+    assert [r.partition_key for r in train] == ["tiny.000750"] and train[0].run_key == "tiny.000750"
+    assert result.dynamic_partitions_requests[0].partition_keys == ["tiny.000750"]
 
     # a paused hero gets no next segment; resumed, it does again
     from click.testing import CliRunner
@@ -81,7 +87,7 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     assert runner.invoke(main, ["resume", "tiny"]).exit_code == 0
 
     # side-by-side compare, then human votes: the win rate shows only from the fifth vote, notes stay private
-    out = runner.invoke(main, ["compare", "tiny.000150", "tiny.000450", "--skill", "bin", "--level", "1"])
+    out = runner.invoke(main, ["compare", "tiny.000150", "tiny.000600", "--skill", "bin", "--level", "1"])
     assert out.exit_code == 0, out.output
     compare_id = re.search(r"compare ([0-9a-f]{12}):", out.output).group(1)
     for i in range(5):
@@ -90,7 +96,7 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
         _run(defs, "rollup_job")
         with connect(db, read_only=True) as con:
             votes, win_rate = con.execute(
-                "SELECT votes, win_rate FROM leaderboard_rows WHERE lane = 'tiny.000450' AND bench = 'bin@1'"
+                "SELECT votes, win_rate FROM leaderboard_rows WHERE lane = 'tiny.000600' AND bench = 'bin@1'"
             ).fetchone()
         assert votes == i + 1 and (win_rate is None if i < 4 else win_rate == 1.0)
     assert runner.invoke(main, ["pref", "nope", "A"]).exit_code != 0

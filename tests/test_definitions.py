@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,14 +30,26 @@ def test_dagster_and_dg_clis_validate_the_project(tmp_path) -> None:
     import os
     from pathlib import Path
 
+    from realm_pipeline.definitions import defs
+
     bindir = Path(sys.executable).parent
     env = {**os.environ, "REALM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster")}
     (tmp_path / "dagster").mkdir()
     repo = Path(__file__).resolve().parent.parent
+    outputs = {}
     for cmd in (
         [str(bindir / "dagster"), "definitions", "validate", "-m", "realm_pipeline.definitions"],
         [str(bindir / "dg"), "check", "defs"],
+        [str(bindir / "dg"), "list", "defs", "--json"],
     ):
         proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
-        assert "passed validation" in proc.stdout + proc.stderr or "loaded successfully" in proc.stdout
+        outputs[cmd[1]] = proc.stdout
+    assert "passed validation" in outputs["definitions"] or "loaded successfully" in outputs["definitions"]
+    assert "loaded successfully" in outputs["check"]
+    # `dg list defs` (run from the project directory, through [tool.dg]) sees the defs/ folder's contents
+    listed = json.loads(outputs["list"])
+    listed_assets = {a["asset_key"] for a in listed["assets"]}
+    listed_sensors = {s["name"] for s in listed["sensors"]}
+    assert listed_assets == {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
+    assert listed_sensors == {sensor.name for sensor in defs.sensors}

@@ -51,9 +51,10 @@ def test_every_level_is_excluded_not_only_the_trained_one() -> None:
     skill = get_skill("bin")
     count = EVAL_ITEMS_PER_LEVEL
     other_levels = {
-        p for level in range(1, skill.max_level + 1) if level != 9 for p in (
-            i.prompt for i in eval_items(skill, level, count)
-        )
+        p
+        for level in range(1, skill.max_level + 1)
+        if level != 9
+        for p in (i.prompt for i in eval_items(skill, level, count))
     }
     stream = training_items(skill, 9, seed=3, eval_count=count)
     assert not any(item.prompt in other_levels for item in itertools.islice(stream, 3000))

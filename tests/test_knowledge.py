@@ -15,6 +15,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download: the model ships in a package
 
 from realm_pipeline import ledger  # noqa: E402
+from realm_pipeline.defs.knowledge.resources import VectorIndexResource  # noqa: E402
 from realm_pipeline.knowledge import (  # noqa: E402
     Document,
     Embedder,
@@ -28,7 +29,6 @@ from realm_pipeline.knowledge import (  # noqa: E402
 from realm_pipeline.knowledge.chunking import Chunk, chunk_id  # noqa: E402
 from realm_pipeline.knowledge.documents import score_line  # noqa: E402
 from realm_pipeline.knowledge.retrieval_eval import ask  # noqa: E402
-from realm_pipeline.resources.vector_index import VectorIndexResource  # noqa: E402
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 ACC = {  # (hero, checkpoint) -> {(skill, level): accuracy}
@@ -76,6 +76,8 @@ def populate_ledger(path: Path) -> None:
                     "partial": acc,
                     "backend": "hf",
                     "created_at": T0 + timedelta(hours=i),
+                    "protocol": "p1",
+                    "sample": "eval",
                 }
             )
     events.append(
@@ -254,9 +256,8 @@ def test_promotion_refused_when_recall_drops(conn, docs, embedder) -> None:
 def test_asset_materializes_and_embedded_server_stops_cleanly(scratch: Path, monkeypatch) -> None:
     import dagster as dg
 
-    from realm_pipeline.assets.knowledge_index import knowledge_index, run_ask
-    from realm_pipeline.resources.ledger import LedgerResource
-    from realm_pipeline.resources.realm import RealmResource
+    from realm_pipeline.defs.knowledge.assets import knowledge_index, run_ask
+    from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
     monkeypatch.delenv("REALM_PG_DSN", raising=False)
     home = scratch

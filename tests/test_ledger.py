@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from realm_pipeline import ledger
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource
 
 
 def test_migrate_creates_every_declared_table_and_column(tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_migrate_creates_every_declared_table_and_column(tmp_path: Path) -> None
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION  # a second run is a no-op
         versions = con.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(ledger.SCHEMA_VERSION,)]
+        assert versions == [(v,) for v, _ in ledger.MIGRATIONS]
         for name, table in ledger.TABLES.items():
             cols = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
             assert cols == [c.name for c in table.columns]
@@ -93,3 +93,31 @@ def test_busy_file_skips_readers_and_waits_writers(tmp_path: Path) -> None:
         holder.join(30)
     with res.read(wait=False) as con:
         assert con.execute("SELECT count(*) FROM eval_sets").fetchone()[0] == 1
+
+
+def test_v1_ledger_migrates_scores_to_protocols(tmp_path: Path) -> None:
+    """A ledger written before protocols existed gets them from its stored fingerprints."""
+    import json
+
+    from realm_pipeline.evaluation.scores import protocol_of
+
+    path = tmp_path / "realm.duckdb"
+    fp = {"schema": 1, "eval_set_hash": "e", "checkpoint_sha256": "c1", "backend": {"kind": "local"}}
+    with ledger.connect(path) as con:
+        con.execute(ledger.TABLES["schema_version"].ddl())
+        con.execute(
+            "CREATE TABLE eval_scores (checkpoint_id VARCHAR, hero VARCHAR, step BIGINT, skill VARCHAR, "
+            "level INTEGER, fingerprint VARCHAR, n INTEGER, correct INTEGER, accuracy DOUBLE, partial DOUBLE, "
+            "eval_set_hash VARCHAR, skill_version VARCHAR, backend VARCHAR, gpu_seconds DOUBLE, "
+            "fingerprint_json VARCHAR, created_at TIMESTAMP, PRIMARY KEY (checkpoint_id, skill, level, fingerprint))"
+        )
+        con.execute("INSERT INTO schema_version VALUES (1, now())")
+        con.execute(
+            "INSERT INTO eval_scores VALUES ('tiny.000150', 'tiny', 150, 'bin', 1, 'f1', 10, 9, 0.9, 0.9, "
+            "'e', '1', 'local', 0, ?, now())",
+            [json.dumps(fp)],
+        )
+        assert ledger.migrate(con) == ledger.SCHEMA_VERSION
+        row = con.execute("SELECT protocol, sample FROM eval_scores").fetchone()
+        assert row == (protocol_of(fp), "eval")
+        assert con.execute("SELECT accuracy FROM current_scores").fetchall() == [(0.9,)]

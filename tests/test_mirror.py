@@ -86,6 +86,8 @@ def populate(con) -> None:
                             "accuracy": round(acc * n) / n,
                             "gpu_seconds": 12.5,
                             "created_at": T0 + timedelta(minutes=step, seconds=k),
+                            "protocol": "p1",
+                            "sample": "eval",
                         }
                     )
                 if level_at(k, step) > level_at(k, step - 100):
@@ -392,9 +394,8 @@ def test_check_failure_aborts_publish(db: Path, tmp_path: Path):
 
 
 def _materialize(db: Path, home: Path, **config):
-    from realm_pipeline.assets.public_mirror import public_mirror
-    from realm_pipeline.resources.ledger import LedgerResource
-    from realm_pipeline.resources.realm import RealmResource
+    from realm_pipeline.defs.mirror.assets import public_mirror
+    from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
     return dg.materialize(
         [public_mirror],

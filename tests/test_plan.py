@@ -34,7 +34,13 @@ def _spec(tmp_path: Path, hero_name: str, profile_name: str):
     hero, profile = settings.heroes[hero_name], settings.memory_profiles[profile_name]
     key = CheckpointKey(hero_name, hero.campaign.segment_steps)
     spec = segment_spec(
-        hero, profile, key, output_dir=tmp_path / "out", parent_dir=None, mix=[("bin", 1, 1.0)], quests=[],
+        hero,
+        profile,
+        key,
+        output_dir=tmp_path / "out",
+        parent_dir=None,
+        mix=[("bin", 1, 1.0)],
+        quests=[],
         eval_items_per_level={"bin": 50},
     )
     return settings, profile, spec

@@ -10,10 +10,9 @@ import dagster as dg
 import pytest
 
 from realm_pipeline import quests as q
-from realm_pipeline.assets.quests import quests, quests_job
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.quest_inbox import quest_inbox_sensor
+from realm_pipeline.defs.quests.assets import quests, quests_job
+from realm_pipeline.defs.quests.sensors import quest_inbox_sensor
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -1,247 +1,178 @@
-"""leaderboard_regression_sensor against a real ledger file and a real temp Dagster instance."""
+"""Regressions that can happen: hero standings per bench, the `leaderboard_regression` check, the sensor that
+reads it, and the confirming re-run that scores the reserve sample (real ledger, instance and tiny model)."""
+
+from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from openai_server import save_test_hero
 
 from realm_pipeline import ledger
-from realm_pipeline.partitions import skill_partitions
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.regression import leaderboard_regression_sensor
+from realm_pipeline.evaluation.backends import weights_sha256
+from realm_pipeline.evaluation.regressions import find_drops, record_check, record_standings
+from realm_pipeline.evaluation.scores import current_scores
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-checkpoint_parts = dg.DynamicPartitionsDefinition(name="checkpoints")
-eval_parts = dg.MultiPartitionsDefinition({"checkpoint": checkpoint_parts, "skill": skill_partitions})
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+CKPTS = ["tiny.000150", "tiny.000300"]
 
 
-@dg.asset(name="eval_scores", partitions_def=eval_parts)
-def eval_scores_standin() -> None:
-    """Stand-in for the real (GPU) eval asset: only its key and partitions matter here."""
-
-
-@dg.asset(name="leaderboard")
-def leaderboard_standin() -> None:
-    """Stand-in leaderboard."""
-
-
-eval_job = dg.define_asset_job("eval_job", selection=[eval_scores_standin], partitions_def=eval_parts)
-LANES = ["tiny.000150", "tiny.000300"]
-
-
-@pytest.fixture
-def env(tmp_path: Path):
-    """(instance, resources, defs) on a fresh ledger file and a temp Dagster instance."""
-    resources = {
-        "realm": RealmResource(home=str(tmp_path / "home"), config_dir=str(CONFIGS)),
-        "ledger_db": LedgerResource(database=str(tmp_path / "realm.duckdb")),
+def score(ckpt: str, level: int, accuracy: float, *, t: int, protocol: str = "p1") -> dict:
+    """One eval-set score row of the tiny hero on bin."""
+    return {
+        "checkpoint_id": ckpt,
+        "hero": "tiny",
+        "step": int(ckpt.split(".")[1]),
+        "skill": "bin",
+        "level": level,
+        "fingerprint": f"{ckpt}:{level}:{protocol}",
+        "n": 50,
+        "correct": round(accuracy * 50),
+        "accuracy": accuracy,
+        "created_at": T0 + timedelta(minutes=t),
+        "protocol": protocol,
+        "sample": "eval",
     }
-    defs = dg.Definitions(
-        assets=[eval_scores_standin, leaderboard_standin],
-        jobs=[eval_job],
-        sensors=[leaderboard_regression_sensor],
-        resources=resources,
-    )
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        instance.add_dynamic_partitions("checkpoints", LANES)
-        yield instance, resources, defs
 
 
-def set_board(resources: dict, rows: dict[tuple[str, str], float]) -> None:
-    """Write leaderboard_rows directly (the real rebuild needs eval scores; the sensor only reads rows)."""
-    with resources["ledger_db"].get_connection() as con:
-        con.execute("DELETE FROM leaderboard_rows")
-        ledger.upsert(
-            con,
-            "leaderboard_rows",
-            [
-                {"bench": b, "lane": lane, "hero": "tiny", "accuracy": acc, "n": 50}
-                for (b, lane), acc in rows.items()
-            ],
+def _ledger(tmp_path: Path):
+    return ledger.connect(tmp_path / "realm.duckdb")
+
+
+def test_standings_move_with_the_newest_checkpoint_and_drops_compare_like_with_like(tmp_path: Path) -> None:
+    with _ledger(tmp_path) as con:
+        ledger.migrate(con)
+        ledger.upsert(con, "eval_scores", [score(CKPTS[0], 1, 0.9, t=0), score(CKPTS[0], 2, 0.6, t=0)])
+        assert record_standings(con, {"tiny": {"bin": [1]}}, built_at=T0) == 1
+        assert find_drops(con, 0.05) == []  # nothing to compare the first build with
+        # The newer checkpoint: L1 drops 0.30 (mastered), L2 drops 0.04 (under tau).
+        ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.6, t=1), score(CKPTS[1], 2, 0.56, t=1)])
+        assert record_standings(con, {"tiny": {"bin": [1]}}, built_at=T0) == 2
+        drops = find_drops(con, 0.05)
+        assert [(d.bench, d.checkpoint_id, d.baseline, d.accuracy, d.mastered) for d in drops] == [
+            ("bin@1", CKPTS[1], 0.9, 0.6, True)
+        ]
+        # The same board built again: the standing is its own baseline now, nothing drops.
+        record_standings(con, {"tiny": {"bin": [1]}}, built_at=T0)
+        assert find_drops(con, 0.05) == []
+        # A scorer change (new protocol) re-scores L2 lower: a new protocol is never compared with the old.
+        ledger.upsert(con, "eval_scores", [score(CKPTS[1], 2, 0.1, t=2, protocol="p2")])
+        record_standings(con, {"tiny": {"bin": [1]}}, built_at=T0)
+        assert find_drops(con, 0.05) == []
+
+
+def test_a_changed_protocol_hides_stale_scores_until_re_evaluated(tmp_path: Path) -> None:
+    with _ledger(tmp_path) as con:
+        ledger.migrate(con)
+        ledger.upsert(con, "eval_scores", [score(c, 1, 0.9, t=i) for i, c in enumerate(CKPTS)])
+        assert {r["checkpoint_id"] for r in current_scores(con, hero="tiny")} == set(CKPTS)
+        ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.5, t=5, protocol="p2")])
+        # Only the new protocol's score is current: CKPTS[0]'s old score is stale, not compared with it.
+        assert [(r["checkpoint_id"], r["accuracy"]) for r in current_scores(con, hero="tiny")] == [
+            (CKPTS[1], 0.5)
+        ]
+
+
+def test_a_reserve_sample_at_the_baseline_refutes_the_drop(tmp_path: Path) -> None:
+    with _ledger(tmp_path) as con:
+        ledger.migrate(con)
+        common = {"hero": "tiny", "bench": "bin@1", "checkpoint_id": CKPTS[1], "step": 300, "tau": 0.05}
+        refuted = record_check(
+            con, **common, baseline_version=1, baseline=0.9, eval_accuracy=0.8, reserve_accuracy=0.88, now=T0
         )
-
-
-def publish(instance: dg.DagsterInstance, times: int = 1) -> None:
-    """A new leaderboard materialization, as the sensor sees one."""
-    for _ in range(times):
-        instance.report_runless_asset_event(dg.AssetMaterialization("leaderboard"))
-
-
-def tick(instance, resources, defs, cursor: str | None):
-    """One evaluated (and Dagster-validated) tick."""
-    # the daemon threads the instance down to dynamic-partition checks; a direct evaluation must say so
-    with (
-        dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources=resources, definitions=defs
-        ) as ctx,
-        dg.partition_loading_context(dynamic_partitions_store=instance),
-    ):
-        return leaderboard_regression_sensor.evaluate_tick(ctx)
-
-
-BOARD = {("bin@1", LANES[0]): 0.90, ("bin@2", LANES[0]): 0.60, ("sy@1", LANES[0]): 0.50}
-
-
-def test_first_scan_only_baselines(env) -> None:
-    instance, resources, defs = env
-    set_board(resources, BOARD)
-    publish(instance)
-    result = tick(instance, resources, defs, None)
-    assert result.run_requests == []
-    with resources["ledger_db"].read() as con:
-        assert con.execute(
-            "SELECT count(*), min(version), max(version) FROM leaderboard_baseline"
-        ).fetchone() == (
-            3,
-            1,
-            1,
+        confirmed = record_check(
+            con, **common, baseline_version=2, baseline=0.9, eval_accuracy=0.8, reserve_accuracy=0.7, now=T0
         )
-    # no new materialization: skipped, cursor unchanged
-    again = tick(instance, resources, defs, result.cursor)
-    assert again.skip_message and again.run_requests == []
-
-
-def test_over_tau_requests_one_confirming_run_under_tau_none_and_new_lanes_cannot_regress(env) -> None:
-    instance, resources, defs = env
-    set_board(resources, BOARD)
-    publish(instance)
-    cursor = tick(instance, resources, defs, None).cursor
-    # bin@1 drops 0.10 (> tau 0.05), bin@2 drops 0.04 (< tau), a new lane appears at 0.0
-    set_board(
-        resources, {**BOARD, ("bin@1", LANES[0]): 0.80, ("bin@2", LANES[0]): 0.56, ("bin@1", LANES[1]): 0.0}
-    )
-    publish(instance)
-    result = tick(instance, resources, defs, cursor)
-    assert [r.run_key for r in result.run_requests] == [f"regress:bin@1:{LANES[0]}:v1"]
-    req = result.run_requests[0]
-    assert req.job_name == "eval_job"
-    assert req.partition_key == str(dg.MultiPartitionKey({"checkpoint": LANES[0], "skill": "bin"}))
-    assert req.tags["realm/confirming"] == "true" and req.tags["realm/bench"] == "bin@1"
-    with resources["ledger_db"].read() as con:
-        assert con.execute("SELECT DISTINCT version FROM leaderboard_baseline").fetchall() == [(2,)]
-
-
-def test_burst_yields_one_run_and_a_later_drop_gets_a_new_key(env) -> None:
-    instance, resources, defs = env
-    set_board(resources, BOARD)
-    publish(instance)
-    cursor = tick(instance, resources, defs, None).cursor
-    set_board(resources, {**BOARD, ("bin@1", LANES[0]): 0.80})
-    publish(instance, times=3)  # a burst of leaderboard rebuilds before the next tick
-    first = tick(instance, resources, defs, cursor)
-    assert [r.run_key for r in first.run_requests] == [f"regress:bin@1:{LANES[0]}:v1"]
-    # the same (lost) tick evaluated again from the old cursor cannot yield a second distinct run
-    assert {r.run_key for r in tick(instance, resources, defs, cursor).run_requests} <= {
-        f"regress:bin@1:{LANES[0]}:v1"
-    }
-    # more identical rebuilds: the drop is in the baseline now, nothing new
-    publish(instance, times=2)
-    cursor = tick(instance, resources, defs, first.cursor).cursor
-    publish(instance)
-    quiet = tick(instance, resources, defs, cursor)
-    assert quiet.run_requests == []
-    # a further drop against the new baseline is not swallowed: new version, new run key
-    set_board(resources, {**BOARD, ("bin@1", LANES[0]): 0.70})
-    publish(instance)
-    later = tick(instance, resources, defs, quiet.cursor)
-    versions = json.loads(quiet.cursor)["baseline_version"]
-    assert [r.run_key for r in later.run_requests] == [f"regress:bin@1:{LANES[0]}:v{versions}"]
-    assert versions > 1
-
-
-def test_cap_defers_the_rest_to_the_next_tick(env) -> None:
-    instance, resources, defs = env
-    board = {(f"bin@{i}", LANES[0]): 0.9 for i in range(1, 8)}
-    set_board(resources, board)
-    publish(instance)
-    cursor = tick(instance, resources, defs, None).cursor
-    set_board(resources, {k: 0.1 for k in board})
-    publish(instance)
-    first = tick(instance, resources, defs, cursor)
-    second = tick(instance, resources, defs, first.cursor)  # no new materialization: deferred ones
-    assert len(first.run_requests) == 4 and len(second.run_requests) == 3
-    assert {r.run_key for r in first.run_requests + second.run_requests} == {
-        f"regress:bin@{i}:{LANES[0]}:v1" for i in range(1, 8)
-    }
-
-
-def _score(con, lane: str, level: int, correct: int, created_at: datetime, fp: str) -> None:
-    ledger.upsert(
-        con,
-        "eval_scores",
-        [
-            {
-                "checkpoint_id": lane,
-                "hero": "tiny",
-                "step": 150,
-                "skill": "bin",
-                "level": level,
-                "fingerprint": fp,
-                "n": 50,
-                "correct": correct,
-                "accuracy": correct / 50,
-                "created_at": created_at,
-            }
-        ],
-    )
-
-
-def test_confirmed_regression_recorded_after_the_confirming_rerun(env) -> None:
-    instance, resources, defs = env
-    set_board(resources, BOARD)
-    publish(instance)
-    cursor = tick(instance, resources, defs, None).cursor
-    set_board(resources, {**BOARD, ("bin@1", LANES[0]): 0.80, ("bin@2", LANES[0]): 0.40})
-    publish(instance)
-    result = tick(instance, resources, defs, cursor)
-    assert len(result.run_requests) == 2
-    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=5)
-    with resources["ledger_db"].get_connection() as con:
-        _score(con, LANES[0], 1, 40, later, "re1")  # 0.80: still 0.10 below the 0.90 baseline -> confirmed
-        _score(con, LANES[0], 2, 30, later, "re2")  # 0.60: recovered to the baseline -> not confirmed
-    publish(instance)
-    after = tick(instance, resources, defs, result.cursor)
-    assert after.run_requests == []
-    with resources["ledger_db"].read() as con:
+        assert (refuted, confirmed) == (False, True)
         events = con.execute(
-            "SELECT checkpoint_id, skill, level, accuracy FROM curriculum_events "
-            "WHERE event = 'confirmed_regression'"
+            "SELECT checkpoint_id, accuracy FROM curriculum_events WHERE event = 'confirmed_regression'"
         ).fetchall()
-    assert events == [(LANES[0], "bin", 1, 0.80)]
-    assert json.loads(after.cursor)["pending"] == []
+        assert events == [(CKPTS[1], 0.7)]
 
 
-HOLD = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])
-print("held", flush=True)
-time.sleep(30)
-"""
+@pytest.mark.usefixtures("one_torch_thread")
+def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
+    realm_env: Path, tmp_path: Path
+) -> None:
+    from realm_pipeline.campaign import curriculum_state
+    from realm_pipeline.definitions import build_defs
+    from realm_pipeline.defs.evaluation.leaderboard import leaderboard, leaderboard_regression
+    from realm_pipeline.defs.evaluation.sensors import leaderboard_regression_sensor
 
+    defs = build_defs()
+    resources = {k: defs.resources[k] for k in ("realm", "ledger_db")}
+    hero_dir = save_test_hero(tmp_path / "hero")  # an untrained tiny model: it scores 0 on the reserve
+    with dg.DagsterInstance.get() as instance:
+        assert (
+            defs.resolve_job_def("eval_sets_job")
+            .execute_in_process(instance=instance, partition_key="bin")
+            .success
+        )
+        instance.add_dynamic_partitions("checkpoints", CKPTS)
+        with resources["ledger_db"].get_connection() as con:
+            ledger.upsert(
+                con,
+                "checkpoints",
+                [
+                    {
+                        "checkpoint_id": c,
+                        "hero": "tiny",
+                        "step": int(c[-6:]),
+                        "path": str(hero_dir),
+                        "sha256": weights_sha256(hero_dir),
+                    }
+                    for c in CKPTS
+                ],
+            )
+            ledger.upsert(con, "eval_scores", [score(CKPTS[0], 1, 0.9, t=0)])
 
-def test_busy_ledger_skips_without_advancing_the_cursor(env) -> None:
-    instance, resources, defs = env
-    set_board(resources, BOARD)
-    publish(instance)
-    # DuckDB's file lock is per process: only another process holding a write connection makes it busy
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, resources["ledger_db"].database], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        started = time.perf_counter()
-        result = tick(instance, resources, defs, None)
-        assert time.perf_counter() - started < 5
-        assert result.run_requests == [] and "busy" in result.skip_message
-        assert result.cursor is None
-    finally:
-        holder.kill()
-        holder.wait()
-    assert tick(instance, resources, defs, None).cursor is not None
+        def build() -> None:
+            result = dg.materialize(
+                [leaderboard, leaderboard_regression], instance=instance, resources=resources
+            )
+            assert result.success
+
+        def tick(cursor: str | None):
+            # the daemon threads the instance down to dynamic-partition checks; a direct evaluation must say so
+            with (
+                dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources=resources, definitions=defs
+                ) as ctx,
+                dg.partition_loading_context(dynamic_partitions_store=instance),
+            ):
+                return leaderboard_regression_sensor.evaluate_tick(ctx)
+
+        build()
+        first = tick(None)
+        assert first.run_requests == [] and "no unconfirmed drop" in first.skip_message
+        with resources["ledger_db"].get_connection() as con:
+            ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.2, t=1)])
+        build()
+        result = tick(None)
+        (req,) = result.run_requests
+        assert req.partition_key == str(dg.MultiPartitionKey({"checkpoint": CKPTS[1], "skill": "bin"}))
+        assert req.run_key == "confirm:tiny:bin@1:v2" and req.tags["realm/baseline"] == "0.9"
+        assert tick(result.cursor).run_requests == []  # confirmed once: the same check asks no second run
+
+        run = defs.resolve_job_def("eval_job").execute_in_process(
+            instance=instance, partition_key=req.partition_key, tags=req.tags
+        )
+        assert run.success
+        with resources["ledger_db"].read() as con:
+            check = con.execute(
+                "SELECT baseline, reserve_accuracy, confirmed FROM regression_checks WHERE hero = 'tiny'"
+            ).fetchall()
+            assert check == [(0.9, 0.0, True)]
+            reserve = con.execute(
+                "SELECT r.eval_set_hash, s.reserve_hash, s.eval_set_hash FROM eval_scores r "
+                "JOIN eval_sets s USING (skill, level) WHERE r.sample = 'reserve'"
+            ).fetchone()
+            assert reserve[0] == reserve[1] != reserve[2]  # a fresh sample, not the eval set again
+            assert [r["accuracy"] for r in current_scores(con, checkpoint_id=CKPTS[1])] == [0.2]
+            state = curriculum_state(con, resources["realm"].settings, "tiny")
+        assert state.boosted == {"bin": (1,)}  # the confirmed level is weighted up in the next mix
+        cursor = json.loads(result.cursor)
+        assert cursor["requested"] == ["confirm:tiny:bin@1:v2"]

@@ -11,10 +11,9 @@ import dagster as dg
 import pytest
 
 from realm_pipeline import ledger
-from realm_pipeline.partitions import skill_partitions
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.staleness import build_staleness_sensor
+from realm_pipeline.defs.campaign.staleness import build_staleness_sensor
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 checkpoint_parts = dg.DynamicPartitionsDefinition(name="checkpoints")

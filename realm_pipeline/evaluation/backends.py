@@ -6,14 +6,18 @@ completion text, so the same scorer and fingerprint apply whichever backend prod
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from realm_pipeline.training.trainer import weights_sha256
+
+if TYPE_CHECKING:
+    from realm_pipeline.settings import HeroEval
 
 Messages = list[dict[str, str]]
 
@@ -264,3 +268,38 @@ class OpenAICompatibleBackend:
                 "stop": list(self.stop_strings),
             },
         }
+
+
+def build_backend(
+    hero_eval: HeroEval,
+    model_dir: str | Path,
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    device: str = "cpu",
+    environ: Mapping[str, str] | None = None,
+) -> LocalBackend | OpenAICompatibleBackend:
+    """The backend a hero's `eval` config (settings.HeroEval) names, over checkpoint `model_dir`.
+
+    The server backend renders prompts and sizes budgets with the checkpoint's own tokenizer, and reads
+    its API key from the environment variable the config names (the key itself is never stored)."""
+    if hero_eval.backend == "local":
+        return LocalBackend(model_dir, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+    environ = os.environ if environ is None else environ
+    api_key = None
+    if hero_eval.api_key_env is not None:
+        api_key = environ.get(hero_eval.api_key_env)
+        if not api_key:
+            raise BackendError(
+                f"eval backend {hero_eval.base_url} (model {hero_eval.model}): the environment variable "
+                f"{hero_eval.api_key_env} named by eval.api_key_env is not set"
+            )
+    return OpenAICompatibleBackend(
+        hero_eval.base_url,
+        hero_eval.model,
+        max_new_tokens=max_new_tokens,
+        timeout=hero_eval.timeout_s,
+        api_key=api_key,
+        concurrency=hero_eval.concurrency,
+        tokenizer=str(model_dir),
+    )

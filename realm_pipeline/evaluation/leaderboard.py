@@ -193,7 +193,10 @@ def leaderboard_python_sqlite(
                 protocol[pkey] = order
     latest: dict[tuple, dict] = {}
     for row in rows:
-        if row["sample"] != "eval" or row["protocol"] != protocol[(row["hero"], row["skill"], row["level"])][1]:
+        if (
+            row["sample"] != "eval"
+            or row["protocol"] != protocol[(row["hero"], row["skill"], row["level"])][1]
+        ):
             continue
         key = (row["checkpoint_id"], row["skill"], row["level"])
         order = (row["created_at"], row["fingerprint"])

@@ -11,13 +11,20 @@ Rules, all replayed in step order so the same history always gives the same stat
 * Mastering a skill's cap completes it: its level stays at the cap and nothing more is learned.
 * Regression: a mastered level whose latest accuracy is below `threshold`. A `Regression` event marks
   the onset (the eval that took it below); a later eval back at or above the threshold clears it.
-* Maintenance multiplier: cost of segments that started while some mastered level was in regression,
-  over the cost of segments that earned a level. Cost is tokens when every segment has tokens, else
-  steps. The denominator is floored at one mean segment, so a stall reads "maintenance worth N segments"
-  instead of infinity.
-* Maxed out: every skill completed its cap; or, over the last `window` segments, level-ups stalled (none,
-  or a rate under half the earlier rate) while the window's maintenance multiplier exceeds
-  `maintenance_max`.
+* Maintenance: a segment that started while some mastered level was in regression (or had a confirmed
+  regression on the newest checkpoint) is a maintenance segment: its mix gives those levels more weight
+  (`training_mix`). Maintenance multiplier: cost of maintenance segments over the cost of segments that
+  earned a level. Cost is tokens when every segment has tokens, else steps. The denominator is floored at
+  one mean segment, so a stall reads "maintenance worth N segments" instead of infinity.
+* Trend: the least-squares slope of a level's accuracy over its last `window` evals (per eval); a level
+  is *climbing* (or, regressed, *recovering*) when the slope exceeds `min_trend`. No trend is judged from
+  fewer than `min_trend_points` evals: too few samples means "still climbing".
+* Maxed out (the level cap): every skill completed its cap; or, over the last `window` segments, ALL of:
+  no level-up; no current level climbing; some mastered level in regression and none recovering;
+  maintenance tried (at least `maintenance_min` maintenance segments in the window); and the window's
+  maintenance multiplier above `maintenance_max`. So the hero is called capped only when it cannot hold
+  what it has while learning more, after re-training the lost levels was tried; a plateau with nothing
+  forgotten is reported as such but is no cap.
 * Champion: among checkpoints at the highest total level (levels mastered across all skills after the
   checkpoint's evals), the best mean accuracy over the levels it was evaluated as learning; ties go
   to the later step.
@@ -27,6 +34,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from realm_pipeline.training.strain import Hint, curriculum_hint, zone
@@ -82,6 +91,37 @@ class Regression:
 
 
 @dataclass(frozen=True)
+class TimelineRow:
+    """One evaluated checkpoint as the campaign saw it: levels, accuracy and trend at the level being
+    learned, regressions, and the maintenance multiplier over the window ending here."""
+
+    checkpoint_id: str
+    step: int
+    levels: dict[str, int]
+    accuracy: dict[str, float | None]  # skill -> accuracy at the level it was learning at this checkpoint
+    trend: dict[str, float | None]  # skill -> slope of that level's accuracy over the window (None: too few)
+    regressed: dict[str, tuple[int, ...]]
+    maintenance: bool  # the segment that produced this checkpoint was a maintenance segment
+    window_multiplier: float
+    strain: float | None
+
+    def to_json(self) -> dict:
+        """JSON-ready dict."""
+        return {
+            "checkpoint_id": self.checkpoint_id,
+            "step": self.step,
+            "levels": self.levels,
+            "accuracy": self.accuracy,
+            "trend": {k: None if v is None else round(v, 4) for k, v in self.trend.items()},
+            "regressed": {k: list(v) for k, v in self.regressed.items() if v},
+            "maintenance": self.maintenance,
+            "window_multiplier": round(self.window_multiplier, 4),
+            "strain": self.strain,
+            "zone": None if self.strain is None else zone(self.strain).value.title(),
+        }
+
+
+@dataclass(frozen=True)
 class SkillState:
     """Where one skill stands: the level being learned (the cap once complete) and what is mastered."""
 
@@ -113,6 +153,8 @@ class CurriculumState:
     champion: str | None
     champion_accuracy: float | None
     checkpoint_levels: dict[str, int] = field(default_factory=dict)  # checkpoint -> total levels mastered
+    timeline: tuple[TimelineRow, ...] = ()
+    boosted: dict[str, tuple[int, ...]] = field(default_factory=dict)  # mastered levels the next mix favours
 
     def levels(self) -> dict[str, int]:
         """Current level of every skill."""
@@ -138,6 +180,8 @@ class CurriculumState:
             "champion": self.champion,
             "champion_accuracy": self.champion_accuracy,
             "maintenance_multiplier": round(self.maintenance_multiplier, 4),
+            "window_maintenance_multiplier": round(self.window_maintenance_multiplier, 4),
+            "trend": self.timeline[-1].to_json()["trend"] if self.timeline else {},
             "maxed_out": self.maxed_out,
             "maxed_out_reason": self.maxed_out_reason,
         }
@@ -149,6 +193,12 @@ class CurriculumState:
         return training_mix(
             self, list(self.skills) if skills is None else skills, mastered_share=mastered_share, hint=hint
         )
+
+    def cap_claim(self) -> str:
+        """The campaign's claim in one line: levels reached, and whether (and why) that is the cap."""
+        levels = ", ".join(f"{name} L{s.level}" for name, s in self.skills.items())
+        verdict = "capped there" if self.maxed_out else "no cap found"
+        return f"reached {levels}; {verdict}: {self.maxed_out_reason}"
 
 
 @dataclass
@@ -181,12 +231,23 @@ def apply_progression(
     evals_required: int,
     window: int,
     maintenance_max: float,
+    min_trend: float = 0.02,
+    min_trend_points: int = 3,
+    maintenance_min: int = 3,
+    confirmed: Sequence[tuple[str, int, str]] = (),
 ) -> CurriculumState:
-    """Replay evals and segments in step order into the hero's curriculum state (see module docstring)."""
+    """Replay evals and segments in step order into the hero's curriculum state (see module docstring).
+
+    `confirmed` holds (skill, level, checkpoint_id) of confirmed regressions (a drop the reserve sample
+    reproduced): on the checkpoint they name, those levels count as needing maintenance.
+    """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if evals_required < 1 or window < 1:
         raise ValueError(f"evals_required and window must be >= 1, got {evals_required}, {window}")
+    confirmed_at: dict[str, set[tuple[str, int]]] = {}
+    for skill, level, ckpt in confirmed:
+        confirmed_at.setdefault(ckpt, set()).add((skill, int(level)))
     skills = {name: _Skill(cap=int(cap)) for name, cap in sorted(level_caps.items())}
 
     # One eval per (checkpoint, skill, level): a re-run given later replaces the earlier one.
@@ -204,6 +265,10 @@ def apply_progression(
     snap_regressed: list[bool] = []
     ckpt_total: dict[str, int] = {}
     ckpt_score: dict[str, tuple[int, float]] = {}  # checkpoint -> (step, mean acc at learned levels)
+    history: dict[tuple[str, int], list[float]] = {}  # (skill, level) -> accuracies in step order
+    snaps: list[
+        tuple[str, int, dict, dict, dict, dict]
+    ] = []  # per checkpoint: id, step, levels, acc, trend, regr
 
     for (step, ckpt), points in sorted(by_ckpt.items()):
         learning = {name: s.level for name, s in skills.items()}  # frozen for this checkpoint
@@ -212,6 +277,7 @@ def apply_progression(
             s, acc = skills[e.skill], float(e.accuracy)
             if not math.isfinite(acc):
                 raise ValueError(f"accuracy of {e} must be finite")
+            history.setdefault((e.skill, int(e.level)), []).append(acc)
             if e.level == learning[e.skill]:
                 at_level.append(acc)
             if e.level < learning[e.skill] or (s.complete and e.level == s.cap):
@@ -237,7 +303,25 @@ def apply_progression(
         if at_level:
             ckpt_score[ckpt] = (step, sum(at_level) / len(at_level))
         snap_steps.append(step)
-        snap_regressed.append(any(s.regressed for s in skills.values()))
+        snap_regressed.append(any(s.regressed for s in skills.values()) or bool(confirmed_at.get(ckpt)))
+        acc_at = {
+            name: next((p.accuracy for p in points if p.skill == name and p.level == lv), None)
+            for name, lv in learning.items()
+        }
+        trend_at = {
+            name: _trend(history.get((name, lv), []), window, min_trend_points)
+            for name, lv in learning.items()
+        }
+        snaps.append(
+            (
+                ckpt,
+                step,
+                dict(learning),
+                acc_at,
+                trend_at,
+                {n: tuple(sorted(s.regressed)) for n, s in skills.items()},
+            )
+        )
 
     segs = sorted(segments, key=lambda g: (int(g.step), g.checkpoint_id))
     use_tokens = bool(segs) and all((g.tokens or 0) > 0 for g in segs)
@@ -264,7 +348,41 @@ def apply_progression(
     overall = multiplier(0)
     lo = max(len(segs) - window, 0)
     recent_mult = multiplier(lo)
-    maxed, reason = _maxed_out(skills, n_ups, lo, window, recent_mult, maintenance_max)
+    seg_index = {g.checkpoint_id: i for i, g in enumerate(segs)}
+    timeline = []
+    for ckpt, step, levels, acc_at, trend_at, regressed in snaps:
+        i = seg_index.get(ckpt)
+        seg = segs[i] if i is not None else None
+        timeline.append(
+            TimelineRow(
+                ckpt,
+                step,
+                levels,
+                acc_at,
+                trend_at,
+                regressed,
+                maintenance=bool(i is not None and maint_flags[i]),
+                window_multiplier=multiplier(max(i + 1 - window, 0)) if i is not None else 0.0,
+                strain=None if seg is None or seg.strain is None else float(seg.strain),
+            )
+        )
+    maxed, reason = _maxed_out(
+        skills,
+        history,
+        n_ups[lo:],
+        maint_flags[lo:],
+        window=window,
+        mult=recent_mult,
+        maintenance_max=maintenance_max,
+        min_trend=min_trend,
+        min_trend_points=min_trend_points,
+        maintenance_min=maintenance_min,
+    )
+    newest = snaps[-1][0] if snaps else None
+    boosted = {
+        name: tuple(sorted(set(s.regressed) | {lv for sk, lv in confirmed_at.get(newest, ()) if sk == name}))
+        for name, s in skills.items()
+    }
 
     champion, champion_acc = None, None
     if ckpt_score:
@@ -299,27 +417,74 @@ def apply_progression(
         champion=champion,
         champion_accuracy=champion_acc,
         checkpoint_levels=ckpt_total,
+        timeline=tuple(timeline),
+        boosted={k: v for k, v in boosted.items() if v},
     )
+
+
+def _trend(accuracies: list[float], window: int, min_points: int) -> float | None:
+    """Least-squares slope (per eval) of the last `window` accuracies; None below `min_points`."""
+    points = accuracies[-window:]
+    if len(points) < max(min_points, 2):
+        return None
+    if len(set(points)) == 1:
+        return 0.0
+    return statistics.linear_regression(range(len(points)), points).slope
 
 
 def _maxed_out(
-    skills: dict[str, _Skill], n_ups: list[int], lo: int, window: int, mult: float, maintenance_max: float
+    skills: dict[str, _Skill],
+    history: dict[tuple[str, int], list[float]],
+    ups: list[int],
+    maintenance: list[bool],
+    *,
+    window: int,
+    mult: float,
+    maintenance_max: float,
+    min_trend: float,
+    min_trend_points: int,
+    maintenance_min: int,
 ) -> tuple[bool, str]:
     if skills and all(s.complete for s in skills.values()):
         return True, "every skill reached its level cap"
-    if len(n_ups) < window:
-        return False, f"only {len(n_ups)} of the {window} segments needed to judge"
-    recent = sum(n_ups[lo:]) / window
-    earlier = sum(n_ups[:lo]) / lo if lo else None
-    stalled = recent == 0 or (earlier is not None and recent < earlier / 2)
-    rates = f"level-ups/segment {recent:.2f} over the last {window}" + (
-        f" vs {earlier:.2f} before" if earlier is not None else ""
-    )
-    if not stalled:
-        return False, f"still levelling: {rates}"
+    if len(ups) < window:
+        return False, f"only {len(ups)} of the {window} segments needed to judge"
+    if sum(ups):
+        return False, f"still levelling: {sum(ups)} level-up(s) in the last {window} segments"
+    for name, s in skills.items():
+        if s.complete:
+            continue
+        slope = _trend(history.get((name, s.level), []), window, min_trend_points)
+        if slope is None:
+            return False, f"{name} L{s.level}: too few evals to judge its trend"
+        if slope > min_trend:
+            return False, f"{name} L{s.level} still climbing ({slope:+.3f}/eval)"
+    regressed = [(name, lv) for name, s in skills.items() for lv in sorted(s.regressed)]
+    if not regressed:
+        return (
+            False,
+            f"plateau: no level-up in {window} segments, but nothing forgotten (no cap without forgetting)",
+        )
+    for name, lv in regressed:
+        slope = _trend(history.get((name, lv), []), window, min_trend_points)
+        if slope is not None and slope > min_trend:
+            return False, f"{name} L{lv} regressed but recovering ({slope:+.3f}/eval)"
+    tried = sum(maintenance)
+    if tried < maintenance_min:
+        return (
+            False,
+            f"regressed {regressed}; maintenance tried in {tried} of the {maintenance_min} segments needed",
+        )
     if mult <= maintenance_max:
-        return False, f"stalled ({rates}) but maintenance {mult:.2f}x <= {maintenance_max:.2f}x"
-    return True, f"stalled ({rates}) while maintenance costs {mult:.2f}x > {maintenance_max:.2f}x"
+        return False, f"stalled, regressed {regressed}, but maintenance {mult:.2f}x <= {maintenance_max:.2f}x"
+    return True, (
+        f"stalled {window} segments, nothing climbing, {regressed} regressed and not recovering after "
+        f"{tried} maintenance segments costing {mult:.2f}x > {maintenance_max:.2f}x"
+    )
+
+
+MAINTENANCE_SHARE = 0.5  # at least this share of a maintenance segment goes to mastered levels
+BOOST = 3.0  # weight of a level needing maintenance against 1.0 for a held mastered level
 
 
 def training_mix(
@@ -327,12 +492,15 @@ def training_mix(
 ) -> list[tuple[str, int, float]]:
     """Next segment's (skill, level, weight): levels being learned get 1 - mastered_share, mastered the rest.
 
-    Regressed mastered levels get double weight (they are what needs re-learning). When there is nothing
-    mastered, or nothing left to learn, the whole weight goes to the other group. Weights sum to 1.
+    Maintenance: while a mastered level is regressed (or had a confirmed regression on the newest
+    checkpoint) the mastered group gets at least MAINTENANCE_SHARE, and those levels BOOST times the
+    weight of a held one. When there is nothing mastered, or nothing left to learn, the whole weight goes
+    to the other group. Weights sum to 1.
     The strain hint (training.strain.strain_report) moves the share: back_off (overload) gives the
     mastered levels BACK_OFF_SHIFT more of the learning weight; level_up (recovery) multiplies the
     mastered share by LEVEL_UP_KEEP and gives NEXT_LEVEL_SHARE of each skill's learning weight to its
     next level (within the cap); continue or None (too few segments to judge) leave it as configured.
+    The maintenance floor applies after the hint: a regression is never out-voted by it.
     """
     if not 0 <= mastered_share <= 1:
         raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
@@ -350,8 +518,13 @@ def training_mix(
             continue
         if not s.complete:
             learn.append((name, s.level))
-        review.extend((name, lv, 2.0 if lv in s.regressed else 1.0) for lv in s.mastered)
-    share = mastered_share if learn else 1.0
+        boosted = state.boosted.get(name, ())
+        review.extend((name, lv, BOOST if lv in boosted else 1.0) for lv in s.mastered)
+    share = mastered_share
+    if any(w > 1.0 for *_, w in review):
+        share = max(share, MAINTENANCE_SHARE)
+    if not learn:
+        share = 1.0
     if not review:
         share = 0.0
     mix: list[tuple[str, int, float]] = []

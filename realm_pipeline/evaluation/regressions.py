@@ -1,8 +1,16 @@
-"""Leaderboard regressions: diff against the baseline, re-baseline, record confirmed drops (pure: DuckDB).
+"""Regressions that can happen, and confirmations that can refute them (pure: DuckDB).
 
-A (bench, lane) regresses when its accuracy falls more than `tau` below the baseline taken at the previous
-leaderboard scan. A regression is only *confirmed* once a confirming re-run of that checkpoint x skill, newer
-than the request, still shows the drop against the pre-drop baseline.
+A checkpoint's greedy score on a fixed eval set never changes, so watching a checkpoint cannot show a
+regression. What can regress is a hero's *standing* on a bench (`skill@level`): the accuracy of its newest
+checkpoint evaluated there. Every leaderboard build records each hero's standings under a new version
+(`record_standings`); `find_drops` compares the newest version with the one before it, bench by bench,
+mastered levels included, and only under the same protocol (a changed scorer or eval set is re-evaluated,
+not compared).
+
+A drop is a claim about one eval sample. A confirming re-run scores the same checkpoint on the level's
+*reserve* sample (a second held-out draw, never trained on, see skills/heldout.py) and `judge` decides:
+the drop is confirmed when the reserve accuracy is also more than tau below the baseline, refuted
+otherwise. Confirmed regressions are recorded and weight the level up in the next segment's mix.
 """
 
 from __future__ import annotations
@@ -14,16 +22,21 @@ import duckdb
 
 from realm_pipeline import ledger
 
+CONFIRM_TAG = "realm/confirm_bench"  # run tag of a confirming re-run: the bench whose reserve sample to score
+
 
 @dataclass(frozen=True)
 class Drop:
-    """One (bench, lane) that fell more than tau below its baseline of `version`."""
+    """A hero's standing on a bench fell more than tau below the previous build's (its baseline)."""
 
+    hero: str
     bench: str
-    lane: str
+    checkpoint_id: str  # the checkpoint holding the standing now
     baseline: float
     accuracy: float
-    version: int
+    baseline_version: int  # the version holding the baseline
+    version: int  # the version that dropped
+    mastered: bool
 
     @property
     def skill(self) -> str:
@@ -35,18 +48,8 @@ class Drop:
         """The bench's level (`bin@3` -> 3)."""
         return split_bench(self.bench)[1]
 
-
-@dataclass(frozen=True)
-class Pending:
-    """A confirming re-run requested at `requested_at` (naive UTC) for a drop from `baseline`."""
-
-    bench: str
-    lane: str
-    baseline: float
-    requested_at: str  # ISO timestamp: pending entries travel in a sensor cursor (JSON)
-
     def to_json(self) -> dict:
-        """A JSON-able dict."""
+        """A JSON-able dict (the asset check's metadata, the sensor's run tags)."""
         return asdict(self)
 
 
@@ -56,81 +59,127 @@ def split_bench(bench: str) -> tuple[str, int]:
     return skill, int(level)
 
 
-def baseline_version(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The current baseline's version, None before the first scan."""
-    return con.execute("SELECT max(version) FROM leaderboard_baseline").fetchone()[0]
+def latest_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The newest standings version, None before the first leaderboard build."""
+    return con.execute("SELECT max(version) FROM hero_standings").fetchone()[0]
 
 
-def find_drops(con: duckdb.DuckDBPyConnection, tau: float) -> list[Drop]:
-    """Every (bench, lane) more than tau below its baseline accuracy (new lanes cannot regress)."""
+def record_standings(
+    con: duckdb.DuckDBPyConnection, mastered: dict[str, dict[str, list[int]]], *, built_at: datetime
+) -> int | None:
+    """Record every hero's current standing per bench under version max+1; None when nothing is scored.
+
+    `mastered` is hero -> skill -> mastered levels (the curriculum's), stored with each standing.
+    """
     rows = con.execute(
         """
-        SELECT r.bench, r.lane, b.accuracy, r.accuracy, b.version
-        FROM leaderboard_rows r JOIN leaderboard_baseline b USING (bench, lane)
-        WHERE b.accuracy - r.accuracy > ?
-        ORDER BY b.accuracy - r.accuracy DESC, r.bench, r.lane
+        SELECT hero, skill || '@' || level AS bench, skill, level, checkpoint_id, step, accuracy, n, protocol
+        FROM current_scores
+        QUALIFY row_number() OVER (PARTITION BY hero, skill, level ORDER BY step DESC, checkpoint_id DESC) = 1
+        ORDER BY hero, bench
+        """
+    ).fetchall()
+    if not rows:
+        return None
+    version = (latest_version(con) or 0) + 1
+    ledger.upsert(
+        con,
+        "hero_standings",
+        [
+            {
+                "hero": hero,
+                "bench": bench,
+                "version": version,
+                "checkpoint_id": ckpt,
+                "step": step,
+                "accuracy": acc,
+                "n": n,
+                "mastered": level in mastered.get(hero, {}).get(skill, []),
+                "protocol": protocol,
+                "built_at": built_at,
+            }
+            for hero, bench, skill, level, ckpt, step, acc, n, protocol in rows
+        ],
+    )
+    return version
+
+
+def find_drops(con: duckdb.DuckDBPyConnection, tau: float, version: int | None = None) -> list[Drop]:
+    """Benches where a hero's standing at `version` (default: the newest) fell more than tau below the
+    version before; only standings under the same protocol are compared. Worst drop first."""
+    version = latest_version(con) if version is None else version
+    if version is None:
+        return []
+    rows = con.execute(
+        """
+        WITH prev AS (
+            SELECT * FROM hero_standings WHERE version = (
+                SELECT max(version) FROM hero_standings WHERE version < $v)
+        )
+        SELECT c.hero, c.bench, c.checkpoint_id, p.accuracy, c.accuracy, p.version, c.version, c.mastered
+        FROM hero_standings c JOIN prev p USING (hero, bench, protocol)
+        WHERE c.version = $v AND p.accuracy - c.accuracy > $tau
+        ORDER BY p.accuracy - c.accuracy DESC, c.hero, c.bench
         """,
-        [tau],
+        {"v": version, "tau": tau},
     ).fetchall()
     return [Drop(*row) for row in rows]
 
 
-def rebaseline(con: duckdb.DuckDBPyConnection) -> int | None:
-    """Replace the baseline by the current board under version max+1; None when the board is empty."""
-    if not con.execute("SELECT count(*) FROM leaderboard_rows WHERE accuracy IS NOT NULL").fetchone()[0]:
-        return None  # keep the old baseline (and its version): an empty board is no new reference
-    con.execute("BEGIN TRANSACTION")
-    try:
-        version = (baseline_version(con) or 0) + 1
-        con.execute("DELETE FROM leaderboard_baseline")
-        con.execute(
-            "INSERT INTO leaderboard_baseline SELECT bench, lane, accuracy, ? FROM leaderboard_rows "
-            "WHERE accuracy IS NOT NULL",
-            [version],
-        )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return version
+def judge(baseline: float, reserve_accuracy: float, tau: float) -> bool:
+    """True (confirmed) when the reserve sample also sits more than tau below the baseline."""
+    return baseline - reserve_accuracy > tau
 
 
-def record_confirmed_regressions(
-    con: duckdb.DuckDBPyConnection, tau: float, pending: list[Pending], *, now: datetime
-) -> tuple[list[Pending], list[Pending]]:
-    """Record a `confirmed_regression` event per pending drop whose newer re-run still shows it.
-
-    Returns (confirmed, still_waiting): entries without a score newer than their request stay pending;
-    entries whose re-run recovered are dropped silently.
-    """
-    confirmed, waiting, events = [], [], []
-    for p in pending:
-        skill, level = split_bench(p.bench)
-        row = con.execute(
-            """
-            SELECT hero, step, CASE WHEN n > 0 THEN correct / n END AS acc FROM eval_scores
-            WHERE checkpoint_id = ? AND skill = ? AND level = ? AND created_at > CAST(? AS TIMESTAMP)
-            ORDER BY created_at DESC, fingerprint DESC LIMIT 1
-            """,
-            [p.lane, skill, level, p.requested_at],
-        ).fetchone()
-        if row is None:
-            waiting.append(p)
-            continue
-        hero, step, acc = row
-        if acc is not None and p.baseline - acc > tau:
-            confirmed.append(p)
-            events.append(
+def record_check(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    hero: str,
+    bench: str,
+    baseline_version: int,
+    checkpoint_id: str,
+    step: int,
+    baseline: float,
+    eval_accuracy: float | None,
+    reserve_accuracy: float,
+    tau: float,
+    now: datetime,
+) -> bool:
+    """Record a confirming re-run's verdict (and a `confirmed_regression` event when confirmed)."""
+    confirmed = judge(baseline, reserve_accuracy, tau)
+    ledger.upsert(
+        con,
+        "regression_checks",
+        [
+            {
+                "hero": hero,
+                "bench": bench,
+                "baseline_version": baseline_version,
+                "checkpoint_id": checkpoint_id,
+                "baseline": baseline,
+                "eval_accuracy": eval_accuracy,
+                "reserve_accuracy": reserve_accuracy,
+                "confirmed": confirmed,
+                "created_at": now,
+            }
+        ],
+    )
+    if confirmed:
+        skill, level = split_bench(bench)
+        ledger.upsert(
+            con,
+            "curriculum_events",
+            [
                 {
                     "hero": hero,
                     "skill": skill,
                     "level": level,
                     "event": "confirmed_regression",
-                    "checkpoint_id": p.lane,
+                    "checkpoint_id": checkpoint_id,
                     "step": step,
-                    "accuracy": acc,
+                    "accuracy": reserve_accuracy,
                     "created_at": now,
                 }
-            )
-    ledger.upsert(con, "curriculum_events", events)
-    return confirmed, waiting
+            ],
+        )
+    return confirmed

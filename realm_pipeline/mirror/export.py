@@ -59,7 +59,9 @@ def read_public(
 ) -> list[dict]:
     """Rows of `table`, reading only declared-public columns (all of them, or the `columns` subset)."""
     source = VIEWS.get(table, table)
-    cols = tuple(columns) if columns is not None else TABLES[source].public_columns if source in TABLES else ()
+    cols = (
+        tuple(columns) if columns is not None else TABLES[source].public_columns if source in TABLES else ()
+    )
     order = tuple(order_by)
     _check_columns(table, cols + order)
     if not cols:
@@ -177,11 +179,18 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                     "effort": _effort_by_level(hero, skill, level_losses, ups[hero][skill]),
                 }
             )
+        try:
+            timeline = json.loads(state.get("timeline_json") or "[]")
+        except ValueError:
+            timeline = []
         heroes.append(
             {
                 "hero": hero,
                 "champion": state.get("champion"),
                 "maxed_out": state.get("maxed_out"),
+                "maxed_out_reason": state.get("maxed_out_reason"),
+                "claim": state.get("claim"),
+                "timeline": timeline,
                 "paused": state.get("paused"),
                 "updated_at": _jsonable(state.get("updated_at")),
                 "skills": skill_series,

@@ -1,4 +1,9 @@
-"""The contract every skill implements: (level, seed, index) -> item, and item + output -> score."""
+"""The contract every skill implements: (level, seed, index) -> item, and item + output -> score.
+
+Besides generating and scoring, a skill describes its items for the rest of the pipeline: `facts`
+gives the key that hold-out accounting compares (two phrasings of the same question share it), and
+`longest` bounds prompt and answer lengths so token budgets come from the data.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ class SkillItem:
     prompt: str
     answer: str
     system: str | None = None
+    # Primitive tags for per-primitive accuracy: "primitive" (the reference's taxonomy, e.g.
+    # logic_chain, attn_compare), "operation" (the concrete operation) and "signal" (the difficulty
+    # signal shown, "none" when there is none). Not hashed: a dict is unhashable.
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -54,4 +63,18 @@ class Skill(Protocol):
 
     def distinct_prompts(self, level: int) -> int | None:
         """Size of the level's prompt space when small enough to matter (None: effectively unbounded)."""
+        ...
+
+    def facts(self, item: SkillItem) -> str:
+        """Canonical key of the item's underlying facts, phrasing stripped.
+
+        Two items that ask the same question (same operation and operands, same answer words, same
+        drill input) in different phrasings, signal headers or symbol mappings share the key; items
+        asking different questions never do. Derived from the prompt and answer alone, so it also
+        works on items read back from the ledger.
+        """
+        ...
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Upper bound (characters) of the prompt and of the reference answer of any item of the level."""
         ...

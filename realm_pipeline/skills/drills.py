@@ -43,6 +43,21 @@ def char_fraction(expected: str, got: str) -> float:
     return hits / max(len(expected), len(got))
 
 
+# Each drill targets one of the reference's primitives; xfm_map's three modes all exercise xfm_map.
+_DRILL_PRIMITIVE = {
+    "reverse": "seq_reverse",
+    "count": "attn_count",
+    "up": "xfm_map",
+    "shift": "xfm_map",
+    "table": "xfm_map",
+}
+
+
+def _tags(operation: str) -> dict[str, str]:
+    """Primitive tags of a drill item (drills carry no difficulty signal)."""
+    return {"primitive": _DRILL_PRIMITIVE[operation], "operation": operation, "signal": "none"}
+
+
 def _bounded(space: int) -> int | None:
     """The prompt-space size, or None once it is too large to matter for eval capping."""
     return space if space <= 10**6 else None
@@ -65,7 +80,7 @@ class SeqReverse:
         check_index(self.name, seed, index)
         rng = make_rng(self.name, level, seed, index)
         text = "".join(rng.choice(LOWER) for _ in range(n))
-        return SkillItem(self.name, level, seed, index, f"rev: {text}", text[::-1])
+        return SkillItem(self.name, level, seed, index, f"rev: {text}", text[::-1], tags=_tags("reverse"))
 
     def score(self, item: SkillItem, output: str) -> Score:
         """Exact match; partial is the fraction of characters in place."""
@@ -75,6 +90,15 @@ class SeqReverse:
     def distinct_prompts(self, level: int) -> int | None:
         """26 ** length, or None when large."""
         return _bounded(len(LOWER) ** self.length(level))
+
+    def facts(self, item: SkillItem) -> str:
+        """The input string: the prompt has one phrasing, so its body is the whole fact."""
+        return item.prompt.removeprefix("rev: ")
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Exact: "rev: " plus the level's fixed length, and the reversed string."""
+        n = self.length(level)
+        return len("rev: ") + n, n
 
 
 class AttnCount:
@@ -97,7 +121,10 @@ class AttnCount:
         alphabet = LOWER[:k]
         target = rng.choice(alphabet)
         text = "".join(rng.choice(alphabet) for _ in range(n))
-        return SkillItem(self.name, level, seed, index, f"count {target}: {text}", str(text.count(target)))
+        answer = str(text.count(target))
+        return SkillItem(
+            self.name, level, seed, index, f"count {target}: {text}", answer, tags=_tags("count")
+        )
 
     def score(self, item: SkillItem, output: str) -> Score:
         """Exact decimal count."""
@@ -108,6 +135,16 @@ class AttnCount:
         """target choices times strings, or None when large."""
         n, k = self.shape(level)
         return _bounded(k * k**n)
+
+    def facts(self, item: SkillItem) -> str:
+        """Target letter and string, e.g. "a|abca"."""
+        target, text = item.prompt.removeprefix("count ").split(": ", 1)
+        return f"{target}|{text}"
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Exact: "count x: " plus the string; the count has at most as many digits as the length."""
+        n, _ = self.shape(level)
+        return len("count x: ") + n, len(str(n))
 
 
 class XfmMap:
@@ -130,21 +167,20 @@ class XfmMap:
         n = level + 2
         if mode == "up":
             text = "".join(rng.choice(LOWER) for _ in range(n))
-            return SkillItem(self.name, level, seed, index, f"up: {text}", text.upper())
+            return SkillItem(self.name, level, seed, index, f"up: {text}", text.upper(), tags=_tags("up"))
         if mode == "shift":
             k = rng.randint(1, 3)
             text = "".join(rng.choice(LOWER) for _ in range(n))
             out = "".join(LOWER[(LOWER.index(c) + k) % 26] for c in text)
-            return SkillItem(self.name, level, seed, index, f"shift {k}: {text}", out)
+            return SkillItem(self.name, level, seed, index, f"shift {k}: {text}", out, tags=_tags("shift"))
         # table: a few source letters, each mapped to a distinct letter given in the prompt
         src = rng.sample(LOWER, 3 if level < 9 else 4)
         dst = rng.sample(LOWER, len(src))
         table = dict(zip(src, dst, strict=True))
         text = "".join(rng.choice(src) for _ in range(n))
         spec = " ".join(f"{a}>{table[a]}" for a in sorted(src))
-        return SkillItem(
-            self.name, level, seed, index, f"map {spec}: {text}", "".join(table[c] for c in text)
-        )
+        answer = "".join(table[c] for c in text)
+        return SkillItem(self.name, level, seed, index, f"map {spec}: {text}", answer, tags=_tags("table"))
 
     def score(self, item: SkillItem, output: str) -> Score:
         """Exact match; partial is the fraction of characters in place."""
@@ -156,3 +192,20 @@ class XfmMap:
         if self.mode(level) == "up":
             return _bounded(26 ** (level + 2))
         return None
+
+    def facts(self, item: SkillItem) -> str:
+        """The transform (up, shift k, or the table) and the string, e.g. "shift 2|abc"."""
+        transform, text = item.prompt.split(": ", 1)
+        return f"{transform}|{text}"
+
+    def longest(self, level: int) -> tuple[int, int]:
+        """Exact: the level's transform header plus level + 2 letters; the answer keeps the length."""
+        mode, n = self.mode(level), level + 2
+        if mode == "up":
+            header = len("up")
+        elif mode == "shift":
+            header = len("shift k")
+        else:  # "map " + pairs "a>b" joined by spaces
+            pairs = 3 if level < 9 else 4
+            header = len("map ") + 4 * pairs - 1
+        return header + len(": ") + n, n

@@ -156,6 +156,11 @@ class MixStream:
             self._peeked = (k, ids, labels)
         return self._peeked[1], self._peeked[2]
 
+    def next_source(self) -> str:
+        """Name of the source the next example comes from (for error messages)."""
+        src = self.sources[self._pick(self.state.position)]
+        return src.name or (f"{src.skill}@{src.level}" if src.skill else "examples")
+
     def consume(self) -> tuple[list[int], list[int]]:
         """Return the next example and advance the stream state."""
         ids, labels = self.peek()
@@ -209,19 +214,35 @@ def _rows_to_batch(
     return PackedBatch(ids, labels, pos, n_tokens, n_examples)
 
 
+class ExampleTooLong(ValueError):
+    """A training example longer than the row length: raised, never truncated (a cut label teaches wrong)."""
+
+
+def _too_long(n_tokens: int, max_length: int, what: str) -> ExampleTooLong:
+    return ExampleTooLong(
+        f"{what} has {n_tokens} tokens, more than the row length max_length={max_length}; "
+        "the segment's max_length must fit its longest example (evaluation/budgets.py)"
+    )
+
+
 def pack_from_stream(stream: MixStream, batch_size: int, max_length: int, pad_id: int) -> PackedBatch:
-    """Greedily fill `batch_size` rows of `max_length` tokens; an example that does not fit starts a row."""
+    """Greedily fill `batch_size` rows of `max_length` tokens; an example that does not fit starts a row.
+
+    An example longer than `max_length` raises ExampleTooLong (with its source and length)."""
     rows: list[list[tuple[list[int], list[int]]]] = []
     for _ in range(batch_size):
         row: list[tuple[list[int], list[int]]] = []
         used = 0
         while True:
             ids, _ = stream.peek()
-            n = min(len(ids), max_length)
+            n = len(ids)
+            if n > max_length:
+                what = f"training example #{stream.state.position} ({stream.next_source()})"
+                raise _too_long(n, max_length, what)
             if row and used + n > max_length:
                 break
             ids, labels = stream.consume()
-            row.append((ids[:max_length], labels[:max_length]))  # over-long examples are truncated
+            row.append((ids, labels))
             used += n
             if used >= max_length:
                 break
@@ -232,12 +253,15 @@ def pack_from_stream(stream: MixStream, batch_size: int, max_length: int, pad_id
 def pack_examples(
     examples: Sequence[tuple[list[int], list[int]]], batch_size: int, max_length: int, pad_id: int
 ) -> list[PackedBatch]:
-    """Pack a fixed list of encoded examples (in order) into batches, e.g. for held-out loss."""
+    """Pack a fixed list of encoded examples (in order) into batches, e.g. for held-out loss.
+
+    An example longer than `max_length` raises ExampleTooLong."""
     rows: list[list[tuple[list[int], list[int]]]] = []
     row: list[tuple[list[int], list[int]]] = []
     used = 0
-    for ids, labels in examples:
-        ids, labels = ids[:max_length], labels[:max_length]
+    for i, (ids, labels) in enumerate(examples):
+        if len(ids) > max_length:
+            raise _too_long(len(ids), max_length, f"example #{i} of {len(examples)}")
         if row and used + len(ids) > max_length:
             rows.append(row)
             row, used = [], 0

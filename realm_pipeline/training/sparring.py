@@ -166,8 +166,9 @@ def reflections(
 
 def answer_budget(tokenizer: Any, items: Sequence[SkillItem]) -> int:
     """max_new_tokens for the probes: the longest golden answer in the hero's tokens plus a margin."""
-    longest = max((len(tokenizer(i.answer, add_special_tokens=False)["input_ids"]) for i in items), default=0)
-    return longest + ANSWER_MARGIN_TOKENS
+    from realm_pipeline.evaluation.budgets import answer_tokens
+
+    return max((answer_tokens(tokenizer, i.answer) for i in items), default=0) + ANSWER_MARGIN_TOKENS
 
 
 def spar(

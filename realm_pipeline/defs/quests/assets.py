@@ -6,8 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from realm_pipeline import quests as q
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
 class QuestsConfig(dg.Config):

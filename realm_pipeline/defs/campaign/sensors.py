@@ -3,10 +3,9 @@
 import dagster as dg
 
 from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
-from realm_pipeline.jobs import eval_job, eval_sets_job, rollup_job, train_job
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.in_flight import drop_in_flight
+from realm_pipeline.defs.campaign.in_flight import drop_in_flight
+from realm_pipeline.defs.campaign.jobs import eval_job, eval_sets_job, rollup_job, train_job
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
 from realm_pipeline.training.plan import next_key
 
 

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.mirror.export import build_mirror, leaderboard_row_count, write_mirror
 from realm_pipeline.mirror.leakcheck import Finding, private_values, scan
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
 
 CHECK_NAME = "no_private_values"
 

@@ -5,8 +5,7 @@ import json
 import dagster as dg
 
 from realm_pipeline import quests as q
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
 
 QUESTS_JOB = "quests_job"
 REMEMBERED_KEYS = 200  # recent run keys: a file whose run is in flight should not take a slot every tick

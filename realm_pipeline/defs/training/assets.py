@@ -14,8 +14,7 @@ from realm_pipeline.campaign import (
     quest_examples,
     strain_state,
 )
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
 from realm_pipeline.training.strain import effort
 
@@ -76,28 +75,34 @@ def checkpoints(
         )
     parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
     output_dir = realm.checkpoint_dir(key.hero, str(key))
-    spec = segment_spec(
-        hero,
-        profile,
-        key,
-        output_dir=output_dir,
-        parent_dir=parent_dir,
-        mix=state.training_mix(hero.training.mastered_share, hint=strain.hint),
-        quests=quests,
-        eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
-        reflections=_parent_reflections(parent_dir) if "mirror" in hero.schools else None,
-        loss_floors=learning_floors(state, strain),
-        # each skill's next level too: its held-out loss before it is learned (plastic gain)
-        measure_levels=[(n, min(s.level + 1, s.cap)) for n, s in state.skills.items() if not s.complete],
-    )
+    from realm_pipeline.evaluation.budgets import BudgetError
+
+    try:
+        spec = segment_spec(
+            hero,
+            profile,
+            key,
+            output_dir=output_dir,
+            parent_dir=parent_dir,
+            mix=state.training_mix(hero.training.mastered_share, hint=strain.hint),
+            quests=quests,
+            eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
+            reflections=_parent_reflections(parent_dir) if "mirror" in hero.schools else None,
+            loss_floors=learning_floors(state, strain),
+            # each skill's next level too: its held-out loss before it is learned (plastic gain)
+            measure_levels=[(n, min(s.level + 1, s.cap)) for n, s in state.skills.items() if not s.complete],
+        )
+    except BudgetError as exc:  # a level or quest line longer than the hero's ceiling: never truncated
+        raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
     _refuse_if_it_will_not_fit(spec, hero, profile)
 
     from realm_pipeline.training.trainer import spec_to_json
 
     spec_dict = json.loads(spec_to_json(spec))
     context.log.info(
-        f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; schools {hero.schools}; "
-        f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason}); mix {spec.mix}"
+        f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
+        f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
+        f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
     )
     command = segment_command(
         spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
@@ -145,6 +150,7 @@ def checkpoints(
         zone=result["zone"],
         effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
+        max_length=spec.max_length,
         schools=", ".join(hero.schools),
         strain_hint=strain.hint.value if strain.hint else "none",
     )

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from realm_pipeline.defs.knowledge.resources import VectorIndexResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.knowledge import build_documents, format_answer, refresh_index
 from realm_pipeline.knowledge.embedding import Embedder
 from realm_pipeline.knowledge.retrieval_eval import ask
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.resources.vector_index import VectorIndexResource
 
 
 @dg.asset(pool="gpu", group_name="knowledge", kinds={"postgres"}, deps=["curriculum"])

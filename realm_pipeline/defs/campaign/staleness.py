@@ -17,9 +17,9 @@ import dagster as dg
 import duckdb
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from realm_pipeline.resources.ledger import LedgerBusy, LedgerResource
-from realm_pipeline.resources.realm import RealmResource
-from realm_pipeline.sensors.in_flight import drop_in_flight
+from realm_pipeline.defs.campaign.in_flight import drop_in_flight
+from realm_pipeline.defs.campaign.jobs import eval_job, knowledge_job, mirror_job, rollup_job
+from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import CheckpointKey
 
@@ -180,3 +180,6 @@ def build_staleness_sensor(
         return _evaluate(context, realm, ledger_db, names)
 
     return staleness_sensor
+
+
+staleness_sensor = build_staleness_sensor([eval_job, rollup_job, mirror_job, knowledge_job])

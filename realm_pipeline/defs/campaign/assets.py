@@ -7,8 +7,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_paused, strain_state
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
 @dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])
@@ -75,6 +74,9 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
                     "champion": state.champion,
                     "levels_json": json.dumps(state.levels(), sort_keys=True),
                     "updated_at": now,
+                    "maxed_out_reason": state.maxed_out_reason,
+                    "claim": state.cap_claim(),
+                    "timeline_json": json.dumps([r.to_json() for r in state.timeline], sort_keys=True),
                 }
             )
     with ledger_db.get_connection() as con:
@@ -105,4 +107,9 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
             metadata[f"{hero}/efficiency"] = gains[-1]["efficiency"]
         metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
+        metadata[f"{hero}/maxed_out_reason"] = sheet["maxed_out_reason"]
+        metadata[f"{hero}/maintenance_multiplier"] = sheet["window_maintenance_multiplier"]
+        for skill, slope in sheet["trend"].items():
+            if slope is not None:  # accuracy slope per eval at the level being learned
+                metadata[f"{hero}/{skill}/trend"] = slope
     return dg.MaterializeResult(metadata=metadata)

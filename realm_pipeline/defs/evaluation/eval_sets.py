@@ -3,10 +3,9 @@
 import dagster as dg
 
 from realm_pipeline import ledger
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.eval_sets import build_eval_sets
-from realm_pipeline.partitions import skill_partitions
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
 
 
 @dg.asset(partitions_def=skill_partitions, group_name="evaluation", kinds={"duckdb"})

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from realm_pipeline.resources.ledger import LedgerResource
-from realm_pipeline.resources.realm import RealmResource
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
 class RetentionConfig(dg.Config):

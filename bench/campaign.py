@@ -1,0 +1,160 @@
+"""A real campaign of the tiny hero from nothing, and what its claim rests on.
+
+Runs `realm campaign` (every step a Dagster run, as `make run` does) for a hero built like `tiny` on
+`bin` and two drills, with the budget you choose, into a fresh REALM_HOME. Then prints, per evaluated
+checkpoint: the level of every skill, the held-out accuracy at the level being learned and its trend,
+the maintenance multiplier over the maxed-out window, and the strain zone; and why the campaign stopped.
+
+Side by side, the *baseline*: the maxed-out rule realm used before (stalled level-ups, or a rate under
+half the earlier one, while the window's maintenance multiplier exceeds the maximum), replayed on the
+same history, with the segment at which it would have declared a cap.
+
+    .venv/bin/python bench/campaign.py --segments 40 [--home DIR] [--skills bin,seq_reverse,attn_count]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+HERO = "tiny_bench"
+
+
+def write_configs(dest: Path, skills: list[str], budget: int) -> Path:
+    """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget."""
+    shutil.copytree(REPO / "configs", dest)
+    hero = yaml.safe_load((dest / "heroes" / "tiny.yaml").read_text())
+    hero["name"] = HERO
+    hero["campaign"]["skills"] = skills
+    realm = yaml.safe_load((dest / "realm.yaml").read_text())
+    prog = realm["progression"]
+    # realm refuses a budget in which the level cap could never be found
+    hero["campaign"]["segment_budget"] = max(budget, prog["evals_required"] + prog["maxed_out_window"])
+    (dest / "heroes" / f"{HERO}.yaml").write_text(yaml.safe_dump(hero, sort_keys=False))
+    realm["campaign"]["active_heroes"] = [HERO]
+    (dest / "realm.yaml").write_text(yaml.safe_dump(realm, sort_keys=False))
+    return dest
+
+
+def old_rule(timeline, ups_at: dict[str, int], window: int, maintenance_max: float) -> int | None:
+    """Baseline: the first evaluated checkpoint (1-based) at which the old maxed-out rule fired."""
+    n_ups = [ups_at.get(r.checkpoint_id, 0) for r in timeline]
+    for i in range(window, len(timeline) + 1):
+        lo = i - window
+        recent = sum(n_ups[lo:i]) / window
+        earlier = sum(n_ups[:lo]) / lo if lo else None
+        stalled = recent == 0 or (earlier is not None and recent < earlier / 2)
+        if stalled and timeline[i - 1].window_multiplier > maintenance_max:
+            return i
+    return None
+
+
+def report(home: Path, config_dir: Path, wall_s: float) -> None:
+    """Print the per-segment table, the claim, why the campaign stopped, and the baseline's verdict."""
+    os.environ["REALM_CONFIG_DIR"] = str(config_dir)
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import campaign_blocker, curriculum_state
+    from realm_pipeline.settings import Settings
+
+    settings = Settings(config_dir)
+    prog = settings.realm.progression
+    with ledger.connect(home / "realm.duckdb", read_only=True) as con:
+        state = curriculum_state(con, settings, HERO)
+        blocker = campaign_blocker(con, settings, HERO)
+        shares = dict(
+            ((s, lv), share)
+            for s, lv, share in con.execute(
+                "SELECT skill, level, shared_facts_share FROM eval_sets"
+            ).fetchall()
+        )
+    skills = list(state.skills)
+    head = f"{'seg':>3} {'step':>6}  " + "  ".join(f"{s + ' L/acc/trend':<26}" for s in skills)
+    print(head + f"  {'maint.x':>7}  zone")
+    for i, row in enumerate(state.timeline, 1):
+        cells = []
+        for s in skills:
+            acc, trend = row.accuracy.get(s), row.trend.get(s)
+            cells.append(
+                f"L{row.levels[s]:<2} {'-' if acc is None else f'{acc:.2f}':>5} "
+                f"{'  n/a' if trend is None else f'{trend:+.3f}':>7}"
+                + (" R" + ",".join(map(str, row.regressed[s])) if row.regressed.get(s) else "")
+            )
+        zone = row.to_json()["zone"] or "-"
+        print(
+            f"{i:>3} {row.step:>6}  "
+            + "  ".join(f"{c:<26}" for c in cells)
+            + f"  {row.window_multiplier:>7.2f}  {zone}"
+        )
+    ups = {}
+    for u in state.level_ups:
+        ups[u.checkpoint_id] = ups.get(u.checkpoint_id, 0) + 1
+    fired = old_rule(state.timeline, ups, prog.maxed_out_window, prog.maintenance_multiplier_max)
+    print()
+    print(f"claim: {state.cap_claim()}")
+    print(f"stopped: {blocker or 'the --segments given to realm campaign ran out'}")
+    print(f"levels reached: {state.levels()}  (level-ups: {len(state.level_ups)})")
+    for s in skills:
+        low = [
+            f"L{lv}={shares[(s, lv)]:.2f}" for lv in range(1, state.skills[s].level + 1) if (s, lv) in shares
+        ]
+        print(f"shared-facts share of eval items, {s}: {' '.join(low)}")
+    print(
+        f"baseline (old maxed-out rule, replayed): "
+        f"{'would have declared a cap at segment ' + str(fired) if fired else 'never fired'}; "
+        f"realm: {'cap at segment ' + str(len(state.timeline)) if state.maxed_out else 'no cap'}"
+    )
+    print(f"wall time {wall_s / 60:.1f} min for {len(state.timeline)} segments on {os.cpu_count()} cores")
+
+
+def main() -> None:
+    """Run the campaign, then report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, default=40)
+    parser.add_argument("--skills", default="bin,seq_reverse,attn_count")
+    parser.add_argument("--home", type=Path, default=None, help="REALM_HOME (default: a fresh temp dir)")
+    parser.add_argument("--report-only", action="store_true", help="report on an existing --home")
+    args = parser.parse_args()
+    home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
+    config_dir = home.parent / f"{home.name}-configs"
+    if not args.report_only:
+        if config_dir.exists():
+            shutil.rmtree(config_dir)
+        write_configs(config_dir, args.skills.split(","), max(args.segments, 1))
+    env = {
+        **os.environ,
+        "REALM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "REALM_CONFIG_DIR": str(config_dir),
+    }
+    wall = 0.0
+    if not args.report_only:
+        realm = Path(sys.executable).with_name("realm")
+        started = time.perf_counter()
+        log = home / "campaign.log"
+        home.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as fh:  # streamed, so a long campaign can be watched with tail -f
+            proc = subprocess.run(
+                [str(realm), "campaign", "--hero", HERO, "--segments", str(args.segments)],
+                env=env,
+                text=True,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            print(log.read_text()[-4000:])
+            raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {log}")
+    report(home, config_dir, wall)
+
+
+if __name__ == "__main__":
+    main()

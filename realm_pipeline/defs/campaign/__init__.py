@@ -1,0 +1,1 @@
+"""Campaign: the curriculum rollup, the jobs the campaign launches and the sensors that drive it."""

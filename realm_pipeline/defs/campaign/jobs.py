@@ -1,0 +1,19 @@
+"""Asset jobs: what the CLI, the launchpad and the sensors launch."""
+
+import dagster as dg
+
+from realm_pipeline.defs.campaign.assets import curriculum
+from realm_pipeline.defs.evaluation.eval_scores import eval_partitions, eval_scores
+from realm_pipeline.defs.evaluation.eval_sets import eval_sets
+from realm_pipeline.defs.evaluation.leaderboard import leaderboard
+from realm_pipeline.defs.knowledge.assets import knowledge_index
+from realm_pipeline.defs.mirror.assets import public_mirror
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.training.assets import checkpoint_partitions, checkpoints
+
+eval_sets_job = dg.define_asset_job("eval_sets_job", selection=[eval_sets], partitions_def=skill_partitions)
+train_job = dg.define_asset_job("train_job", selection=[checkpoints], partitions_def=checkpoint_partitions)
+eval_job = dg.define_asset_job("eval_job", selection=[eval_scores], partitions_def=eval_partitions)
+rollup_job = dg.define_asset_job("rollup_job", selection=[curriculum, leaderboard, public_mirror])
+mirror_job = dg.define_asset_job("mirror_job", selection=[public_mirror])
+knowledge_job = dg.define_asset_job("knowledge_job", selection=[knowledge_index])

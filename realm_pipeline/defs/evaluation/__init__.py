@@ -1,0 +1,1 @@
+"""Evaluation: eval sets, eval scores, the leaderboard and its regression sensor."""

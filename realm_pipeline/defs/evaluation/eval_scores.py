@@ -1,0 +1,269 @@
+"""`eval_scores`: one checkpoint evaluated on one skill, on the `gpu` pool."""
+
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from realm_pipeline import ledger
+from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.defs.partitions import skill_partitions
+from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.defs.training.assets import checkpoint_partitions
+from realm_pipeline.evaluation.regressions import CONFIRM_TAG
+from realm_pipeline.evaluation.scores import EVAL_SAMPLE
+
+eval_partitions = dg.MultiPartitionsDefinition(
+    {"checkpoint": checkpoint_partitions, "skill": skill_partitions}
+)
+
+
+@dg.asset(
+    partitions_def=eval_partitions,
+    pool="gpu",
+    group_name="evaluation",
+    kinds={"pytorch", "duckdb"},
+    # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill).
+    deps=["checkpoints", "eval_sets"],
+)
+def eval_scores(
+    context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
+) -> dg.MaterializeResult:
+    """Evaluates the checkpoint on the skill's mastered, current and next levels, on the fixed eval items."""
+    from realm_pipeline.evaluation.backends import BackendError, build_backend
+    from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import eval_items, eval_set_hash
+
+    keys = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
+    checkpoint_id, skill_name = keys["checkpoint"], keys["skill"]
+    settings = realm.settings
+    with ledger_db.read() as con:
+        ckpt = con.execute(
+            "SELECT hero, step, sha256, path FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id]
+        ).fetchone()
+        if ckpt is None:
+            raise dg.Failure(
+                f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first",
+                allow_retries=False,
+            )
+        hero, step, sha256, path = ckpt
+        state = curriculum_state(con, settings, hero, before_step=step)
+        stored = dict(
+            con.execute("SELECT level, eval_set_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()
+        )
+        stored_reserve = dict(
+            con.execute("SELECT level, reserve_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()
+        )
+    skill = get_skill(skill_name)
+    cap = settings.skills[skill_name].level_cap
+    levels = levels_to_evaluate(state, skill_name) if skill_name in state.skills else [1, min(2, cap)]
+    eval_cfg = settings.realm.eval
+    hero_cfg = settings.heroes[hero]
+    profile = settings.memory_profiles[hero_cfg.memory_profile]
+    try:  # local transformers, or the OpenAI-compatible server the hero's YAML names
+        backend = build_backend(
+            hero_cfg.eval,
+            path,
+            batch_size=eval_cfg.batch_size,
+            max_new_tokens=eval_cfg.max_new_tokens,
+            device=profile.device,
+        )
+    except BackendError as exc:
+        raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc
+    count = settings.skills[skill_name].eval_items_per_level
+    scored = _Scorer(
+        checkpoint_id,
+        hero,
+        step,
+        sha256,
+        skill,
+        backend,
+        eval_cfg,
+        profile.device,
+        ceiling_name=f"{settings.config_dir / 'realm.yaml'} eval.max_new_tokens",
+    )
+    bench = context.run.tags.get(CONFIRM_TAG)
+    if bench is not None:
+        return _confirm(
+            context, scored, ledger_db, stored_reserve, bench, count, settings.realm.regression.tau
+        )
+    scores, generations, metadata = [], [], {}
+    for level in sorted(set(levels)):
+        items = eval_items(skill, level, count)
+        set_hash = eval_set_hash(items)
+        if stored.get(level) != set_hash:
+            raise dg.Failure(
+                f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from "
+                f"the generator's "
+                f"({set_hash}): materialize eval_sets[{skill_name}] first",
+                allow_retries=False,
+            )
+        row, gens, result = scored.level(level, items, EVAL_SAMPLE)
+        scores.append(row)
+        generations.extend(gens)
+        metadata[f"L{level}_accuracy"] = result.accuracy
+        metadata[f"L{level}_max_new_tokens"] = scored.budgets[level]
+    with ledger_db.get_connection() as con:
+        # Keyed by (checkpoint, skill, level, fingerprint): a re-run with the same fingerprint replaces.
+        con.execute("BEGIN TRANSACTION")
+        ledger.upsert(con, "eval_scores", scores)
+        ledger.upsert(con, "eval_generations", generations)
+        con.execute("COMMIT")
+    current = state.skills[skill_name].level if skill_name in state.skills else 1
+    current_acc = next((s["accuracy"] for s in scores if s["level"] == current), None)
+    return dg.MaterializeResult(
+        metadata={
+            "checkpoint_id": checkpoint_id,
+            "skill": skill_name,
+            "current_level": current,
+            "accuracy_at_current_level": current_acc,
+            "levels": dg.MetadataValue.json(sorted(set(levels))),
+            "backend": backend.kind,
+            **metadata,
+        }
+    )
+
+
+class _Scorer:
+    """Scores one checkpoint on one skill, level by level, into eval_scores / eval_generations rows."""
+
+    def __init__(self, checkpoint_id, hero, step, sha256, skill, backend, eval_cfg, device, *, ceiling_name):
+        self.checkpoint_id, self.hero, self.step, self.sha256 = checkpoint_id, hero, step, sha256
+        self.skill, self.backend, self.eval_cfg, self.device = skill, backend, eval_cfg, device
+        self.ceiling_name = ceiling_name
+        self.budgets: dict[int, int] = {}  # max_new_tokens each level was decoded with
+
+    def level(self, level: int, items: list, sample: str) -> tuple[dict, list[dict], object]:
+        """Evaluate `items` of `level`: the score row (with fingerprint and protocol), generations, result.
+
+        The level generates its longest reference answer in the checkpoint's own tokens + the margin;
+        a level needing more than realm.yaml's ceiling fails here rather than score truncated answers."""
+        from realm_pipeline.evaluation.budgets import BudgetError, eval_max_new_tokens
+        from realm_pipeline.evaluation.fingerprint import fingerprint
+        from realm_pipeline.evaluation.runner import evaluate_items
+        from realm_pipeline.evaluation.scores import protocol_of
+        from realm_pipeline.skills.heldout import eval_set_hash
+
+        set_hash = eval_set_hash(items)
+        try:
+            budget = eval_max_new_tokens(
+                self.backend.tokenizer,
+                items,
+                margin=self.eval_cfg.answer_margin_tokens,
+                ceiling=self.eval_cfg.max_new_tokens,
+                ceiling_name=self.ceiling_name,
+            )
+        except BudgetError as exc:
+            raise dg.Failure(f"eval {self.checkpoint_id}: {exc}", allow_retries=False) from exc
+        self.backend.max_new_tokens = budget  # both backends read it per call; describe() reports it
+        self.budgets[level] = budget
+        started = time.perf_counter()
+        result = evaluate_items(self.backend, self.skill, items)
+        seconds = time.perf_counter() - started
+        fp, fp_dict = fingerprint(
+            eval_set_hash=set_hash,
+            skill_name=self.skill.name,
+            skill_version=self.skill.version,
+            decoding={"greedy": True, "max_new_tokens": budget},
+            dtype=self.backend.describe().get("dtype", "auto"),
+            checkpoint_sha256=self.sha256,
+            backend=self.backend.describe(),
+        )
+        row = {
+            "checkpoint_id": self.checkpoint_id,
+            "hero": self.hero,
+            "step": self.step,
+            "skill": self.skill.name,
+            "level": level,
+            "fingerprint": fp,
+            "n": result.n,
+            "correct": result.correct,
+            "accuracy": result.accuracy,
+            "partial": result.partial,
+            "eval_set_hash": set_hash,
+            "skill_version": self.skill.version,
+            "backend": self.backend.describe().get("kind", "local"),
+            "gpu_seconds": seconds if self.device == "cuda" else 0.0,
+            "fingerprint_json": json.dumps(fp_dict, sort_keys=True),
+            "created_at": datetime.now(UTC).replace(tzinfo=None),
+            "protocol": protocol_of(fp_dict),
+            "sample": sample,
+        }
+        generations = [
+            {
+                "checkpoint_id": self.checkpoint_id,
+                "skill": self.skill.name,
+                "level": level,
+                "item_index": idx,
+                "fingerprint": fp,
+                "output": output,
+                "correct": correct,
+                "partial": partial,
+            }
+            for idx, output, correct, partial in result.rows
+        ]
+        return row, generations, result
+
+
+def _confirm(
+    context: dg.AssetExecutionContext,
+    scorer: _Scorer,
+    ledger_db: LedgerResource,
+    stored_reserve: dict[int, str],
+    bench: str,
+    count: int,
+    tau: float,
+) -> dg.MaterializeResult:
+    """A confirming re-run: score the bench's level on its reserve sample and judge the drop."""
+    from realm_pipeline.evaluation.regressions import record_check, split_bench
+    from realm_pipeline.evaluation.scores import RESERVE_SAMPLE
+    from realm_pipeline.skills.heldout import eval_set_hash, reserve_items
+
+    tags = context.run.tags
+    skill_name, level = split_bench(bench)
+    if skill_name != scorer.skill.name:
+        raise dg.Failure(
+            f"confirming run for {bench} launched on skill {scorer.skill.name}", allow_retries=False
+        )
+    items = reserve_items(scorer.skill, level, count)
+    if stored_reserve.get(level) != eval_set_hash(items):
+        raise dg.Failure(
+            f"reserve sample {bench} in the ledger ({stored_reserve.get(level)}) differs from the "
+            f"generator's ({eval_set_hash(items)}): materialize eval_sets[{skill_name}] first",
+            allow_retries=False,
+        )
+    baseline = float(tags["realm/baseline"])
+    row, gens, result = scorer.level(level, items, RESERVE_SAMPLE)
+    with ledger_db.get_connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        ledger.upsert(con, "eval_scores", [row])
+        ledger.upsert(con, "eval_generations", gens)
+        confirmed = record_check(
+            con,
+            hero=scorer.hero,
+            bench=bench,
+            baseline_version=int(tags["realm/baseline_version"]),
+            checkpoint_id=scorer.checkpoint_id,
+            step=scorer.step,
+            baseline=baseline,
+            eval_accuracy=float(tags["realm/accuracy"]) if "realm/accuracy" in tags else None,
+            reserve_accuracy=result.accuracy,
+            tau=tau,
+            now=row["created_at"],
+        )
+        con.execute("COMMIT")
+    verdict = "confirmed" if confirmed else "refuted"
+    context.log.info(
+        f"{scorer.hero} {bench}: drop from {baseline:.3f} {verdict} by the reserve sample "
+        f"({result.accuracy:.3f} on {result.n} items)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "checkpoint_id": scorer.checkpoint_id,
+            "confirming": bench,
+            "baseline": baseline,
+            "reserve_accuracy": result.accuracy,
+            "verdict": verdict,
+        }
+    )

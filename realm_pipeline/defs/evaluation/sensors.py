@@ -1,0 +1,63 @@
+"""`leaderboard_regression_sensor`: a confirming re-run on the reserve sample for every drop the
+`leaderboard_regression` asset check reported. It only reads the check's result and requests runs."""
+
+import json
+
+import dagster as dg
+
+from realm_pipeline.defs.resources import RealmResource
+from realm_pipeline.evaluation.regressions import CONFIRM_TAG, Drop
+
+REGRESSION_CHECK = dg.AssetCheckKey(dg.AssetKey("leaderboard"), "leaderboard_regression")
+EVAL_JOB = "eval_job"
+
+
+def confirming_request(drop: Drop) -> dg.RunRequest:
+    """The confirming eval of the drop's checkpoint on its bench's reserve sample, one per standings version."""
+    return dg.RunRequest(
+        run_key=f"confirm:{drop.hero}:{drop.bench}:v{drop.version}",
+        job_name=EVAL_JOB,
+        partition_key=dg.MultiPartitionKey({"checkpoint": drop.checkpoint_id, "skill": drop.skill}),
+        tags={
+            CONFIRM_TAG: drop.bench,
+            "realm/hero": drop.hero,
+            "realm/baseline": repr(drop.baseline),
+            "realm/accuracy": repr(drop.accuracy),
+            "realm/baseline_version": str(drop.baseline_version),
+        },
+    )
+
+
+def _drops(record) -> list[Drop]:
+    evaluation = record.event.asset_check_evaluation if record.event is not None else None
+    if evaluation is None or evaluation.passed:
+        return []
+    value = evaluation.metadata.get("drops")
+    return [Drop(**d) for d in (value.data if value is not None else [])]
+
+
+@dg.sensor(
+    name="leaderboard_regression_sensor",
+    job_name=EVAL_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def leaderboard_regression_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
+    """Reads the newest `leaderboard_regression` check result; requests a confirming run per drop."""
+    cap = realm.settings.realm.sensors.max_runs_per_tick
+    record = context.instance.get_latest_asset_check_evaluation_record(REGRESSION_CHECK)
+    if record is None:
+        return dg.SkipReason("the leaderboard_regression check has not run yet")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    requested = cursor.get("requested", []) if cursor.get("record") == record.id else []
+    drops = [d for d in _drops(record) if confirming_request(d).run_key not in requested]
+    if not drops:
+        return dg.SkipReason(f"no unconfirmed drop in check evaluation {record.id}")
+    requests = [confirming_request(d) for d in drops[:cap]]
+    context.log.info(
+        f"check evaluation {record.id}: {len(drops)} drop(s) to confirm, requesting {len(requests)}"
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps({"record": record.id, "requested": requested + [r.run_key for r in requests]}),
+    )

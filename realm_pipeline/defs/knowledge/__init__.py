@@ -1,0 +1,1 @@
+"""Knowledge: the pgvector index of the knowledge documents and its resource."""

@@ -1,0 +1,1 @@
+"""Mirror: the public, leak-checked export."""

@@ -1,0 +1,1 @@
+"""Quests: people's own training data, registered from the inbox."""

@@ -1,0 +1,1 @@
+"""Training: the checkpoints asset (one segment per partition) and checkpoint retention."""

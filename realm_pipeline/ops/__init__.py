@@ -1,1 +1,0 @@
-"""Ops that are not assets: checkpoint retention."""

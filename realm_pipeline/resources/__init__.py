@@ -1,1 +1,0 @@
-"""Dagster resources: thin wrappers that hand the pure modules their state."""

@@ -1,1 +1,0 @@
-"""Sensors: the triggers that keep the campaign moving and everything fresh."""
