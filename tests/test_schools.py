@@ -162,7 +162,7 @@ def test_mirror_segment_writes_reflections_and_counts(tmp_path: Path, one_torch_
             output_dir=str(tmp_path / "c"),
             parent_dir=str(tmp_path / "m"),
             batch_size=4,
-            max_length=96,
+            max_length=192,  # a reflection is the prompt, the hero's answer and the question
             steps=2,
             save_every=0,
             seed=8,
