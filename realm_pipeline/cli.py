@@ -225,6 +225,8 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
     for lane in (lane_a, lane_b):
         if lane not in paths:
             raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
+        if paths[lane] is None:
+            raise click.ClickException(f"checkpoint {lane!r} was deleted by retention; its files are gone")
     from realm_pipeline.evaluation.budgets import BudgetError
 
     try:
@@ -282,11 +284,20 @@ def pref(compare_id: str, choice: str, note: str | None) -> None:
 
 
 @main.command()
-@click.option("--keep-newest", default=3, show_default=True)
-@click.option("--keep-best", default=3, show_default=True)
+@click.option(
+    "--keep-newest",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="per hero (at least 1: the newest is the next segment's parent)",
+)
+@click.option(
+    "--keep-best", default=3, show_default=True, type=click.IntRange(min=0), help="per hero and bench"
+)
 @click.option("--apply", "apply_", is_flag=True, help="really delete (default: dry run)")
 def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
-    """Checkpoint retention: newest and best k per hero and all referenced ones kept; never the champion."""
+    """Checkpoint retention: newest and best k per hero kept, and all referenced ones, never the champion,
+    nor a checkpoint a queued or running segment or eval needs."""
     import dagster as dg
 
     from realm_pipeline.definitions import defs

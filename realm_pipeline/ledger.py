@@ -108,10 +108,11 @@ TABLES: dict[str, Table] = {
                 _c("wall_s", "DOUBLE", public=PUB),
                 _c("gpu_seconds", "DOUBLE", public=PUB),
                 _c("peak_memory_bytes", "BIGINT", public=PUB),
-                _c("path", "VARCHAR", public=PRIV),
+                _c("path", "VARCHAR", public=PRIV),  # NULL once retention deleted the files
                 _c("host", "VARCHAR", public=PRIV),
                 _c("spec_json", "VARCHAR", public=PRIV),
                 _c("created_at", "TIMESTAMP", public=PUB),
+                _c("deleted_at", "TIMESTAMP", public=PUB),  # set by retention: the files are gone
             ),
             ("checkpoint_id",),
         ),

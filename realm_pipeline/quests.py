@@ -1,8 +1,12 @@
 """Quest files: JSONL chat examples people drop into `$REALM_HOME/inbox/` (pure: files and DuckDB only).
 
 One example a line: `{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}`, the last
-message the assistant's. A file is validated whole, registered whole in one transaction, and never deleted:
-it ends in `inbox/accepted/` or in `inbox/rejected/` beside a `<name>.error.json` report.
+message the assistant's. A line is refused (each with its rule in the report) when it is no such example, or
+when it has no user turn, two turns of one role in a row, a system message that is not first, an empty
+assistant turn, an answer that repeats its prompt, or a user prompt that is a held-out eval prompt of any
+level of any skill (quests must not leak the eval). A file is validated whole, registered whole in one
+transaction, and never deleted: it ends in `inbox/accepted/` or in `inbox/rejected/` beside a
+`<name>.error.json` report.
 """
 
 from __future__ import annotations
@@ -11,27 +15,62 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from realm_pipeline import ledger
+
+if TYPE_CHECKING:
+    from realm_pipeline.settings import Settings
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_EXAMPLES = 100_000
 ROLES = ("system", "user", "assistant")
 
 
-class QuestRejected(ValueError):
-    """A quest file that cannot be registered; `line` is 1-based, None for whole-file problems."""
+@dataclass(frozen=True)
+class LineProblem:
+    """One refused line (None: the whole file) and the rule it breaks."""
 
-    def __init__(self, reason: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {reason}" if line is not None else reason)
-        self.reason = reason
-        self.line = line
+    line: int | None
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.rule}: {self.detail}"
+
+
+# Shown in an exception's message; the report beside a rejected file lists every problem.
+MAX_PROBLEMS_SHOWN = 5
+MAX_PROBLEMS_KEPT = 1000
+
+
+class QuestRejected(ValueError):
+    """A quest file that cannot be registered: every refused line with its rule (`problems`).
+
+    `reason`, `line` and `rule` are those of the first problem; `line` is 1-based, None for the whole file.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        line: int | None = None,
+        rule: str = "file",
+        problems: list[LineProblem] | None = None,
+    ) -> None:
+        self.problems = problems or [LineProblem(line, rule, reason)]
+        first = self.problems[0]
+        self.reason, self.line, self.rule = first.detail, first.line, first.rule
+        shown = "; ".join(map(str, self.problems[:MAX_PROBLEMS_SHOWN]))
+        more = len(self.problems) - MAX_PROBLEMS_SHOWN
+        super().__init__(shown + (f"; and {more} more (see the report)" if more > 0 else ""))
 
 
 @dataclass(frozen=True)
@@ -58,62 +97,146 @@ def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _check_example(obj: object, line: int) -> list[dict[str, str]]:
+@lru_cache(maxsize=64)
+def _skill_eval_prompts(skill_name: str, version: str, max_level: int, count: int) -> dict[str, str]:
+    # Keyed by the skill's version too: a changed generator has other eval prompts.
+    from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import eval_items
+
+    skill = get_skill(skill_name)
+    found: dict[str, str] = {}
+    for level in range(1, max_level + 1):
+        for item in eval_items(skill, level, count):
+            found.setdefault(item.prompt.strip(), f"{skill_name} L{level}")
+    return found
+
+
+def eval_prompt_index(settings: Settings) -> dict[str, str]:
+    """{eval prompt: "skill Ln"} over every level of every configured skill, at its eval_items_per_level."""
+    from realm_pipeline.skills import get_skill
+
+    index: dict[str, str] = {}
+    for name, cfg in sorted(settings.skills.items()):
+        skill = get_skill(name)
+        # every level the generator has, not only up to level_cap: a cap raised later must not leak
+        for prompt, where in _skill_eval_prompts(
+            name, skill.version, skill.max_level, cfg.eval_items_per_level
+        ).items():
+            index.setdefault(prompt, where)
+    return index
+
+
+def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -> list[LineProblem]:
+    """Every rule one JSONL line breaks (empty: the line is a good example)."""
+
+    def bad(rule: str, detail: str) -> list[LineProblem]:
+        return [LineProblem(line, rule, detail)]
+
     if not isinstance(obj, dict):
-        raise QuestRejected(f"expected an object with 'messages', got {type(obj).__name__}", line)
+        return bad("not_object", f"expected an object with 'messages', got {type(obj).__name__}")
     extra = sorted(set(obj) - {"messages"})
     if extra:
-        raise QuestRejected(f"unknown field(s) {extra}: only 'messages' is allowed", line)
+        return bad("unknown_field", f"unknown field(s) {extra}: only 'messages' is allowed")
     messages = obj.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise QuestRejected("field 'messages' must be a non-empty list", line)
+        return bad("messages_shape", "field 'messages' must be a non-empty list")
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise QuestRejected(f"{where} must be an object with 'role' and 'content'", line)
+            return bad("message_shape", f"{where} must be an object with 'role' and 'content'")
         extra = sorted(set(m) - {"role", "content"})
         if extra:
-            raise QuestRejected(f"{where} has unknown field(s) {extra}", line)
+            return bad("message_shape", f"{where} has unknown field(s) {extra}")
         if m.get("role") not in ROLES:
-            raise QuestRejected(f"{where}.role must be one of {list(ROLES)}, got {m.get('role')!r}", line)
+            return bad("role", f"{where}.role must be one of {list(ROLES)}, got {m.get('role')!r}")
         if not isinstance(m.get("content"), str):
-            raise QuestRejected(f"{where}.content must be a string", line)
-    if messages[-1]["role"] != "assistant":
-        raise QuestRejected(
-            f"messages[{len(messages) - 1}].role must be 'assistant' (the last message)", line
+            return bad("content_type", f"{where}.content must be a string")
+    problems: list[LineProblem] = []
+    roles = [m["role"] for m in messages]
+    if roles[-1] != "assistant":
+        problems += bad(
+            "last_not_assistant", f"messages[{len(roles) - 1}].role must be 'assistant' (the last)"
         )
-    return messages
+    if "user" not in roles:
+        problems += bad("assistant_only", "no user turn: an answer needs a prompt")
+    for i in range(1, len(roles)):
+        if roles[i] == roles[i - 1]:
+            problems += bad("same_role_twice", f"messages[{i - 1}] and messages[{i}] are both {roles[i]!r}")
+            break
+    late_system = [i for i, r in enumerate(roles) if r == "system" and i > 0]
+    if late_system:
+        problems += bad(
+            "system_not_first", f"messages[{late_system[0]}] is a system message; only the first may be"
+        )
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and not m["content"].strip():
+            problems += bad("empty_assistant", f"messages[{i}].content is empty")
+            break
+    for i in range(1, len(messages)):
+        prompt, answer = messages[i - 1], messages[i]
+        if (
+            answer["role"] == "assistant"
+            and prompt["role"] == "user"
+            and answer["content"].strip()
+            and answer["content"].strip() == prompt["content"].strip()
+        ):
+            problems += bad("answer_copies_prompt", f"messages[{i}] repeats the prompt messages[{i - 1}]")
+            break
+    for i, m in enumerate(messages):
+        where = eval_prompts.get(m["content"].strip()) if m["role"] == "user" else None
+        if where is not None:
+            problems += bad("eval_prompt", f"messages[{i}] is a held-out eval prompt of {where}")
+            break
+    return problems
 
 
 def validate_quest_file(
     path: Path | str,
     *,
     registered_sha256s: Collection[str],
+    eval_prompts: Mapping[str, str] | None = None,
     max_bytes: int = MAX_BYTES,
     max_examples: int = MAX_EXAMPLES,
 ) -> QuestFile:
-    """Validate a whole quest file; raises QuestRejected naming the line and field of the first problem."""
+    """Validate a whole quest file; raises QuestRejected listing every refused line with its rule.
+
+    `eval_prompts` ({prompt: "skill Ln"}, see eval_prompt_index) are refused as user prompts: training on
+    them would leak the held-out eval.
+    """
     path = Path(path)
+    eval_prompts = eval_prompts or {}
     size = path.stat().st_size
     if size > max_bytes:
-        raise QuestRejected(f"oversized: {size} bytes > {max_bytes}")
+        raise QuestRejected(f"oversized: {size} bytes > {max_bytes}", rule="oversized")
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha in registered_sha256s:
-        raise QuestRejected(f"duplicate: a quest with sha256 {sha} is already registered")
+        raise QuestRejected(f"duplicate: a quest with sha256 {sha} is already registered", rule="duplicate")
     examples = []
+    problems: list[LineProblem] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue  # blank lines (a trailing newline) carry nothing
         try:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise QuestRejected(f"not JSON: {exc}", number) from None
-        examples.append(_check_example(obj, number))
-        if len(examples) > max_examples:
-            raise QuestRejected(f"oversized: more than {max_examples} examples", number)
+            problems.append(LineProblem(number, "not_json", f"not JSON: {exc}"))
+            continue
+        found = _example_problems(obj, number, eval_prompts)
+        if found:
+            problems += found
+        else:
+            examples.append(obj["messages"])
+        if len(examples) + len(problems) > max_examples:
+            problems.append(LineProblem(number, "oversized", f"oversized: more than {max_examples} examples"))
+            break
+        if len(problems) >= MAX_PROBLEMS_KEPT:
+            problems.append(LineProblem(number, "too_many_problems", "stopped reading here"))
+            break
+    if problems:
+        raise QuestRejected("", problems=problems)
     if not examples:
-        raise QuestRejected("empty: no examples")
+        raise QuestRejected("empty: no examples", rule="empty")
     return QuestFile(sha, examples, len(examples))
 
 
@@ -149,11 +272,17 @@ def reject(path: Path | str, home: Path | str, error: QuestRejected) -> Path:
         "file": src.name,
         "sha256": file_sha256(src),
         "line": error.line,
+        "rule": error.rule,
         "problem": error.reason,
+        "problems": [
+            {"file": src.name, "line": p.line, "rule": p.rule, "problem": p.detail} for p in error.problems
+        ],
         "time": datetime.now(UTC).isoformat(),
     }
     report_path = dest.with_name(dest.name + ".error.json")
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    staged = report_path.with_name(f".{report_path.name}.part")
+    staged.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(staged, report_path)  # the report appears whole, then the file moves beside it
     os.replace(src, dest)
     return report_path
 

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_DIR_ENV = "REALM_CONFIG_DIR"
 HOME_ENV = "REALM_HOME"
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The defaults shipped inside the package. In the source tree realm_pipeline/configs is a symlink to the
+# top-level configs/ (the one editable copy); a wheel holds the files themselves (package-data).
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class ConfigError(ValueError):
@@ -281,11 +283,38 @@ def load_model(path: Path, model: type[BaseModel]) -> Any:
         raise ConfigError("\n".join(problems)) from None
 
 
+def find_config_dir() -> Path:
+    """Where configs live: $REALM_CONFIG_DIR, else ./configs of the working directory, else the shipped ones."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not (path / "realm.yaml").is_file():
+            raise ConfigError(f"{CONFIG_DIR_ENV}={env}: no realm.yaml in {path.resolve()}")
+        return path.resolve()
+    local = Path.cwd() / "configs"
+    if (local / "realm.yaml").is_file():
+        return local.resolve()
+    return DEFAULT_CONFIG_DIR
+
+
+def _check_base_config(path: Path, node: yaml.Node, config: dict[str, Any]) -> None:
+    """Refuse a `base.config` the model's configuration class would refuse, naming file, line, key, value."""
+    from realm_pipeline.model_config import base_config_problems
+
+    problems = [
+        f"{path}: line {_line_of(node, ('base', 'config', key))}: field 'base.config.{key}': "
+        f"value {config.get(key, '<missing>')!r}: {problem}"
+        for key, problem in base_config_problems(config)
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 class Settings:
     """Every config of one `configs/` directory, validated and cross-checked."""
 
     def __init__(self, config_dir: Path | str | None = None) -> None:
-        self.config_dir = Path(config_dir or os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+        self.config_dir = Path(config_dir) if config_dir else find_config_dir()
 
     @cached_property
     def realm(self) -> RealmConfig:
@@ -357,6 +386,8 @@ class Settings:
                     f"{self.config_dir / 'realm.yaml'}: field 'progression.maintenance_min': value "
                     f"{prog.maintenance_min}: must fit in maxed_out_window ({prog.maxed_out_window})"
                 )
+            if hero.base.kind == "config":
+                _check_base_config(path, node, hero.base.config)
             for i, skill in enumerate(hero.campaign.skills):
                 if skill not in self.skills:
                     raise ConfigError(

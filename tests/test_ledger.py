@@ -18,7 +18,7 @@ def test_migrate_creates_every_declared_table_and_column(tmp_path: Path) -> None
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION
         assert ledger.migrate(con) == ledger.SCHEMA_VERSION  # a second run is a no-op
         versions = con.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(v,) for v, _ in ledger.MIGRATIONS]
+        assert versions == [(v,) for v, _ in ledger.MIGRATIONS] and versions[-1] == (ledger.SCHEMA_VERSION,)
         for name, table in ledger.TABLES.items():
             cols = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
             assert cols == [c.name for c in table.columns]

@@ -131,7 +131,7 @@ def test_sensor_rejects_each_bad_kind_with_a_report(env) -> None:
     assert "oversized" in reports["big.jsonl"]["problem"]
     for name, report in reports.items():
         assert (rejected / name).exists()  # moved, never deleted
-        assert set(report) == {"file", "sha256", "line", "problem", "time"}
+        assert set(report) == {"file", "sha256", "line", "rule", "problem", "problems", "time"}
     assert not list(inbox.glob("*.jsonl"))
 
 

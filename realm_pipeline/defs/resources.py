@@ -15,25 +15,19 @@ from dagster_duckdb import DuckDBResource
 
 from realm_pipeline import ledger
 from realm_pipeline.defs.knowledge.resources import VectorIndexResource
-from realm_pipeline.settings import (
-    CONFIG_DIR_ENV,
-    DEFAULT_CONFIG_DIR,
-    Settings,
-    ledger_path,
-    realm_home,
-)
+from realm_pipeline.settings import Settings, find_config_dir, ledger_path, realm_home
 
 
 class RealmResource(dg.ConfigurableResource):
     """Validated configs and the state directory of one campaign."""
 
-    config_dir: str = str(DEFAULT_CONFIG_DIR)
+    config_dir: str = ""  # empty: find_config_dir() ($REALM_CONFIG_DIR, ./configs, the shipped defaults)
     home: str
 
     @cached_property
     def settings(self) -> Settings:
         """Every config file, validated."""
-        return Settings(self.config_dir)
+        return Settings(self.config_dir or None)
 
     @property
     def home_path(self) -> Path:
@@ -49,40 +43,75 @@ class LedgerBusy(RuntimeError):
     """Another process holds the ledger file; a sensor skips its tick rather than fail."""
 
 
+class LedgerLocked(LedgerBusy, dg.RetryRequested):
+    """A step waited the whole lock timeout for another process: Dagster retries the step, the run goes on.
+
+    A RetryRequested escalates before any RetryPolicy, so only a lock (never a real error) is retried this
+    way, `lock_retries` times `lock_retry_wait_s` apart; sensors catch it as a LedgerBusy and skip a tick.
+    """
+
+    def __init__(self, message: str, *, max_retries: int, seconds_to_wait: float) -> None:
+        dg.RetryRequested.__init__(self, max_retries=max_retries, seconds_to_wait=seconds_to_wait)
+        self.args = (message,)
+
+
 class LedgerResource(DuckDBResource):
     """`$REALM_HOME/realm.duckdb`, migrated on first write; connections are held only for one unit of work."""
 
     lock_timeout_s: float = 120.0
+    lock_retries: int = 5  # step retries after a wait for the lock ran out (each waits lock_timeout_s again)
+    lock_retry_wait_s: float = 30.0
+
+    def _locked(self, exc: duckdb.IOException) -> LedgerLocked:
+        return LedgerLocked(
+            f"ledger {self.database} is busy (locked by another process past {self.lock_timeout_s:g} s): "
+            f"{exc}; the step is retried up to {self.lock_retries} times",
+            max_retries=self.lock_retries,
+            seconds_to_wait=self.lock_retry_wait_s,
+        )
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write connection, migrated to the current schema; waits out other writers."""
-        with ledger.connect(self.database, timeout_s=self.lock_timeout_s) as con:
+        """A write connection, migrated to the current schema; waits out other writers, then LedgerLocked."""
+        try:
+            opened = ledger.connect(self.database, timeout_s=self.lock_timeout_s)
+            con = opened.__enter__()
+        except duckdb.IOException as exc:
+            if ledger.is_lock_error(exc):
+                raise self._locked(exc) from exc
+            raise
+        try:
             ledger.migrate(con)
             yield con
+        finally:
+            opened.__exit__(None, None, None)
 
     @contextmanager
     def read(self, *, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection; with wait=False a busy file raises LedgerBusy at once."""
+        """A read-only connection; a busy file raises LedgerLocked (a LedgerBusy), at once with wait=False."""
+        if not Path(self.database).exists():
+            with self.get_connection():
+                pass  # a fresh ledger: create the tables before the first read
         try:
-            if not Path(self.database).exists():
-                with self.get_connection():
-                    pass  # a fresh ledger: create the tables before the first read
-            with ledger.connect(
+            opened = ledger.connect(
                 self.database, read_only=True, timeout_s=self.lock_timeout_s if wait else 0.0
-            ) as con:
-                yield con
+            )
+            con = opened.__enter__()
         except duckdb.IOException as exc:
             if ledger.is_lock_error(exc):
-                raise LedgerBusy(f"ledger {self.database} is busy: {exc}") from exc
+                raise self._locked(exc) from exc
             raise
+        try:
+            yield con
+        finally:
+            opened.__exit__(None, None, None)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     """Every resource the assets, checks and sensors name, for the REALM_HOME of this process."""
     home = str(realm_home())
-    config_dir = os.environ.get(CONFIG_DIR_ENV, str(DEFAULT_CONFIG_DIR))
+    config_dir = str(find_config_dir())  # $REALM_CONFIG_DIR, ./configs, or the shipped defaults
     return dg.Definitions(
         resources={
             "realm": RealmResource(home=home, config_dir=config_dir),

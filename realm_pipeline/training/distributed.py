@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEEPSPEED_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+from realm_pipeline.settings import DEFAULT_CONFIG_DIR
+
+DEEPSPEED_CONFIG_DIR = DEFAULT_CONFIG_DIR / "deepspeed"
 ZERO2_CONFIG = DEEPSPEED_CONFIG_DIR / "zero2.json"
 ZERO3_OFFLOAD_CONFIG = DEEPSPEED_CONFIG_DIR / "zero3_offload.json"
 

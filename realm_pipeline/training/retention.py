@@ -1,6 +1,10 @@
 """Checkpoint retention: decide which hero checkpoints to keep, then (optionally) delete the rest on disk.
 
 Planning is pure and separate from deletion so a plan can be logged/reviewed (dry run) before anything goes.
+Work still needed is never planned for deletion: the parent of a segment that is queued or training, a
+checkpoint whose eval is queued or running, the champion and whatever the leaderboard references. "Best"
+compares like with like: checkpoints are ranked per bench (skill@level), only against others measured on
+that same bench.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +23,21 @@ class RetentionError(RuntimeError):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One saved checkpoint of a hero; `score` is higher-is-better and may be unknown (None)."""
+    """One saved checkpoint of a hero: higher-is-better accuracy per bench (`scores`), any may be unknown.
+
+    `score` alone (no `scores`) is one score on a single unnamed bench.
+    """
 
     checkpoint_id: str
     hero: str
     step: int
     score: float | None = None
+    scores: Mapping[str, float | None] = field(default_factory=dict)
+
+    def bench_scores(self) -> dict[str, float]:
+        """{bench: score} of the finite scores only."""
+        raw = dict(self.scores) if self.scores else {"": self.score}
+        return {b: float(v) for b, v in raw.items() if v is not None and math.isfinite(v)}
 
 
 @dataclass(frozen=True)
@@ -38,8 +51,15 @@ class RetentionPlan:
     champion: str | None = None
 
 
-def _has_score(info: CheckpointInfo) -> bool:
-    return info.score is not None and math.isfinite(info.score)
+def _parent_of(key: str, by_hero: Mapping[str, list[CheckpointInfo]]) -> tuple[str, int, str | None]:
+    """(hero, step, parent id) of a checkpoint partition key `<hero>.<step>`: the newest earlier checkpoint."""
+    hero, _, step_text = key.rpartition(".")
+    if not hero or not step_text.isdigit():
+        raise ValueError(f"in-flight training partition {key!r} is not '<hero>.<step>'")
+    step = int(step_text)
+    earlier = [i for i in by_hero.get(hero, []) if i.step < step]
+    parent = max(earlier, key=lambda i: (i.step, i.checkpoint_id)).checkpoint_id if earlier else None
+    return hero, step, parent
 
 
 def plan_retention(
@@ -49,8 +69,12 @@ def plan_retention(
     keep_best: int,
     referenced: set[str],
     champion: str | None,
+    training: Collection[str] = (),
+    evaluating: Collection[str] = (),
 ) -> RetentionPlan:
-    """Per hero keep the newest `keep_newest` and best `keep_best`, plus referenced ones and the champion."""
+    """Per hero keep the newest `keep_newest` and, per bench, the best `keep_best`; plus referenced ones,
+    the champion, the parent (and any earlier copy) of each `training` partition key queued or running, and
+    each checkpoint in `evaluating` (queued or running evals)."""
     if keep_newest < 0 or keep_best < 0:
         raise ValueError("keep_newest and keep_best must be >= 0")
     infos = list(checkpoints)
@@ -71,13 +95,26 @@ def plan_retention(
         newest = sorted(items, key=lambda i: (-i.step, i.checkpoint_id))[:keep_newest]
         for rank, info in enumerate(newest, 1):
             why[info.checkpoint_id].append(f"newest #{rank} of {hero}")
-        scored = [i for i in items if _has_score(i)]
-        best = sorted(scored, key=lambda i: (-float(i.score or 0.0), -i.step, i.checkpoint_id))[:keep_best]
-        for rank, info in enumerate(best, 1):
-            why[info.checkpoint_id].append(f"best #{rank} of {hero} (score {info.score})")
+        benches = sorted({b for i in items for b in i.bench_scores()})
+        for bench in benches:
+            # Like with like: only checkpoints measured on this bench compete for its best places.
+            scored = [(i.bench_scores()[bench], i) for i in items if bench in i.bench_scores()]
+            best = sorted(scored, key=lambda si: (-si[0], -si[1].step, si[1].checkpoint_id))[:keep_best]
+            on = f" on {bench}" if bench else ""
+            for rank, (value, info) in enumerate(best, 1):
+                why[info.checkpoint_id].append(f"best #{rank} of {hero}{on} (score {value})")
     for cid in referenced:
         if cid in by_id:
             why[cid].append("referenced")
+    for key in sorted(training):
+        hero, step, parent = _parent_of(key, per_hero)
+        if parent is not None:
+            why[parent].append(f"parent of {key}, queued or training")
+        if key in by_id:
+            why[key].append("being trained again (queued or running)")
+    for cid in sorted(evaluating):
+        if cid in by_id:
+            why[cid].append("eval queued or running")
     if champion is not None and champion in by_id:
         why[champion].append("champion")
 
@@ -92,8 +129,8 @@ def plan_retention(
         else:
             delete.append(cid)
             reasons[cid] = (
-                f"delete: not among the newest {keep_newest} or best {keep_best} of {info.hero}, "
-                "not referenced, not champion"
+                f"delete: not among the newest {keep_newest} or best {keep_best} (per bench) of {info.hero}, "
+                "not referenced, not champion, not needed by a queued or running run"
             )
     if champion is not None and champion in delete:
         raise RetentionError(f"plan would delete the champion {champion!r}")  # defensive: must never happen

@@ -33,9 +33,10 @@ def _run(spec_data: str | dict, log: Any) -> SegmentResult:
         )
 
     result = train_segment(spec, on_progress=progress)
-    # train_segment already wrote it inside the atomic swap; rewrite defensively in case the dir was reused.
+    # train_segment already wrote it inside the atomic swap; rewrite defensively in case the dir was reused
+    # (rank 0 only: the other ranks of a DeepSpeed segment return what rank 0 wrote).
     path = Path(spec.output_dir) / RESULT_FILE
-    if not path.exists():
+    if os.environ.get("RANK", "0") == "0" and not path.exists():
         path.write_text(json.dumps(dataclasses.asdict(result), indent=2))
     return result
 

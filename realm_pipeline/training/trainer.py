@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,6 +23,7 @@ Messages = list[dict[str, str]]
 REFLECTION_SOURCE = "mirror_reflections"
 RESUME_DIR = "resume"
 RESULT_FILE = "segment_result.json"
+DEEPSPEED_RESUME_TAG = "state"  # the sharded engine save under resume/
 
 
 @dataclass
@@ -157,7 +159,8 @@ def _recover(target: Path) -> None:
     """Finish a swap interrupted between its two renames."""
     old = target.with_name(f".{target.name}.old")
     if not target.exists() and old.exists():
-        os.replace(old, target)
+        with contextlib.suppress(FileNotFoundError):  # another rank of the segment finished it first
+            os.replace(old, target)
 
 
 def _peak_memory(device: str) -> int:
@@ -343,7 +346,7 @@ def _load_resume_deepspeed(out: Path, engine: Any) -> dict[str, Any] | None:
     """Resume a DeepSpeed engine from its own sharded checkpoint under output_dir/resume."""
     if not (out / RESUME_DIR / "latest").exists():
         return None
-    _, client_state = engine.load_checkpoint(str(out / RESUME_DIR), tag="latest")
+    _, client_state = engine.load_checkpoint(str(out / RESUME_DIR), tag=DEEPSPEED_RESUME_TAG)
     return client_state["counters"]
 
 
@@ -503,8 +506,9 @@ def train_segment(
             wall_mark = now
             counters["data"] = dataclasses.asdict(stream.state)
             if engine is not None:
+                # DeepSpeed writes a file named `latest` naming the newest tag: the tag must not be "latest"
                 engine.save_checkpoint(
-                    str(out / RESUME_DIR), tag="latest", client_state={"counters": counters}
+                    str(out / RESUME_DIR), tag=DEEPSPEED_RESUME_TAG, client_state={"counters": counters}
                 )
             else:
                 _save_resume(out, model, opt, sched, counters)
@@ -531,14 +535,20 @@ def train_segment(
 
     # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.
     staged = out.with_name(f".{out.name}.staging")
-    if staged.exists():
-        shutil.rmtree(staged)
     if engine is not None:
-        final, state_dict = _gather_for_save(engine)
+        final, state_dict = _gather_for_save(engine)  # collective: every rank takes part
         if engine.global_rank != 0:
-            return None  # type: ignore[return-value]  # rank 0 alone writes the checkpoint and reports
+            # Rank 0 alone writes the checkpoint; the others wait for its swap and return the same result,
+            # read back from disk, so every rank's caller sees a SegmentResult.
+            _barrier()
+            done = _finished(out)
+            if done is None:
+                raise RuntimeError(f"rank {engine.global_rank}: rank 0 wrote no {RESULT_FILE} in {out}")
+            return done
     else:
         final, state_dict = model, None
+    if staged.exists():
+        shutil.rmtree(staged)
     final = final.merge_and_unload() if hasattr(final, "merge_and_unload") else final  # LoRA -> plain weights
     final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(staged)
@@ -568,4 +578,13 @@ def train_segment(
     )
     (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
     _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap
+    if engine is not None:
+        _barrier()  # releases the other ranks, which read the result rank 0 just swapped in
     return result
+
+
+def _barrier() -> None:
+    """Wait for every rank of the DeepSpeed process group."""
+    import deepspeed
+
+    deepspeed.comm.barrier()

@@ -48,6 +48,10 @@ def eval_scores(
                 allow_retries=False,
             )
         hero, step, sha256, path = ckpt
+        if path is None:
+            raise dg.Failure(
+                f"eval {checkpoint_id} x {skill_name}: retention deleted this checkpoint", allow_retries=False
+            )
         state = curriculum_state(con, settings, hero, before_step=step)
         stored = dict(
             con.execute("SELECT level, eval_set_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()

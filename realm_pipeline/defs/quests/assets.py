@@ -20,6 +20,7 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
     """Re-validates each file, registers it whole or not at all, then moves it to inbox/accepted/."""
     home = realm.home_path
     registered, skipped, rejected = [], [], []
+    eval_prompts = q.eval_prompt_index(realm.settings)
     for name in config.files:
         path = Path(name)
         if not path.exists():
@@ -29,7 +30,7 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
             known = q.registered_sha256s(con)
             try:
                 # Re-validate: the file may have changed since the sensor looked at it.
-                quest = q.validate_quest_file(path, registered_sha256s=known)
+                quest = q.validate_quest_file(path, registered_sha256s=known, eval_prompts=eval_prompts)
             except q.QuestRejected as exc:
                 if exc.reason.startswith("duplicate"):
                     skipped.append(f"{name}: already registered")

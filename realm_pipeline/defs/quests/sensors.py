@@ -36,10 +36,11 @@ def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource
         return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
     remembered: list[str] = json.loads(context.cursor)["requested"] if context.cursor else []
     seen = set(remembered)
+    eval_prompts = q.eval_prompt_index(realm.settings)  # cached per process after the first tick
     requests: list[dg.RunRequest] = []
     for path in files:
         try:
-            quest = q.validate_quest_file(path, registered_sha256s=known)
+            quest = q.validate_quest_file(path, registered_sha256s=known, eval_prompts=eval_prompts)
         except q.QuestRejected as exc:
             report = q.reject(path, realm.home, exc)
             context.log.warning(f"quest {path.name} rejected: {exc} (report {report})")

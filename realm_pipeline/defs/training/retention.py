@@ -1,33 +1,59 @@
-"""`retention_job`: keep the newest k and best k checkpoints of each hero, and everything referenced."""
+"""`retention_job`: keep the newest k and best k checkpoints of each hero, and everything still needed."""
+
+from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
+
+# Runs whose checkpoints must survive: not finished yet (queued, starting or running).
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 class RetentionConfig(dg.Config):
     """How many checkpoints to keep per hero; dry_run (the default) deletes nothing."""
 
-    keep_newest: int = 3
-    keep_best: int = 3
+    # at least 1: a hero's newest checkpoint is the parent of its next segment
+    keep_newest: int = Field(3, ge=1)
+    keep_best: int = Field(3, ge=0)
     dry_run: bool = True
+
+
+def unfinished_partitions(instance: dg.DagsterInstance) -> tuple[set[str], set[str]]:
+    """(checkpoint keys being trained, checkpoint ids being evaluated) by queued or running runs."""
+    training, evaluating = set(), set()
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name="train_job", statuses=UNFINISHED)):
+        if run.tags.get("dagster/partition"):
+            training.add(run.tags["dagster/partition"])
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name="eval_job", statuses=UNFINISHED)):
+        if run.tags.get("dagster/partition/checkpoint"):
+            evaluating.add(run.tags["dagster/partition/checkpoint"])
+    return training, evaluating
 
 
 @dg.op
 def apply_checkpoint_retention(
     context: dg.OpExecutionContext, config: RetentionConfig, realm: RealmResource, ledger_db: LedgerResource
 ) -> dg.Output:
-    """Deletes (or, in a dry run, lists) checkpoint directories nothing needs; never a champion."""
+    """Deletes (or, in a dry run, lists) checkpoint directories nothing needs; the ledger marks them deleted."""
     from realm_pipeline.training.retention import CheckpointInfo, apply_retention, plan_retention
 
+    training, evaluating = unfinished_partitions(context.instance)
     with ledger_db.read() as con:
         rows = con.execute(
-            """
-            SELECT c.checkpoint_id, c.hero, c.step, avg(l.accuracy) AS score
-            FROM checkpoints c LEFT JOIN leaderboard_rows l ON l.lane = c.checkpoint_id
-            GROUP BY ALL ORDER BY c.hero, c.step
-            """
+            "SELECT checkpoint_id, hero, step FROM checkpoints WHERE deleted_at IS NULL ORDER BY hero, step"
         ).fetchall()
+        scores: dict[str, dict[str, float | None]] = {}
+        for bench, lane, accuracy in con.execute(
+            "SELECT bench, lane, accuracy FROM leaderboard_rows"
+        ).fetchall():
+            scores.setdefault(lane, {})[bench] = accuracy
         # what the leaderboard (and so the mirror) points at: every bench leader and hero champion
         referenced = {
             r[0]
@@ -39,13 +65,25 @@ def apply_checkpoint_retention(
     deleted: list[str] = []
     for hero in sorted({r[1] for r in rows}):
         plan = plan_retention(
-            [CheckpointInfo(cid, h, step, score) for cid, h, step, score in rows if h == hero],
+            [CheckpointInfo(cid, h, step, scores=scores.get(cid, {})) for cid, h, step in rows if h == hero],
             keep_newest=config.keep_newest,
             keep_best=config.keep_best,
             referenced=referenced | set(champions.values()),
             champion=champions.get(hero),
+            training={k for k in training if k.startswith(f"{hero}.")},
+            evaluating=evaluating,
         )
-        paths = apply_retention(plan, realm.home_path / "checkpoints", dry_run=config.dry_run)
+        root = realm.home_path / "checkpoints"
+        paths = apply_retention(plan, root, dry_run=True)  # checks every path before anything changes
+        if not config.dry_run and plan.delete:
+            # The ledger first: if a deletion below fails, the ledger names no path that is gone.
+            with ledger_db.get_connection() as con:
+                now = datetime.now(UTC).replace(tzinfo=None)
+                con.executemany(
+                    "UPDATE checkpoints SET path = NULL, deleted_at = ? WHERE checkpoint_id = ?",
+                    [[now, cid] for cid in plan.delete],
+                )
+            paths = apply_retention(plan, root, dry_run=False)
         deleted += [str(p) for p in paths]
         for cid in plan.delete:
             context.log.info(f"{'would delete' if config.dry_run else 'deleted'} {cid}: {plan.reasons[cid]}")
