@@ -7,7 +7,7 @@ REALM_HOME ?= $(CURDIR)/.realm
 export REALM_HOME
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test test-all dev lint bench clean
+.PHONY: setup browser run test test-all dev defs lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,9 +34,15 @@ test: setup browser
 test-all: setup browser
 	$(BIN)/python -m pytest -m ""
 
+# `dg dev` finds the project through [tool.dg] in pyproject.toml (the defs/ folder)
 dev: setup
 	$(BIN)/realm init
-	DAGSTER_HOME=$(REALM_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(REALM_HOME)/dagster $(BIN)/dg dev
+
+# what `dg` sees: every asset, check, job, sensor and resource; and that they all load
+defs: setup
+	$(BIN)/dg list defs
+	$(BIN)/dg check defs
 
 lint: setup
 	$(BIN)/ruff check .

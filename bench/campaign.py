@@ -62,14 +62,16 @@ def report(home: Path, config_dir: Path, wall_s: float) -> None:
     """Print the per-segment table, the claim, why the campaign stopped, and the baseline's verdict."""
     os.environ["REALM_CONFIG_DIR"] = str(config_dir)
     from realm_pipeline import ledger
-    from realm_pipeline.campaign import campaign_blocker, curriculum_state
+    from realm_pipeline.campaign import curriculum_state
     from realm_pipeline.settings import Settings
 
     settings = Settings(config_dir)
     prog = settings.realm.progression
     with ledger.connect(home / "realm.duckdb", read_only=True) as con:
         state = curriculum_state(con, settings, HERO)
-        blocker = campaign_blocker(con, settings, HERO)
+        # what the hero does next or why it stopped, as the campaign's one decision function put it
+        row = con.execute("SELECT status FROM hero_state WHERE hero = ?", [HERO]).fetchone()
+        blocker = row[0] if row else None
         shares = dict(
             ((s, lv), share)
             for s, lv, share in con.execute(

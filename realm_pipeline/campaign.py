@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import duckdb
 
 from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
 from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.settings import Settings
+from realm_pipeline.training.plan import next_key
 from realm_pipeline.training.strain import LevelLoss, StrainReport, floor_for, strain_report
 
 
@@ -122,14 +125,192 @@ def segment_budget(settings: Settings, hero: str) -> int:
     return settings.heroes[hero].campaign.segment_budget
 
 
-def campaign_blocker(con: duckdb.DuckDBPyConnection, settings: Settings, hero: str) -> str | None:
-    """Why the hero's campaign must not train another segment now, or None when it may."""
-    if hero_paused(con, hero):
-        return "paused"
-    checkpoints = hero_checkpoints(con, hero)
-    if len(checkpoints) >= segment_budget(settings, hero):
-        return f"at its segment budget ({segment_budget(settings, hero)})"
+# ---------------------------------------------------------------------------------------------------
+# What a hero needs next: the one decision the campaign sensor, `realm campaign` and `realm train` share.
+
+EVAL_SETS_JOB, TRAIN_JOB, EVAL_JOB, ROLLUP_JOB = "eval_sets_job", "train_job", "eval_job", "rollup_job"
+IN_FLIGHT, SUCCEEDED, FAILED, CANCELED = "in flight", "succeeded", "failed", "canceled"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The newest run of one job and partition, reduced to what the decision needs."""
+
+    job: str
+    partition: str | None
+    run_id: str
+    status: str  # IN_FLIGHT | SUCCEEDED | FAILED | CANCELED
+    acknowledged: bool = False  # a person asked for a retry (`realm retry`): the failure blocks no more
+    attempts: int = 1  # step attempts the run made under its retry policy
+    error: str | None = None  # the failure's first line
+    ended_at: float | None = None  # unix time it ended; None while in flight
+
+    def describe(self) -> str:
+        """E.g. 'train_job tiny.000300 failed in run 1a2b3c4d after 3 attempts: OSError: ...'."""
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        why = f": {self.error}" if self.error else ""
+        return f"{_job_and_partition(self.job, self.partition)} {self.status} in run {self.run_id[:8]}{tries}{why}"
+
+
+@dataclass(frozen=True)
+class HeroFacts:
+    """Everything the decision reads about one hero, as plain values (the Dagster layer gathers them)."""
+
+    hero: str
+    skills: tuple[str, ...]  # the skills its campaign trains and evaluates
+    checkpoints: tuple[str, ...]  # its checkpoints in the ledger, oldest first
+    next_checkpoint: str  # the key its next segment trains
+    paused: bool
+    segment_budget: int
+    maxed_out_reason: str | None  # None while it still gains levels
+    eval_sets_done: frozenset[str]  # skills whose eval_sets partition is materialized
+    evaluated: frozenset[tuple[str, str]]  # (checkpoint, skill) pairs with an eval_scores materialization
+    last_eval_at: float | None  # newest eval_scores materialization of its newest checkpoint (unix time)
+    last_rollup_at: float | None  # newest curriculum materialization (unix time)
+    runs: tuple[RunOutcome, ...] = ()  # the newest run of each step it may need now
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run a hero needs: a job, its partition (None: unpartitioned) and the run key that dedups it."""
+
+    job: str
+    partition: str | None
+    run_key: str
+    checkpoint: str | None = None  # the checkpoint it trains or evaluates
+    skill: str | None = None  # the skill it builds or evaluates
+    assets: tuple[str, ...] | None = None  # a subset of the job's assets to run (None: all of them)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a hero needs next: runs to request now, runs to wait for, and why it trains no further."""
+
+    hero: str
+    steps: tuple[Step, ...] = ()
+    waiting_on: tuple[RunOutcome, ...] = ()
+    stop: str | None = None  # paused / at its segment budget / maxed out / a run failed
+    failed: tuple[RunOutcome, ...] = ()  # failed runs that stop it until a person retries them
+
+    @property
+    def status(self) -> str:
+        """One line for a person: why the hero stopped, or what it does next."""
+        if self.stop:
+            return f"stopped: {self.stop}"
+        parts = []
+        if self.steps:
+            parts.append("next " + ", ".join(_job_and_partition(s.job, s.partition) for s in self.steps))
+        if self.waiting_on:
+            parts.append(
+                "waiting on "
+                + ", ".join(
+                    f"{_job_and_partition(r.job, r.partition)} (run {r.run_id[:8]})" for r in self.waiting_on
+                )
+            )
+        return "; ".join(parts) or "nothing to do"
+
+
+def _job_and_partition(job: str, partition: str | None) -> str:
+    return f"{job} {partition}" if partition else job
+
+
+def eval_partition(checkpoint: str, skill: str) -> str:
+    """The eval_scores partition key as Dagster writes it (dimensions in name order: checkpoint|skill)."""
+    return f"{checkpoint}|{skill}"
+
+
+def retry_hint(hero: str) -> str:
+    """How a person retries a failed step."""
+    return f"after fixing the cause, `realm retry {hero}` (or re-execute the run in the Dagster UI)"
+
+
+def decide_next(facts: HeroFacts) -> Decision:
+    """What the hero needs next: eval sets, evals of its newest checkpoint, a rollup, its next segment,
+    or why it stops (paused, at its budget, maxed out, a failed run).
+
+    A step whose newest run is in flight is waited on, not requested again. A failed (or canceled) run
+    stops the hero until a person acknowledges it (`realm retry`): then the step gets a new run key, so
+    a sensor asks again instead of spending the old key forever.
+    """
+    newest = {(r.job, r.partition): r for r in facts.runs}
+    steps: list[Step] = []
+    waiting: list[RunOutcome] = []
+    failed: list[RunOutcome] = []
+
+    def want(step: Step) -> None:
+        run = newest.get((step.job, step.partition))
+        if run is None or run.status == SUCCEEDED:
+            steps.append(step)
+        elif run.status == IN_FLIGHT:
+            waiting.append(run)
+        elif run.acknowledged:
+            steps.append(replace(step, run_key=f"{step.run_key}#retry-after-{run.run_id[:8]}"))
+        else:
+            failed.append(run)
+
+    def decision(stop: str | None = None) -> Decision:
+        if failed:
+            stop = f"{failed[0].describe()}; {retry_hint(facts.hero)}"
+            # The hero's status in the ledger names the failure: one `curriculum` run after it (not the
+            # whole rollup: a hero that failed its first segment has nothing to rank or publish).
+            due = max(r.ended_at or 0.0 for r in failed)
+            if (facts.last_rollup_at or 0.0) < due and not any(s.job == ROLLUP_JOB for s in steps):
+                want(Step(ROLLUP_JOB, None, f"rollup:failed:{failed[0].run_id}", assets=("curriculum",)))
+        return Decision(facts.hero, tuple(steps), tuple(waiting), stop, tuple(failed))
+
+    no_eval_set = [s for s in facts.skills if s not in facts.eval_sets_done]
+    if no_eval_set:  # evals need the held-out items first: build them, train nothing yet
+        for skill in no_eval_set:
+            want(Step(EVAL_SETS_JOB, skill, f"eval_sets:{skill}", skill=skill))
+        return decision()
+    latest = facts.checkpoints[-1] if facts.checkpoints else None
+    if latest is not None:
+        unevaluated = [s for s in facts.skills if (latest, s) not in facts.evaluated]
+        if unevaluated:
+            for skill in unevaluated:
+                partition = eval_partition(latest, skill)
+                want(Step(EVAL_JOB, partition, f"eval:{partition}", checkpoint=latest, skill=skill))
+            return decision()
+        if facts.last_rollup_at is None or (facts.last_eval_at or 0.0) > facts.last_rollup_at:
+            # fully evaluated: refresh the hero sheet and the ranks once per checkpoint
+            want(Step(ROLLUP_JOB, None, f"rollup:{latest}", checkpoint=latest))
+    if facts.paused:
+        return decision("paused (`realm resume` lets it train again)")
+    if len(facts.checkpoints) >= facts.segment_budget:
+        return decision(f"at its segment budget ({facts.segment_budget} segments)")
+    if facts.maxed_out_reason:
+        return decision(f"maxed out: {facts.maxed_out_reason}")
+    key = facts.next_checkpoint
+    want(Step(TRAIN_JOB, key, key, checkpoint=key))
+    return decision()
+
+
+def hero_facts(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    hero: str,
+    *,
+    eval_sets_done: Iterable[str],
+    evaluated: Iterable[tuple[str, str]],
+    last_eval_at: float | None,
+    last_rollup_at: float | None,
+    runs: Iterable[RunOutcome] = (),
+) -> HeroFacts:
+    """The hero's facts: the ledger's part read from `con`, the Dagster instance's part passed in."""
+    cfg = settings.heroes[hero]
+    ckpts = hero_checkpoints(con, hero)
     state = curriculum_state(con, settings, hero)
-    if state.maxed_out:
-        return f"maxed out: {state.maxed_out_reason}"
-    return None
+    return HeroFacts(
+        hero=hero,
+        skills=tuple(cfg.campaign.skills),
+        checkpoints=tuple(c["checkpoint_id"] for c in ckpts),
+        next_checkpoint=str(next_key(cfg, ckpts[-1]["step"] if ckpts else None)),
+        paused=hero_paused(con, hero),
+        segment_budget=segment_budget(settings, hero),
+        maxed_out_reason=state.maxed_out_reason if state.maxed_out else None,
+        eval_sets_done=frozenset(eval_sets_done),
+        evaluated=frozenset(evaluated),
+        last_eval_at=last_eval_at,
+        last_rollup_at=last_rollup_at,
+        runs=tuple(runs),
+    )

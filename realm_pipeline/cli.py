@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+import threading
+import time
+import uuid
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from realm_pipeline.campaign import TRAIN_JOB
 from realm_pipeline.settings import DEFAULT_CONFIG_DIR, ConfigError, Settings, ledger_path, realm_home
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from realm_pipeline.campaign import Decision, Step
 
 INSTANCE_TEMPLATE = DEFAULT_CONFIG_DIR.parent / "dagster.yaml"
 GPU_POOL = "gpu"
@@ -82,72 +93,228 @@ def doctor() -> None:
     click.echo(f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if cuda else 'none (CPU)'}")
 
 
-def _execute(job_name: str, partition_key: str | None = None) -> None:
-    """Run one job in this process, recorded in the Dagster instance; exit non-zero on failure."""
+# Dagster's console logger prints every event (hundreds of DEBUG lines a campaign): the events still go
+# to the instance (the UI shows them); the terminal gets one line per run unless --verbose.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# What the Pipes subprocess logs per training step (realm_pipeline.training.segment)
+PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) loss ([0-9.naninf]+) .* tok/s (\d+)")
+
+
+class SegmentProgress(threading.Thread):
+    """A progress bar of one training run (steps, loss, tokens/s), read from the run's event log."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, label: str) -> None:
+        super().__init__(daemon=True)
+        self.instance, self.run_id, self.label = instance, run_id, label
+        self.finished = threading.Event()
+        self.bar = None
+
+    def run(self) -> None:
+        """Follow the run's Pipes log messages until `finish()`."""
+        cursor = None
+        while True:
+            done = self.finished.wait(0.5)
+            cursor = self._drain(cursor)
+            if done:
+                break
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self) -> None:
+        """Read what is left of the log, close the bar and wait for the thread."""
+        self.finished.set()
+        self.join()
+
+    def _drain(self, cursor: str | None) -> str | None:
+        from tqdm import tqdm
+
+        conn = self.instance.get_records_for_run(self.run_id, cursor=cursor)
+        for record in conn.records:
+            m = PROGRESS_LINE.match(record.event_log_entry.user_message or "")
+            if not m:
+                continue
+            step, steps, loss, tok_s = int(m[1]), int(m[2]), m[3], int(m[4])
+            if self.bar is None:
+                self.bar = tqdm(
+                    total=steps,
+                    desc=f"  {self.label}",
+                    unit="step",
+                    file=sys.stdout,
+                    dynamic_ncols=True,
+                    mininterval=0.2 if sys.stdout.isatty() else 30.0,
+                    bar_format="{desc} {bar:24} {n_fmt}/{total_fmt} steps {elapsed}{postfix}",
+                )
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix_str(f"loss {loss}  {tok_s} tok/s", refresh=False)
+        return conn.cursor if conn.records else cursor
+
+
+def _execute(
+    job_name: str,
+    partition_key: str | dg.MultiPartitionKey | None = None,
+    *,
+    verbose: bool = False,
+    assets: tuple[str, ...] | None = None,
+    tags: dict[str, str] | None = None,
+) -> bool:
+    """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
     import dagster as dg
 
-    from realm_pipeline.definitions import defs
+    from realm_pipeline.definitions import build_defs
+
+    # Built for this REALM_HOME now: the module's `defs` was built for whatever it was at first import.
+    defs = build_defs()
+    run_id = str(uuid.uuid4())
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        progress = None
+        if job_name == TRAIN_JOB and not verbose:
+            progress = SegmentProgress(instance, run_id, str(partition_key))
+            progress.start()
+        try:
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance,
+                partition_key=partition_key,
+                raise_on_error=False,
+                run_id=run_id,
+                run_config=None if verbose else QUIET_RUN_CONFIG,
+                asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+                tags=tags,
+            )
+        finally:
+            if progress is not None:
+                progress.finish()
+    status = "ok" if result.success else "FAILED"
+    partition = str(partition_key) if partition_key is not None else "-"
+    click.echo(
+        f"{job_name:<13} {partition:<18} {status:<6} {time.monotonic() - started:6.1f}s  run {run_id[:8]}"
+    )
+    return result.success
+
+
+def _quiet_deepspeed() -> None:
+    """Tell DeepSpeed (which transformers imports in the training subprocess) that a CPU-only machine
+    has no accelerator, instead of letting it warn about its failed search on every segment."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def _decide(hero: str, settings: Settings) -> Decision:
+    """What HERO needs next: the same decision the campaign sensor makes."""
+    import dagster as dg
+
+    from realm_pipeline.defs.campaign.decision import hero_decision
+
+    with dg.DagsterInstance.get() as instance, _ledger().read() as con:
+        return hero_decision(instance, con, settings, hero)
+
+
+def _confirm_drops(done: set[str], *, verbose: bool) -> None:
+    """Run the confirming re-runs the regression sensor would raise for the newest leaderboard check."""
+    import dagster as dg
+
+    from realm_pipeline.defs.evaluation.sensors import confirming_requests
 
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False
-        )
-    status = "ok" if result.success else "FAILED"
-    click.echo(
-        f"run {result.run_id[:8]} {job_name}{f' [{partition_key}]' if partition_key else ''}: {status}"
-    )
-    if not result.success:
-        sys.exit(1)
+        _, requests = confirming_requests(instance)
+    for req in requests:
+        if req.run_key not in done:
+            done.add(req.run_key)
+            _execute("eval_job", req.partition_key, verbose=verbose, tags=req.tags)
+
+
+def _execute_step(step: Step, *, verbose: bool) -> bool:
+    """Run one step of a decision (a new checkpoint's partition is added first)."""
+    import dagster as dg
+
+    from realm_pipeline.campaign import EVAL_JOB
+
+    partition = step.partition
+    if step.job == TRAIN_JOB:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("checkpoints", [step.partition])
+    elif step.job == EVAL_JOB:
+        partition = dg.MultiPartitionKey({"checkpoint": step.checkpoint, "skill": step.skill})
+    return _execute(step.job, partition, verbose=verbose, assets=step.assets)
+
+
+def _hero_settings(hero: str) -> Settings:
+    settings = Settings()
+    if hero not in settings.heroes:
+        raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+    return settings
+
+
+def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
+    """The hero sheet: levels, champion, zone, the leaderboard's top rows and what it does next."""
+    from realm_pipeline.campaign import curriculum_state, hero_checkpoints
+
+    with _ledger().read() as con:
+        sheet = curriculum_state(con, settings, hero).hero_sheet()
+        ckpts = hero_checkpoints(con, hero)
+        tops = con.execute(
+            "SELECT bench, lane, round(accuracy, 3) FROM leaderboard_rows WHERE hero = ? AND rank = 1 "
+            "ORDER BY bench",
+            [hero],
+        ).fetchall()
+    levels = ", ".join(f"{skill} L{level}" for skill, level in sorted(sheet["skills"].items())) or "-"
+    click.echo(f"hero {hero}")
+    click.echo(f"  segments   {len(ckpts)} (latest {ckpts[-1]['checkpoint_id'] if ckpts else '-'})")
+    click.echo(f"  levels     {levels}")
+    click.echo(f"  champion   {sheet['champion'] or '-'}")
+    hint = f"  (hint: {sheet['hint']})" if sheet["hint"] else ""
+    click.echo(f"  zone       {sheet['zone'] or '-'}{hint}")
+    for bench, lane, acc in tops:
+        click.echo(f"  #1 {bench:<8} {lane} accuracy {acc}")
+    click.echo(f"  status     {why}")
 
 
 @main.command()
 @click.option("--hero", default="tiny", show_default=True, help="hero config name (configs/heroes/)")
 @click.option("--segments", default=3, show_default=True, help="segments to train in this invocation")
-def campaign(hero: str, segments: int) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="print Dagster's event log too (it always goes to the instance)"
+)
+def campaign(hero: str, segments: int, verbose: bool) -> None:
     """Run a short campaign of HERO end to end, every step a run in the Dagster instance.
 
-    The same steps the campaign sensor raises under `dagster dev`: eval sets, then per segment
-    train -> evaluate every skill -> curriculum + leaderboard, until the budget, a pause or maxed out.
+    The same decision the campaign sensor makes under `dg dev`: eval sets, then per segment
+    train -> evaluate every skill -> rollup, until SEGMENTS are trained, a pause, the budget,
+    maxed out or a failed run.
     """
-    import dagster as dg
-
-    from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
-    from realm_pipeline.defs.resources import LedgerResource
-    from realm_pipeline.training.plan import next_key
-
-    settings = Settings()
-    if hero not in settings.heroes:
-        raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
-    cfg = settings.heroes[hero]
+    settings = _hero_settings(hero)
     init_instance()
-    for skill in cfg.campaign.skills:
-        _execute("eval_sets_job", skill)
-    ledger_db = LedgerResource(database=str(ledger_path()))
-    for _ in range(segments):
-        with ledger_db.read() as con:
-            blocker = campaign_blocker(con, settings, hero)
-            ckpts = hero_checkpoints(con, hero)
-        if blocker:
-            click.echo(f"{hero}: campaign stops: {blocker}")
+    if not verbose:
+        _quiet_deepspeed()
+    click.echo(f"campaign {hero}: up to {segments} segment(s); REALM_HOME={realm_home()}")
+    trained, done = 0, set()
+    while True:
+        decision = _decide(hero, settings)
+        steps = [s for s in decision.steps if not (s.job == TRAIN_JOB and trained >= segments)]
+        if not steps:
             break
-        key = str(next_key(cfg, ckpts[-1]["step"] if ckpts else None))
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("checkpoints", [key])
-        _execute("train_job", key)
-        for skill in cfg.campaign.skills:
-            _execute("eval_job", dg.MultiPartitionKey({"checkpoint": key, "skill": skill}))
-        _execute("rollup_job")
-    with ledger_db.read() as con:
-        rows = con.execute(
-            "SELECT bench, lane, rank, round(accuracy, 3) FROM leaderboard_rows "
-            "WHERE rank <= 1 ORDER BY bench"
-        ).fetchall()
-        levels = con.execute("SELECT levels_json, champion FROM hero_state WHERE hero = ?", [hero]).fetchone()
-    click.echo(f"{hero}: levels {levels[0] if levels else '{}'}; champion {levels[1] if levels else None}")
-    for bench, lane, rank, acc in rows:
-        click.echo(f"  {bench:<12} #{rank} {lane} accuracy {acc}")
+        for step in steps:
+            if step.run_key in done:  # a step that succeeded and is still wanted: never loop on it
+                raise click.ClickException(f"{hero}: {step.job} {step.partition or ''} changed nothing")
+            done.add(step.run_key)
+            ok = _execute_step(step, verbose=verbose)
+            trained += step.job == TRAIN_JOB
+            if not ok:
+                break  # the next decision names the failure
+        _confirm_drops(done, verbose=verbose)
+        if decision.stop:
+            break
+    if decision.stop or decision.waiting_on or not any(s.job == TRAIN_JOB for s in decision.steps):
+        why = decision.status
+    else:
+        why = f"{segments} segment(s) trained as asked; next {decision.steps[-1].partition} (run again to go on)"
+    _print_hero_sheet(hero, settings, why)
     click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
     click.echo(f"Dagster UI: DAGSTER_HOME={dagster_home()} make dev")
+    if decision.failed:
+        sys.exit(1)
 
 
 def _ledger():
@@ -158,26 +325,57 @@ def _ledger():
 
 @main.command()
 @click.argument("hero")
-def train(hero: str) -> None:
-    """Add HERO's next checkpoint partition and materialize it (one training segment)."""
+@click.option("--verbose", is_flag=True, help="print Dagster's event log too")
+def train(hero: str, verbose: bool) -> None:
+    """Train HERO's next segment, if that is what it needs next (else say what it needs)."""
+    settings = _hero_settings(hero)
+    init_instance()
+    if not verbose:
+        _quiet_deepspeed()
+    decision = _decide(hero, settings)
+    train_steps = [s for s in decision.steps if s.job == TRAIN_JOB]
+    if not train_steps:
+        raise click.ClickException(
+            f"{hero}: {decision.status}"
+            + ("" if decision.stop else f" (`realm campaign --hero {hero}` runs it)")
+        )
+    if not _execute_step(train_steps[0], verbose=verbose):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("heroes", nargs=-1)
+def status(heroes: tuple[str, ...]) -> None:
+    """The hero sheet of HEROES (default: the active ones): levels, champion, zone, what comes next."""
+    settings = Settings()
+    init_instance()
+    for hero in heroes or settings.realm.campaign.active_heroes:
+        if hero not in settings.heroes:
+            raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+        _print_hero_sheet(hero, settings, _decide(hero, settings).status)
+
+
+@main.command()
+@click.argument("hero")
+def retry(hero: str) -> None:
+    """Retry what stopped HERO: its failed run gets a new run key the campaign sensor requests."""
     import dagster as dg
 
-    from realm_pipeline.campaign import campaign_blocker, hero_checkpoints
-    from realm_pipeline.training.plan import next_key
+    from realm_pipeline.defs.campaign.decision import acknowledge_failures
 
-    settings = Settings()
-    if hero not in settings.heroes:
-        raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
+    settings = _hero_settings(hero)
     init_instance()
-    with _ledger().read() as con:
-        blocker = campaign_blocker(con, settings, hero)
-        ckpts = hero_checkpoints(con, hero)
-    if blocker:
-        raise click.ClickException(f"{hero}: {blocker}")
-    key = str(next_key(settings.heroes[hero], ckpts[-1]["step"] if ckpts else None))
+    decision = _decide(hero, settings)
+    if not decision.failed:
+        click.echo(f"{hero}: nothing failed to retry ({decision.status})")
+        return
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("checkpoints", [key])
-    _execute("train_job", key)
+        acknowledge_failures(instance, decision)
+    for run in decision.failed:
+        click.echo(f"{hero}: retrying {run.describe()}")
+    click.echo(
+        f"the campaign sensor requests it again on its next tick; `realm campaign --hero {hero}` runs it now"
+    )
 
 
 def _set_paused(hero: str, paused: bool) -> None:
@@ -280,7 +478,19 @@ def pref(compare_id: str, choice: str, note: str | None) -> None:
                 }
             ],
         )
+    _report_vote(compare_id)
     click.echo(f"vote recorded: {compare_id} {choice}")
+
+
+def _report_vote(compare_id: str) -> None:
+    """Tell Dagster the external `human_votes` asset changed, so staleness_sensor re-ranks the leaderboard."""
+    import dagster as dg
+
+    init_instance()  # idempotent: the instance the votes' readers (the UI, staleness_sensor) use
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("human_votes", metadata={"compare_id": compare_id})
+        )
 
 
 @main.command()
@@ -300,13 +510,15 @@ def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
     nor a checkpoint a queued or running segment or eval needs."""
     import dagster as dg
 
-    from realm_pipeline.definitions import defs
+    from realm_pipeline.definitions import build_defs
 
     init_instance()
+    defs = build_defs()
     config = {"keep_newest": keep_newest, "keep_best": keep_best, "dry_run": not apply_}
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("retention_job").execute_in_process(
-            instance=instance, run_config={"ops": {"apply_checkpoint_retention": {"config": config}}}
+            instance=instance,
+            run_config={"ops": {"apply_checkpoint_retention": {"config": config}}, **QUIET_RUN_CONFIG},
         )
     click.echo(
         f"{'deleted' if apply_ else 'would delete'} {result.output_for_node('apply_checkpoint_retention')}"

@@ -185,6 +185,8 @@ TABLES: dict[str, Table] = {
                 _c("claim", "VARCHAR", public=PUB),
                 # per evaluated checkpoint: levels, accuracy and trend, maintenance multiplier, zone
                 _c("timeline_json", "VARCHAR", public=PUB),
+                # what it does next or why it stopped; private: a failure's message may name paths (v2)
+                _c("status", "VARCHAR", public=PRIV),
             ),
             ("hero",),
         ),
@@ -432,18 +434,19 @@ def is_lock_error(exc: BaseException) -> bool:
 
 @contextmanager
 def connect(
-    path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0
+    path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0, config: dict | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the ledger for one short unit of work, waiting out another process's lock up to `timeout_s`.
 
     DuckDB allows one writing process per file, so writers hold the file only for the write and
-    retry with backoff when it is busy; a reader that cannot wait passes `timeout_s=0`.
+    retry with backoff when it is busy; a reader that cannot wait passes `timeout_s=0`. `config` is
+    DuckDB's connection configuration (threads, memory_limit, ...).
     """
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
             break
         except duckdb.IOException as exc:
             if not is_lock_error(exc) or time.monotonic() >= deadline:

@@ -53,3 +53,15 @@ def test_dagster_and_dg_clis_validate_the_project(tmp_path) -> None:
     listed_sensors = {s["name"] for s in listed["sensors"]}
     assert listed_assets == {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
     assert listed_sensors == {sensor.name for sensor in defs.sensors}
+
+
+def test_the_database_password_is_bound_as_an_env_var(realm_env, monkeypatch) -> None:
+    from realm_pipeline.definitions import build_defs
+
+    monkeypatch.setenv("REALM_PG_DSN", "postgresql://realm:s3cret@db.example/realm")
+    resource = build_defs().resources["vector_index"]
+    # the UI's Resources page shows the variable's name, never the value
+    assert isinstance(resource.dsn, dg.EnvVar) and resource.dsn == "REALM_PG_DSN"
+    assert "s3cret" not in repr(resource)
+    monkeypatch.delenv("REALM_PG_DSN")
+    assert build_defs().resources["vector_index"].dsn is None  # unset: the embedded server

@@ -275,6 +275,9 @@ def test_asset_materializes_and_embedded_server_stops_cleanly(scratch: Path, mon
     meta = result.asset_materializations_for_node("knowledge_index")[0].metadata
     assert meta["version"].value == 1 and meta["promoted"].value is True and meta["live_version"].value == 1
     assert meta["recall_at_5"].value > 0.5
+    # nothing live before: the first index is not worse than it, and the check says so
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "not_worse_than_live" and check.passed
     # Teardown stopped the server: no postmaster.pid left, and the process is gone.
     assert not (home / "pg" / "postmaster.pid").exists()
 

@@ -121,3 +121,27 @@ def test_v1_ledger_migrates_scores_to_protocols(tmp_path: Path) -> None:
         row = con.execute("SELECT protocol, sample FROM eval_scores").fetchone()
         assert row == (protocol_of(fp), "eval")
         assert con.execute("SELECT accuracy FROM current_scores").fetchall() == [(0.9,)]
+
+
+def test_resource_honours_its_duckdb_configuration(tmp_path: Path) -> None:
+    # default_order is DuckDB's 'asc' unless configured: a setting no machine changes on its own
+    res = LedgerResource(database=str(tmp_path / "realm.duckdb"), connection_config={"default_order": "desc"})
+    with res.get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with res.read() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("desc")
+    with LedgerResource(database=str(tmp_path / "other.duckdb")).get_connection() as con:
+        assert con.execute("SELECT current_setting('default_order')").fetchone()[0].lower().startswith("asc")
+
+
+def test_a_v1_ledger_gains_the_hero_status_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "realm.duckdb"
+    with ledger.connect(path) as con:
+        ledger.migrate(con)
+        # back to the v1 shape: hero_state without its status, schema version 1
+        con.execute("ALTER TABLE hero_state DROP COLUMN status")
+        con.execute("DELETE FROM schema_version WHERE version > 1")
+        con.execute("INSERT INTO hero_state (hero, paused, levels_json) VALUES ('tiny', true, '{}')")
+        assert ledger.migrate(con) == ledger.SCHEMA_VERSION
+        row = con.execute("SELECT hero, paused, status FROM hero_state").fetchall()
+    assert row == [("tiny", True, None)]

@@ -26,6 +26,7 @@ HEROES = {"tiny": 1200, "dio": 800}  # hero -> last step
 REVIEWED_PRIVATE = {
     "eval_items": {"seed", "prompt", "answer", "system_prompt"},
     "checkpoints": {"path", "host", "spec_json"},
+    "hero_state": {"status"},  # what a hero does next or why it stopped: a failure's message may name paths
     "eval_scores": {"fingerprint_json"},
     "eval_generations": {
         "checkpoint_id",

@@ -105,7 +105,7 @@ def test_add_to_inbox_never_overwrites(tmp_path: Path) -> None:
     assert not list((tmp_path / "home" / "inbox").glob(".*"))  # no partial copies left behind
 
 
-def test_sensor_rejects_each_bad_kind_with_a_report(env) -> None:
+def test_asset_rejects_each_bad_kind_with_a_report(env) -> None:
     home, resources, instance = env
     inbox = home / "inbox"
     good = write(inbox / "registered.jsonl", [example(0)])
@@ -117,8 +117,17 @@ def test_sensor_rejects_each_bad_kind_with_a_report(env) -> None:
     write(inbox / "shape.jsonl", [{"messages": [{"role": "user", "content": "no answer"}]}])
     write(inbox / "empty.jsonl", [])
     write(inbox / "big.jsonl", [{"messages": [{"role": "assistant", "content": "x" * (11 * 1024 * 1024)}]}])
+    files = sorted(inbox.glob("*.jsonl"))
+    # the sensor only reads and requests: a run per file (up to its cap), nothing moved
+    cap = resources["realm"].settings.realm.sensors.max_runs_per_tick
     result = tick(instance, resources)
-    assert result.run_requests == [] and result.skip_message
+    assert [r.run_config["ops"]["quests"]["config"]["files"] for r in result.run_requests] == [
+        [str(p)] for p in files[:cap]
+    ]
+    assert sorted(inbox.glob("*.jsonl")) == files and not (inbox / "rejected").exists()
+    # the asset validates and files every one of them under rejected/, with its report
+    config = {"ops": {"quests": {"config": {"files": [str(p) for p in files]}}}}
+    assert dg.materialize([quests], instance=instance, resources=resources, run_config=config).success
     rejected = home / "inbox" / "rejected"
     reports = {
         p.name.removesuffix(".error.json"): json.loads(p.read_text()) for p in rejected.glob("*.error.json")
@@ -153,10 +162,12 @@ def test_good_file_registers_through_the_asset(env) -> None:
         rows = con.execute("SELECT example_index, messages_json FROM quest_examples ORDER BY 1").fetchall()
     assert [(i, json.loads(m)) for i, m in rows] == [(i, example(i)["messages"]) for i in range(3)]
     assert not path.exists() and (home / "inbox" / "accepted" / "good.jsonl").exists()
-    # the same content again: the asset is a no-op, the sensor files the copy as a duplicate
+    # the same content again: its sha256 is spent, so the copy gets a run of its own, which rejects it
     again = write(home / "inbox" / "again.jsonl", [example(i) for i in range(3)])
-    assert dg.materialize([quests], instance=instance, resources=resources, run_config=req.run_config).success
-    assert tick(instance, resources).run_requests == [] and not again.exists()
+    (dup,) = tick(instance, resources, result.cursor).run_requests
+    assert dup.run_key.startswith(f"{sha}:again.jsonl:") and again.exists()
+    assert dg.materialize([quests], instance=instance, resources=resources, run_config=dup.run_config).success
+    assert not again.exists() and (home / "inbox" / "rejected" / "again.jsonl").exists()
     with resources["ledger_db"].read() as con:
         assert con.execute("SELECT count(*) FROM quests").fetchone()[0] == 1
 

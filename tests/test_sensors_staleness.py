@@ -1,243 +1,219 @@
-"""staleness_sensor: each reason yields a request with a versioned run_key (real ledger, real instance)."""
+"""staleness_sensor: declarative automation over the real definitions, ticked in a real Dagster instance.
 
-import hashlib
-import json
-import subprocess
-import sys
-from datetime import datetime
+Events are recorded as runless materializations (what a finished run leaves in the event log), so each
+test sees exactly what Dagster's automation-condition evaluation requests next, without training.
+"""
+
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from realm_pipeline import ledger
-from realm_pipeline.defs.campaign.staleness import build_staleness_sensor
-from realm_pipeline.defs.partitions import skill_partitions
-from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.settings import Settings
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-checkpoint_parts = dg.DynamicPartitionsDefinition(name="checkpoints")
-eval_parts = dg.MultiPartitionsDefinition({"checkpoint": checkpoint_parts, "skill": skill_partitions})
-CKPT = "tiny.000150"  # hero tiny campaigns on [bin]
-
-
-@dg.asset(name="eval_scores", partitions_def=eval_parts)
-def eval_scores_standin() -> None:
-    """Stand-in eval asset."""
+HERO = "tiny"
+CKPT = "tiny.000150"
+EVAL_SCORES = dg.AssetKey("eval_scores")
+EVAL_SETS = dg.AssetKey("eval_sets")
+CHECKPOINTS = dg.AssetKey("checkpoints")
+ROLLUPS = {dg.AssetKey("curriculum"), dg.AssetKey("leaderboard"), dg.AssetKey("public_mirror")}
+KNOWLEDGE_INDEX = dg.AssetKey("knowledge_index")
 
 
-@dg.asset(name="curriculum")
-def curriculum_standin() -> None:
-    """Stand-in curriculum."""
+class Ticker:
+    """Ticks Dagster's automation conditions of a Definitions object, carrying the cursor like the sensor."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+        self.defs, self.instance, self.cursor = defs, instance, None
+
+    def tick(self, defs: dg.Definitions | None = None) -> dg.EvaluateAutomationConditionsResult:
+        """One evaluation; `defs` replaces the definitions from now on (a new code version)."""
+        self.defs = defs or self.defs
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return result
 
 
-@dg.asset(name="leaderboard")
-def leaderboard_standin() -> None:
-    """Stand-in leaderboard."""
+def requested(result: dg.EvaluateAutomationConditionsResult) -> dict[dg.AssetKey, set[str | None]]:
+    """Requested assets, each with its requested partition keys (None: unpartitioned)."""
+    out: dict[dg.AssetKey, set[str | None]] = {}
+    for r in result.results:
+        if isinstance(r.key, dg.AssetKey) and r.true_subset.size:
+            keys = (
+                r.true_subset.expensively_compute_partition_keys() if r.true_subset.is_partitioned else {None}
+            )
+            out[r.key] = set(keys)
+    return out
 
 
-@dg.asset(name="public_mirror")
-def mirror_standin() -> None:
-    """Stand-in mirror."""
+def report(instance: dg.DagsterInstance, key: dg.AssetKey | str, partition: str | None = None) -> None:
+    """A runless materialization: what a finished run of `key` records."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
 
 
-@dg.asset(name="knowledge_docs")
-def knowledge_docs() -> None:
-    """Stand-in documents of the knowledge index."""
-
-
-@dg.asset(name="knowledge_index", deps=[knowledge_docs])
-def knowledge_index() -> None:
-    """Stand-in knowledge index."""
-
-
-JOBS = [
-    dg.define_asset_job("eval_job", selection=[eval_scores_standin], partitions_def=eval_parts),
-    dg.define_asset_job("rollup_job", selection=[curriculum_standin, leaderboard_standin]),
-    dg.define_asset_job("mirror_job", selection=[mirror_standin]),
-]
-KNOWLEDGE_JOB = dg.define_asset_job("knowledge_job", selection=[knowledge_index])
+def eval_key(checkpoint: str, skill: str) -> str:
+    """The eval_scores partition key of (checkpoint, skill)."""
+    return str(dg.MultiPartitionKey({"checkpoint": checkpoint, "skill": skill}))
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    """(instance, resources) on a fresh ledger file and a temp Dagster instance."""
-    resources = {
-        "realm": RealmResource(home=str(tmp_path / "home"), config_dir=str(CONFIGS)),
-        "ledger_db": LedgerResource(database=str(tmp_path / "realm.duckdb")),
-    }
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        yield instance, resources
+def realm(realm_env: Path):
+    """(defs, instance, ticker) of the real definitions on a fresh REALM_HOME and Dagster instance."""
+    from realm_pipeline.definitions import build_defs
+
+    defs = build_defs()
+    with dg.DagsterInstance.get() as instance:
+        ticker = Ticker(defs, instance)
+        ticker.tick()  # the first evaluation only records where things stand
+        yield defs, instance, ticker
 
 
-def tick(instance, resources, cursor=None, *, knowledge: bool = False):
-    """One Dagster-validated tick of a staleness sensor over stand-in assets (knowledge index or not)."""
-    assets = [eval_scores_standin, curriculum_standin, leaderboard_standin, mirror_standin]
-    jobs = JOBS + ([KNOWLEDGE_JOB] if knowledge else [])
-    sensor = build_staleness_sensor(jobs)
-    defs = dg.Definitions(
-        assets=assets + ([knowledge_docs, knowledge_index] if knowledge else []),
-        jobs=jobs,
-        sensors=[sensor],
-        resources=resources,
-    )
-    with (
-        dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources=resources, definitions=defs
-        ) as ctx,
-        dg.partition_loading_context(dynamic_partitions_store=instance),
-    ):
-        return sensor.evaluate_tick(ctx)
+def campaign_skills() -> list[str]:
+    """The skills the test hero campaigns on, from its config."""
+    return list(Settings().heroes[HERO].campaign.skills)
 
 
-def report(instance: dg.DagsterInstance, key: str, partition: str | None = None) -> int:
-    """A runless materialization; returns its storage id."""
-    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
-    return instance.fetch_materializations(dg.AssetKey(key), limit=1).records[0].storage_id
+def with_eval_sets(instance: dg.DagsterInstance) -> None:
+    """Every skill's eval set built."""
+    for skill in sorted(Settings().skills):
+        report(instance, EVAL_SETS, skill)
 
 
-def keys(result) -> list[str]:
-    """The run keys of a tick."""
-    return [r.run_key for r in result.run_requests]
+def test_staleness_sensor_is_dagsters_automation_sensor(realm) -> None:
+    defs, _, _ = realm
+    sensor = defs.resolve_sensor_def("staleness_sensor")
+    assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    # every asset it refreshes carries a condition the UI can explain
+    graph = defs.resolve_asset_graph()
+    for key in [EVAL_SETS, EVAL_SCORES, KNOWLEDGE_INDEX, *ROLLUPS]:
+        assert graph.get(key).automation_condition is not None, key
 
 
-def add_checkpoint(instance, resources, sha: str = "ab" * 32) -> None:
-    """A checkpoint partition and its ledger row."""
+def test_new_checkpoint_gets_its_campaign_evals_once(realm) -> None:
+    _, instance, ticker = realm
+    with_eval_sets(instance)
+    assert requested(ticker.tick()) == {}
     instance.add_dynamic_partitions("checkpoints", [CKPT])
-    with resources["ledger_db"].get_connection() as con:
-        ledger.upsert(
-            con, "checkpoints", [{"checkpoint_id": CKPT, "hero": "tiny", "step": 150, "sha256": sha}]
-        )
+    report(instance, CHECKPOINTS, CKPT)
+    first = requested(ticker.tick())
+    # the hero's campaign skills only, not every skill the eval set covers
+    assert first == {EVAL_SCORES: {eval_key(CKPT, s) for s in campaign_skills()}}
+    assert len(Settings().skills) > len(campaign_skills())
+    assert requested(ticker.tick()) == {}  # requested once: Dagster's own dedup
+    # the evals land: the rollups follow in one go, and nothing asks for the evals again
+    for skill in campaign_skills():
+        report(instance, EVAL_SCORES, eval_key(CKPT, skill))
+    assert requested(ticker.tick()) == {key: {None} for key in ROLLUPS}
+    assert requested(ticker.tick()) == {}
 
 
-def test_nothing_stale_skips_with_cursor(env) -> None:
-    instance, resources = env
-    result = tick(instance, resources)
-    assert result.run_requests == [] and result.skip_message and result.cursor is not None
+def test_checkpoint_without_its_eval_set_waits(realm) -> None:
+    _, instance, ticker = realm
+    instance.add_dynamic_partitions("checkpoints", [CKPT])
+    report(instance, CHECKPOINTS, CKPT)
+    assert EVAL_SCORES not in requested(ticker.tick())  # no eval set yet: nothing to score against
+    with_eval_sets(instance)
+    assert requested(ticker.tick())[EVAL_SCORES] == {eval_key(CKPT, s) for s in campaign_skills()}
 
 
-def test_missing_eval_partition(env) -> None:
-    instance, resources = env
-    add_checkpoint(instance, resources)
-    result = tick(instance, resources)
-    assert keys(result) == [f"stale:missing_eval:{CKPT}|bin:{'ab' * 6}"]
-    req = result.run_requests[0]
-    assert req.job_name == "eval_job"
-    assert req.partition_key == str(dg.MultiPartitionKey({"checkpoint": CKPT, "skill": "bin"}))
-    # remembered in the cursor: the in-flight request does not come back every tick
-    assert tick(instance, resources, result.cursor).run_requests == []
-    # once evaluated it is no longer missing (the eval makes the leaderboard stale instead)
-    sid = report(instance, "eval_scores", str(dg.MultiPartitionKey({"checkpoint": CKPT, "skill": "bin"})))
-    assert keys(tick(instance, resources)) == [f"stale:leaderboard:rollup:{sid}"]
+def test_changed_scorer_version_rebuilds_eval_sets_then_re_evaluates(realm, monkeypatch) -> None:
+    defs, instance, ticker = realm
+    from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
+    from realm_pipeline.skills import SKILLS
 
+    skill = campaign_skills()[0]
+    with_eval_sets(instance)
+    instance.add_dynamic_partitions("checkpoints", [CKPT])
+    report(instance, CHECKPOINTS, CKPT)
+    ticker.tick()
+    for s in campaign_skills():
+        report(instance, EVAL_SCORES, eval_key(CKPT, s))
+    ticker.tick()
+    assert requested(ticker.tick()) == {}  # all current
 
-def test_eval_set_changed(env) -> None:
-    instance, resources = env
-    add_checkpoint(instance, resources)
-    report(instance, "eval_scores", str(dg.MultiPartitionKey({"checkpoint": CKPT, "skill": "bin"})))
-    report(instance, "leaderboard")
-    report(instance, "public_mirror")
-    with resources["ledger_db"].get_connection() as con:
-        ledger.upsert(
-            con,
-            "eval_sets",
-            [{"skill": "bin", "level": 1, "n_items": 50, "eval_set_hash": "new" * 8, "skill_version": "2"}],
-        )
-        ledger.upsert(
-            con,
-            "eval_scores",
-            [
-                {
-                    "checkpoint_id": CKPT,
-                    "skill": "bin",
-                    "level": 1,
-                    "fingerprint": "fp",
-                    "eval_set_hash": "old" * 8,
-                    "skill_version": "2",
-                    "created_at": datetime(2026, 1, 1),
-                }
-            ],
-        )
-    result = tick(instance, resources)
-    version = hashlib.md5(f"1:{'new' * 8}:2".encode()).hexdigest()[:12]
-    assert keys(result) == [f"stale:eval_set:{CKPT}|bin:{version}"]
-    assert result.run_requests[0].job_name == "eval_job"
-    # re-evaluated on the current eval set: no longer stale
-    with resources["ledger_db"].get_connection() as con:
-        ledger.upsert(
-            con,
-            "eval_scores",
-            [
-                {
-                    "checkpoint_id": CKPT,
-                    "skill": "bin",
-                    "level": 1,
-                    "fingerprint": "fp2",
-                    "eval_set_hash": "new" * 8,
-                    "skill_version": "2",
-                    "created_at": datetime(2026, 1, 2),
-                }
-            ],
-        )
-    assert tick(instance, resources).run_requests == []
-
-
-def test_leaderboard_then_mirror(env) -> None:
-    instance, resources = env
-    add_checkpoint(instance, resources)
-    report(instance, "leaderboard")
-    eval_sid = report(
-        instance, "eval_scores", str(dg.MultiPartitionKey({"checkpoint": CKPT, "skill": "bin"}))
+    # a scorer fix bumps the skill's version: the code version of eval_sets and eval_scores follows
+    before = skills_code_version()
+    monkeypatch.setattr(type(SKILLS[skill]), "version", SKILLS[skill].version + ".1", raising=False)
+    after = skills_code_version()
+    assert after != before
+    graph = defs.resolve_asset_graph()
+    assert graph.get(EVAL_SETS).code_version == graph.get(EVAL_SCORES).code_version == before
+    bumped = [
+        dg.map_asset_specs(lambda spec: spec.replace_attributes(code_version=after), [a])[0]
+        if isinstance(a, dg.AssetsDefinition) and a.key in (EVAL_SETS, EVAL_SCORES)
+        else a
+        for a in {
+            id(a): a for a in defs.assets
+        }.values()  # the defs folder lists a shared asset once a module
+    ]
+    new_defs = dg.Definitions(
+        assets=bumped,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        sensors=defs.sensors,
+        resources=defs.resources,
     )
-    result = tick(instance, resources)
-    assert keys(result) == [f"stale:leaderboard:rollup:{eval_sid}"]
-    assert result.run_requests[0].job_name == "rollup_job"
-    board_sid = report(instance, "leaderboard")
-    result = tick(instance, resources, result.cursor)
-    assert keys(result) == [f"stale:mirror:public_mirror:{board_sid}"]
-    assert result.run_requests[0].job_name == "mirror_job"
+    rebuilt = requested(ticker.tick(new_defs))
+    assert rebuilt == {EVAL_SETS: set(Settings().skills)}  # every built eval set, regenerated
+    assert requested(ticker.tick()) == {}
+    report(instance, EVAL_SETS, skill)  # the rebuilt eval set of the skill lands
+    assert requested(ticker.tick()) == {EVAL_SCORES: {eval_key(CKPT, skill)}}
+
+
+def test_stale_mirror_is_rebuilt(realm) -> None:
+    _, instance, ticker = realm
+    report(instance, "leaderboard")
+    assert requested(ticker.tick()) == {dg.AssetKey("public_mirror"): {None}}
     report(instance, "public_mirror")
-    assert tick(instance, resources, result.cursor).run_requests == []
+    assert requested(ticker.tick()) == {}
 
 
-def test_knowledge_index_only_when_it_exists(env) -> None:
-    instance, resources = env
-    report(instance, "knowledge_index")
-    docs_sid = report(instance, "knowledge_docs")
-    assert tick(instance, resources).run_requests == []  # no knowledge_index in this repository
-    result = tick(instance, resources, knowledge=True)
-    assert keys(result) == [f"stale:knowledge:knowledge_index:{docs_sid}"]
-    assert result.run_requests[0].job_name == "knowledge_job"
+def test_a_vote_re_ranks_the_leaderboard(realm) -> None:
+    _, instance, ticker = realm
+    report(instance, "human_votes")
+    assert requested(ticker.tick()) == {
+        dg.AssetKey("leaderboard"): {None},
+        dg.AssetKey("public_mirror"): {None},
+    }
 
 
-def test_cap_per_tick(env) -> None:
-    instance, resources = env
-    keys_ = [f"tiny.{s:06d}" for s in range(150, 150 * 8, 150)]
-    instance.add_dynamic_partitions("checkpoints", keys_)
-    first = tick(instance, resources)
-    second = tick(instance, resources, first.cursor)
-    assert len(first.run_requests) == 4 and len(second.run_requests) == 3
-    assert len(set(keys(first)) | set(keys(second))) == 7
-    assert len(json.loads(second.cursor)["requested"]) == 7
+def test_new_document_triggers_one_reindex_and_a_rollup_none(realm, realm_env: Path) -> None:
+    defs, instance, ticker = realm
+    sensor = defs.resolve_sensor_def("knowledge_documents_sensor")
 
+    def observe_if_asked(cursor: str | None) -> str | None:
+        """One tick of the documents sensor; runs the observation it asks for, as the daemon would."""
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        ) as ctx:
+            result = sensor.evaluate_tick(ctx)
+        for req in result.run_requests:
+            job = defs.resolve_implicit_global_asset_job_def()
+            assert job.execute_in_process(instance=instance, asset_selection=req.asset_selection).success
+        return result.cursor or cursor
 
-HOLD = (
-    "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(30)"
-)
+    cursor = observe_if_asked(None)
+    assert instance.fetch_observations(dg.AssetKey("knowledge_documents"), limit=1).records == []
+    assert requested(ticker.tick()) == {}
 
+    (realm_env / "knowledge").mkdir(exist_ok=True)
+    (realm_env / "knowledge" / "notes.md").write_text("# Notes\nThe tiny hero levels up on BIN first.\n")
+    cursor = observe_if_asked(cursor)
+    assert requested(ticker.tick()) == {KNOWLEDGE_INDEX: {None}}
+    assert requested(ticker.tick()) == {}  # once
 
-def test_busy_ledger_skips(env) -> None:
-    instance, resources = env
-    add_checkpoint(instance, resources)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, resources["ledger_db"].database], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        result = tick(instance, resources, '{"requested": []}')
-        assert result.run_requests == [] and "busy" in result.skip_message
-        assert result.cursor in (None, '{"requested": []}')
-    finally:
-        holder.kill()
-        holder.wait()
+    # the same folder observed again is no news; a rollup is none either
+    cursor = observe_if_asked(cursor)
+    assert len(instance.fetch_observations(dg.AssetKey("knowledge_documents"), limit=10).records) == 1
+    report(instance, "curriculum")
+    report(instance, "leaderboard")
+    assert KNOWLEDGE_INDEX not in requested(ticker.tick())
+    instance.add_dynamic_partitions("checkpoints", [CKPT])
+    report(instance, CHECKPOINTS, CKPT)
+    assert KNOWLEDGE_INDEX not in requested(ticker.tick())
+
+    # an edited document is a new data version: one more re-index
+    (realm_env / "knowledge" / "notes.md").write_text("# Notes\nThe tiny hero levels up on SY second.\n")
+    observe_if_asked(cursor)
+    assert requested(ticker.tick()).get(KNOWLEDGE_INDEX) == {None}

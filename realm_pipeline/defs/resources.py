@@ -14,7 +14,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from realm_pipeline import ledger
-from realm_pipeline.defs.knowledge.resources import VectorIndexResource
+from realm_pipeline.defs.knowledge.resources import DSN_ENV, VectorIndexResource
 from realm_pipeline.settings import Settings, find_config_dir, ledger_path, realm_home
 
 
@@ -56,7 +56,10 @@ class LedgerLocked(LedgerBusy, dg.RetryRequested):
 
 
 class LedgerResource(DuckDBResource):
-    """`$REALM_HOME/realm.duckdb`, migrated on first write; connections are held only for one unit of work."""
+    """`$REALM_HOME/realm.duckdb`, migrated on first write; connections are held only for one unit of work.
+
+    Honours its whole configuration: `database`, `connection_config` (DuckDB settings) and `lock_timeout_s`.
+    """
 
     lock_timeout_s: float = 120.0
     lock_retries: int = 5  # step retries after a wait for the lock ran out (each waits lock_timeout_s again)
@@ -74,7 +77,9 @@ class LedgerResource(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection, migrated to the current schema; waits out other writers, then LedgerLocked."""
         try:
-            opened = ledger.connect(self.database, timeout_s=self.lock_timeout_s)
+            opened = ledger.connect(
+                self.database, timeout_s=self.lock_timeout_s, config=self.connection_config
+            )
             con = opened.__enter__()
         except duckdb.IOException as exc:
             if ledger.is_lock_error(exc):
@@ -94,7 +99,10 @@ class LedgerResource(DuckDBResource):
                 pass  # a fresh ledger: create the tables before the first read
         try:
             opened = ledger.connect(
-                self.database, read_only=True, timeout_s=self.lock_timeout_s if wait else 0.0
+                self.database,
+                read_only=True,
+                timeout_s=self.lock_timeout_s if wait else 0.0,
+                config=self.connection_config,
             )
             con = opened.__enter__()
         except duckdb.IOException as exc:
@@ -117,6 +125,9 @@ def resources() -> dg.Definitions:
             "realm": RealmResource(home=home, config_dir=config_dir),
             "ledger_db": LedgerResource(database=str(ledger_path())),
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
-            "vector_index": VectorIndexResource(home=home, dsn=os.environ.get("REALM_PG_DSN")),
+            # EnvVar, not the value: the UI's Resources page shows the variable's name, never the password
+            "vector_index": VectorIndexResource(
+                home=home, dsn=dg.EnvVar(DSN_ENV) if os.environ.get(DSN_ENV) else None
+            ),
         },
     )

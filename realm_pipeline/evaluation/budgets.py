@@ -14,6 +14,7 @@ Token counts before a tokenizer is loaded (config load, segment planning) come f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,13 +23,17 @@ from realm_pipeline.skills.base import Skill, SkillItem
 
 TokenKind = Literal["char", "bytes"]
 
-# Characters realm's chat template adds per turn: `<|role|>` before and `<|end|>` after the content.
+# Tokens realm's character chat template adds per turn: `<|role|>` before and `<|end|>` after the content.
 CHAR_TURN_TOKENS = 2
 # Qwen3's ChatML adds `<|im_start|>role\n` and `<|im_end|>\n` (5 tokens) per turn, and an empty
 # `<think>\n\n</think>\n\n` (4) before an assistant answer: 16 leaves room for templates a little longer.
 CHAT_TURN_TOKENS_BOUND = 16
-# A level's lengths without `skill.longest`: its eval items plus this many training items (seed 1).
-SAMPLE_TRAINING_ITEMS = 1000
+# A level's lengths without `skill.longest`: its eval items plus this many training items (seed 1),
+# the longest of them raised by SAMPLE_SLACK since a sample only approaches the level's true longest
+# (an item beyond it still raises in training, never truncated). Small: configs load on every run and
+# sensor tick, and SY generates ~1.5k items/s; skills' `longest` bounds replace the sample.
+SAMPLE_TRAINING_ITEMS = 200
+SAMPLE_SLACK = 1.10
 SAMPLE_SEED = 1
 # Packed rows are at least this long (ceiling permitting), so short levels still pack several
 # examples per row rather than spending a step on a handful of tokens.
@@ -67,15 +72,16 @@ def _measure_level(skill: Skill, level: int, eval_count: int) -> LevelLengths:
         sample: list[SkillItem] = evals
     else:  # no structural bound: measure a deterministic sample (eval items + training items)
         sample = evals + [skill.generate(level, SAMPLE_SEED, i) for i in range(SAMPLE_TRAINING_ITEMS)]
-        prompt_chars = max(len(item.prompt) for item in sample)
-        answer_chars = max(len(item.answer) for item in sample)
+        prompt_chars = math.ceil(SAMPLE_SLACK * max(len(item.prompt) for item in sample))
+        answer_chars = math.ceil(SAMPLE_SLACK * max(len(item.answer) for item in sample))
     widest = _widest_char_bytes(text for item in sample for text in (item.prompt, item.answer))
     return LevelLengths(int(prompt_chars), int(answer_chars), widest)
 
 
 def level_lengths(skill: Skill, level: int, eval_count: int) -> LevelLengths:
     """The longest prompt and answer of a level: `skill.longest(level)` when the skill has it, else the
-    longest of a deterministic sample (its eval set of `eval_count` items + SAMPLE_TRAINING_ITEMS items)."""
+    longest of a deterministic sample (its eval set of `eval_count` items + SAMPLE_TRAINING_ITEMS items)
+    with SAMPLE_SLACK."""
     key = (skill.name, skill.version, level, eval_count)
     if key not in _LEVEL_LENGTHS:  # cached: configs are validated often and sampling a level is slow
         _LEVEL_LENGTHS[key] = _measure_level(skill, level, eval_count)

@@ -8,6 +8,7 @@ paths, hosts and prompts never enter the index.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from collections import defaultdict
@@ -191,13 +192,29 @@ def skill_documents() -> list[Document]:
     return docs
 
 
-def file_documents(home: Path | str) -> list[Document]:
-    """Every `*.md` / `*.txt` under `$REALM_HOME/knowledge/`, as written."""
+def knowledge_files(home: Path | str) -> list[Path]:
+    """The `*.md` / `*.txt` files under `$REALM_HOME/knowledge/`, sorted."""
     root = Path(home) / KNOWLEDGE_DIR
     if not root.is_dir():
         return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES)
+
+
+def knowledge_files_fingerprint(home: Path | str) -> str:
+    """sha256 over every knowledge file's relative path and bytes: changes exactly when a document does."""
+    root = Path(home) / KNOWLEDGE_DIR
+    digest = hashlib.sha256()
+    for path in knowledge_files(home):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def file_documents(home: Path | str) -> list[Document]:
+    """Every `*.md` / `*.txt` under `$REALM_HOME/knowledge/`, as written."""
+    root = Path(home) / KNOWLEDGE_DIR
     docs = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FILE_SUFFIXES):
+    for path in knowledge_files(home):
         text = path.read_text(encoding="utf-8", errors="replace")
         rel = path.relative_to(root).as_posix()
         docs.append(

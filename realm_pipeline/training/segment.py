@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,20 @@ def result_metadata(result: SegmentResult) -> dict[str, Any]:
         for k, v in dataclasses.asdict(result).items()
         if v is not None
     }
+
+
+HELDOUT_CHECK = "heldout_loss_finite"
+
+
+def heldout_check(result: SegmentResult) -> tuple[bool, dict[str, Any]]:
+    """(passed, metadata) of the checkpoint's held-out loss check: measured, and a finite number."""
+    loss = result.heldout_loss
+    passed = loss is not None and math.isfinite(loss)
+    metadata: dict[str, Any] = {
+        "heldout_loss": loss if passed else str(loss),
+        "train_loss": result.train_loss,
+    }
+    return passed, metadata
 
 
 def _run(spec_data: str | dict, log: Any) -> SegmentResult:
@@ -63,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         with open_dagster_pipes() as pipes:
             result = _run(spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info)
             pipes.report_asset_materialization(metadata=result_metadata(result))
+            passed, check_metadata = heldout_check(result)
+            pipes.report_asset_check(HELDOUT_CHECK, passed=passed, severity="ERROR", metadata=check_metadata)
         return 0
     if os.environ.get("RANK", "0") != "0":
         _run(spec_data(), lambda msg: None)

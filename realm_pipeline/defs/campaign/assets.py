@@ -7,20 +7,38 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, hero_paused, strain_state
+from realm_pipeline.defs.automation import rollup_condition
+from realm_pipeline.defs.campaign.decision import hero_decision
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 
-@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores"])
-def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
-    """Levels, level-up events, regressions, strain zone and maxed-out status of every hero."""
+@dg.asset(
+    group_name="campaign",
+    kinds={"duckdb"},
+    deps=["eval_scores", "checkpoints"],
+    automation_condition=rollup_condition("eval_scores"),
+)
+def curriculum(
+    context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
+) -> dg.MaterializeResult:
+    """Levels, level-up events, regressions, strain zone, maxed-out status and what each hero does next."""
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
-    sheets, events, states, efforts = {}, [], [], {}
+    sheets, events, states, statuses, efforts = {}, [], [], {}, {}
     with ledger_db.read() as con:
-        heroes = [r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()]
-        for hero in heroes:
+        trained = [
+            r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
+        ]
+        for hero in sorted({*trained, *settings.realm.campaign.active_heroes}):
             if hero not in settings.heroes:
                 continue  # a hero whose YAML was removed keeps its history but gets no new state
+            # what the campaign sensor will do for it once this rollup is done (a failed run, by name)
+            decision = hero_decision(
+                context.instance, con, settings, hero, exclude_run_id=context.run_id, rolled_up_now=True
+            )
+            if hero not in trained and not decision.failed:
+                continue  # no checkpoint and nothing to report: no sheet yet
+            statuses[hero] = decision.status
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
             strain = strain_state(con, hero, state)
@@ -77,6 +95,7 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
                     "maxed_out_reason": state.maxed_out_reason,
                     "claim": state.cap_claim(),
                     "timeline_json": json.dumps([r.to_json() for r in state.timeline], sort_keys=True),
+                    "status": decision.status,
                 }
             )
     with ledger_db.get_connection() as con:
@@ -112,4 +131,5 @@ def curriculum(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materializ
         for skill, slope in sheet["trend"].items():
             if slope is not None:  # accuracy slope per eval at the level being learned
                 metadata[f"{hero}/{skill}/trend"] = slope
+        metadata[f"{hero}/status"] = statuses[hero]
     return dg.MaterializeResult(metadata=metadata)

@@ -17,3 +17,15 @@ eval_job = dg.define_asset_job("eval_job", selection=[eval_scores], partitions_d
 rollup_job = dg.define_asset_job("rollup_job", selection=[curriculum, leaderboard, public_mirror])
 mirror_job = dg.define_asset_job("mirror_job", selection=[public_mirror])
 knowledge_job = dg.define_asset_job("knowledge_job", selection=[knowledge_index])
+
+# The assets each job materializes: a run of another job (staleness_sensor's runs are of Dagster's
+# implicit asset job) that materializes one of them is the same work, whatever its job's name.
+JOB_ASSETS: dict[str, frozenset[dg.AssetKey]] = {
+    "eval_sets_job": frozenset({eval_sets.key}),
+    "train_job": frozenset({checkpoints.key}),
+    "eval_job": frozenset({eval_scores.key}),
+    "rollup_job": frozenset({curriculum.key, leaderboard.key, public_mirror.key}),
+    "mirror_job": frozenset({public_mirror.key}),
+    "knowledge_job": frozenset({knowledge_index.key}),
+    "quests_job": frozenset({dg.AssetKey("quests")}),
+}

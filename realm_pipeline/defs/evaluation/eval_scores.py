@@ -8,6 +8,8 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.defs.automation import eval_scores_condition
+from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.assets import checkpoint_partitions
@@ -17,6 +19,7 @@ from realm_pipeline.evaluation.scores import EVAL_SAMPLE
 eval_partitions = dg.MultiPartitionsDefinition(
     {"checkpoint": checkpoint_partitions, "skill": skill_partitions}
 )
+EVAL_SET_CHECK = "eval_set_matches_stored_hash"
 
 
 @dg.asset(
@@ -26,14 +29,24 @@ eval_partitions = dg.MultiPartitionsDefinition(
     kinds={"pytorch", "duckdb"},
     # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill).
     deps=["checkpoints", "eval_sets"],
+    # the scorer's version is part of it: a bumped scorer shows every score as stale (code version changed)
+    code_version=skills_code_version(),
+    automation_condition=eval_scores_condition(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            EVAL_SET_CHECK,
+            asset="eval_scores",
+            blocking=True,
+            description="Before scoring: the items the generator makes now hash to the eval set stored "
+            "by eval_sets (else nothing is scored; materialize eval_sets of the skill).",
+        )
+    ],
 )
-def eval_scores(
-    context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource
-) -> dg.MaterializeResult:
+def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource):
     """Evaluates the checkpoint on the skill's mastered, current and next levels, on the fixed eval items."""
     from realm_pipeline.evaluation.backends import BackendError, build_backend
     from realm_pipeline.skills import get_skill
-    from realm_pipeline.skills.heldout import eval_items, eval_set_hash
+    from realm_pipeline.skills.heldout import eval_items, eval_set_hash, reserve_items
 
     keys = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
     checkpoint_id, skill_name = keys["checkpoint"], keys["skill"]
@@ -65,6 +78,40 @@ def eval_scores(
     eval_cfg = settings.realm.eval
     hero_cfg = settings.heroes[hero]
     profile = settings.memory_profiles[hero_cfg.memory_profile]
+    count = settings.skills[skill_name].eval_items_per_level
+    bench = context.run.tags.get(CONFIRM_TAG)
+    if bench is None:
+        items_by_level = {level: eval_items(skill, level, count) for level in sorted(set(levels))}
+        stored_by_level = stored
+    else:  # a confirming re-run scores the bench level's reserve sample, never the eval set again
+        confirm_level = int(bench.rpartition("@")[2])
+        items_by_level = {confirm_level: reserve_items(skill, confirm_level, count)}
+        stored_by_level = stored_reserve
+    hashes = {level: eval_set_hash(items) for level, items in items_by_level.items()}
+    # Checked before any scoring: a score against items other than the stored set would compare unlike things.
+    mismatched = {
+        f"L{lv}": {"stored": stored_by_level.get(lv), "generator": h}
+        for lv, h in hashes.items()
+        if stored_by_level.get(lv) != h
+    }
+    check_metadata = {
+        "levels": dg.MetadataValue.json(sorted(hashes)),
+        "skill_version": skill.version,
+        "sample": "reserve" if bench else "eval",
+    }
+    if mismatched:
+        yield dg.AssetCheckResult(
+            check_name=EVAL_SET_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={**check_metadata, "mismatched": dg.MetadataValue.json(mismatched)},
+        )
+        raise dg.Failure(
+            f"eval set of {skill_name} at {', '.join(mismatched)} in the ledger differs from the generator's "
+            f"({json.dumps(mismatched)}): materialize eval_sets[{skill_name}] first",
+            allow_retries=False,
+        )
+    check_result = dg.AssetCheckResult(check_name=EVAL_SET_CHECK, passed=True, metadata=check_metadata)
     try:  # local transformers, or the OpenAI-compatible server the hero's YAML names
         backend = build_backend(
             hero_cfg.eval,
@@ -75,7 +122,6 @@ def eval_scores(
         )
     except BackendError as exc:
         raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc
-    count = settings.skills[skill_name].eval_items_per_level
     scored = _Scorer(
         checkpoint_id,
         hero,
@@ -87,22 +133,13 @@ def eval_scores(
         profile.device,
         ceiling_name=f"{settings.config_dir / 'realm.yaml'} eval.max_new_tokens",
     )
-    bench = context.run.tags.get(CONFIRM_TAG)
     if bench is not None:
-        return _confirm(
-            context, scored, ledger_db, stored_reserve, bench, count, settings.realm.regression.tau
+        yield _confirm(
+            context, scored, ledger_db, bench, items_by_level, settings.realm.regression.tau, check_result
         )
+        return
     scores, generations, metadata = [], [], {}
-    for level in sorted(set(levels)):
-        items = eval_items(skill, level, count)
-        set_hash = eval_set_hash(items)
-        if stored.get(level) != set_hash:
-            raise dg.Failure(
-                f"eval set {skill_name} L{level} in the ledger ({stored.get(level)}) differs from "
-                f"the generator's "
-                f"({set_hash}): materialize eval_sets[{skill_name}] first",
-                allow_retries=False,
-            )
+    for level, items in items_by_level.items():
         row, gens, result = scored.level(level, items, EVAL_SAMPLE)
         scores.append(row)
         generations.extend(gens)
@@ -116,7 +153,7 @@ def eval_scores(
         con.execute("COMMIT")
     current = state.skills[skill_name].level if skill_name in state.skills else 1
     current_acc = next((s["accuracy"] for s in scores if s["level"] == current), None)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "checkpoint_id": checkpoint_id,
             "skill": skill_name,
@@ -125,7 +162,8 @@ def eval_scores(
             "levels": dg.MetadataValue.json(sorted(set(levels))),
             "backend": backend.kind,
             **metadata,
-        }
+        },
+        check_results=[check_result],
     )
 
 
@@ -172,7 +210,9 @@ class _Scorer:
             decoding={"greedy": True, "max_new_tokens": budget},
             dtype=self.backend.describe().get("dtype", "auto"),
             checkpoint_sha256=self.sha256,
-            backend=self.backend.describe(),
+            # The weights are identified once, by checkpoint_sha256 (which the protocol leaves out); the
+            # backend's own copy of that hash would make every checkpoint a protocol of its own.
+            backend={k: v for k, v in self.backend.describe().items() if k != "model_sha256"},
         )
         row = {
             "checkpoint_id": self.checkpoint_id,
@@ -214,15 +254,14 @@ def _confirm(
     context: dg.AssetExecutionContext,
     scorer: _Scorer,
     ledger_db: LedgerResource,
-    stored_reserve: dict[int, str],
     bench: str,
-    count: int,
+    items_by_level: dict[int, list],
     tau: float,
+    check_result: dg.AssetCheckResult,
 ) -> dg.MaterializeResult:
-    """A confirming re-run: score the bench's level on its reserve sample and judge the drop."""
+    """A confirming re-run: score the bench's level on its (hash-checked) reserve sample, judge the drop."""
     from realm_pipeline.evaluation.regressions import record_check, split_bench
     from realm_pipeline.evaluation.scores import RESERVE_SAMPLE
-    from realm_pipeline.skills.heldout import eval_set_hash, reserve_items
 
     tags = context.run.tags
     skill_name, level = split_bench(bench)
@@ -230,13 +269,7 @@ def _confirm(
         raise dg.Failure(
             f"confirming run for {bench} launched on skill {scorer.skill.name}", allow_retries=False
         )
-    items = reserve_items(scorer.skill, level, count)
-    if stored_reserve.get(level) != eval_set_hash(items):
-        raise dg.Failure(
-            f"reserve sample {bench} in the ledger ({stored_reserve.get(level)}) differs from the "
-            f"generator's ({eval_set_hash(items)}): materialize eval_sets[{skill_name}] first",
-            allow_retries=False,
-        )
+    items = items_by_level[level]
     baseline = float(tags["realm/baseline"])
     row, gens, result = scorer.level(level, items, RESERVE_SAMPLE)
     with ledger_db.get_connection() as con:
@@ -269,5 +302,6 @@ def _confirm(
             "baseline": baseline,
             "reserve_accuracy": result.accuracy,
             "verdict": verdict,
-        }
+        },
+        check_results=[check_result],
     )

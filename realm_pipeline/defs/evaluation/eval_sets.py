@@ -3,12 +3,25 @@
 import dagster as dg
 
 from realm_pipeline import ledger
+from realm_pipeline.defs.automation import eval_sets_condition
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.eval_sets import build_eval_sets
+from realm_pipeline.skills import SKILLS
 
 
-@dg.asset(partitions_def=skill_partitions, group_name="evaluation", kinds={"duckdb"})
+def skills_code_version() -> str:
+    """One code version for every skill, `bin=2,sy=1,...`: bumping a generator or scorer version changes it."""
+    return ",".join(f"{name}={SKILLS[name].version}" for name in sorted(SKILLS))
+
+
+@dg.asset(
+    partitions_def=skill_partitions,
+    group_name="evaluation",
+    kinds={"duckdb"},
+    code_version=skills_code_version(),
+    automation_condition=eval_sets_condition(),
+)
 def eval_sets(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db: LedgerResource):
     """Writes every level's held-out eval items of the skill, with their hash; idempotent."""
     skill = context.partition_key

@@ -6,12 +6,26 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
 from realm_pipeline.evaluation.regressions import find_drops, latest_version, record_standings
 
+# External: people vote with `realm pref`, which records the vote in the ledger and reports this asset.
+human_votes = dg.AssetSpec(
+    "human_votes",
+    group_name="campaign",
+    kinds={"duckdb"},
+    description="Human preference votes on compare runs (`realm pref`), in the ledger's human_prefs.",
+)
 
-@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=["eval_scores", "curriculum"])
+
+@dg.asset(
+    group_name="campaign",
+    kinds={"duckdb"},
+    deps=["eval_scores", "curriculum", human_votes, "checkpoints"],
+    automation_condition=rollup_condition("eval_scores", "curriculum", human_votes.key),
+)
 def leaderboard(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
     """Rank every checkpoint on every skill@level; mark each hero's champion; record hero standings."""
     lb = realm.settings.realm.leaderboard

@@ -36,6 +36,17 @@ def _drops(record) -> list[Drop]:
     return [Drop(**d) for d in (value.data if value is not None else [])]
 
 
+def confirming_requests(instance: dg.DagsterInstance) -> tuple[int | None, list[dg.RunRequest]]:
+    """(id of the newest `leaderboard_regression` evaluation, one confirming request per drop it reported).
+
+    The regression sensor and `realm campaign` both ask here; neither writes anything.
+    """
+    record = instance.get_latest_asset_check_evaluation_record(REGRESSION_CHECK)
+    if record is None:
+        return None, []
+    return record.id, [confirming_request(d) for d in _drops(record)]
+
+
 @dg.sensor(
     name="leaderboard_regression_sensor",
     job_name=EVAL_JOB,
@@ -45,19 +56,19 @@ def _drops(record) -> list[Drop]:
 def leaderboard_regression_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
     """Reads the newest `leaderboard_regression` check result; requests a confirming run per drop."""
     cap = realm.settings.realm.sensors.max_runs_per_tick
-    record = context.instance.get_latest_asset_check_evaluation_record(REGRESSION_CHECK)
-    if record is None:
+    record_id, wanted = confirming_requests(context.instance)
+    if record_id is None:
         return dg.SkipReason("the leaderboard_regression check has not run yet")
     cursor = json.loads(context.cursor) if context.cursor else {}
-    requested = cursor.get("requested", []) if cursor.get("record") == record.id else []
-    drops = [d for d in _drops(record) if confirming_request(d).run_key not in requested]
+    requested = cursor.get("requested", []) if cursor.get("record") == record_id else []
+    drops = [r for r in wanted if r.run_key not in requested]
     if not drops:
-        return dg.SkipReason(f"no unconfirmed drop in check evaluation {record.id}")
-    requests = [confirming_request(d) for d in drops[:cap]]
+        return dg.SkipReason(f"no unconfirmed drop in check evaluation {record_id}")
+    requests = drops[:cap]
     context.log.info(
-        f"check evaluation {record.id}: {len(drops)} drop(s) to confirm, requesting {len(requests)}"
+        f"check evaluation {record_id}: {len(drops)} drop(s) to confirm, requesting {len(requests)}"
     )
     return dg.SensorResult(
         run_requests=requests,
-        cursor=json.dumps({"record": record.id, "requested": requested + [r.run_key for r in requests]}),
+        cursor=json.dumps({"record": record_id, "requested": requested + [r.run_key for r in requests]}),
     )

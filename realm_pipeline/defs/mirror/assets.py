@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.mirror.export import build_mirror, leaderboard_row_count, write_mirror
 from realm_pipeline.mirror.leakcheck import Finding, private_values, scan
@@ -38,7 +39,9 @@ def _redact(value: str) -> str:
     # One exporter at a time, by Dagster's pool (limit 1 from dagster.yaml), not a lock of our own:
     # write_mirror may then treat any staging dir it finds as a crashed export's litter.
     pool="mirror",
-    deps=["leaderboard", "curriculum"],
+    deps=["leaderboard", "curriculum", "eval_scores", "checkpoints"],
+    # the board and the hero sheets are what change it; eval scores reach it through them
+    automation_condition=rollup_condition("leaderboard", "curriculum"),
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_NAME,

@@ -8,6 +8,14 @@ import dagster as dg
 from realm_pipeline import quests as q
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
+# External: people drop quest files into $REALM_HOME/inbox/; quest_inbox_sensor asks for a run per file.
+quest_inbox = dg.AssetSpec(
+    "quest_inbox",
+    group_name="campaign",
+    kinds={"file"},
+    description="Quest files (*.jsonl) people drop into $REALM_HOME/inbox/; registered by `quests`.",
+)
+
 
 class QuestsConfig(dg.Config):
     """Run config of `quests`: the inbox files to register."""
@@ -15,9 +23,12 @@ class QuestsConfig(dg.Config):
     files: list[str]
 
 
-@dg.asset(group_name="campaign", kinds={"duckdb"})
+@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=[quest_inbox])
 def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
-    """Re-validates each file, registers it whole or not at all, then moves it to inbox/accepted/."""
+    """Validates each file, registers it whole or not at all, then moves it to inbox/accepted/ or rejected/.
+
+    Every move happens here, not in the inbox sensor, so that evaluating the sensor changes nothing.
+    """
     home = realm.home_path
     registered, skipped, rejected = [], [], []
     eval_prompts = q.eval_prompt_index(realm.settings)
@@ -32,9 +43,7 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
                 # Re-validate: the file may have changed since the sensor looked at it.
                 quest = q.validate_quest_file(path, registered_sha256s=known, eval_prompts=eval_prompts)
             except q.QuestRejected as exc:
-                if exc.reason.startswith("duplicate"):
-                    skipped.append(f"{name}: already registered")
-                    continue  # a no-op; the inbox sensor files the copy under rejected/
+                # a bad file, or a copy of a registered one: kept under rejected/ with the reason beside it
                 rejected.append(f"{name}: {exc}")
                 q.reject(path, home, exc)
                 continue
@@ -43,8 +52,12 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
         if new:
             q.accept(path, home)
             registered.append({"quest_id": quest.quest_id, "file": path.name, "n_examples": quest.n})
-        else:
-            skipped.append(f"{name}: already registered")
+        else:  # registered by a concurrent run between the check and the insert
+            duplicate = q.QuestRejected(
+                f"duplicate: a quest with sha256 {quest.sha256} is already registered"
+            )
+            rejected.append(f"{name}: {duplicate}")
+            q.reject(path, home, duplicate)
     return dg.MaterializeResult(
         metadata={
             "registered": dg.MetadataValue.json(registered),

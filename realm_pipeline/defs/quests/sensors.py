@@ -1,4 +1,4 @@
-"""`quest_inbox_sensor`: a `quests_job` run per valid file in $REALM_HOME/inbox; bad files go to rejected/."""
+"""`quest_inbox_sensor`: a `quests_job` run per file in $REALM_HOME/inbox; it only reads and requests."""
 
 import json
 
@@ -23,7 +23,14 @@ def quests_run_config(path: str) -> dict:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
-    """Validates every inbox/*.jsonl: one run (run_key = sha256) per good file; bad ones rejected."""
+    """One `quests` run per inbox/*.jsonl (run_key = the file's sha256), capped per tick.
+
+    A copy of content already registered gets a run too (keyed by its name and mtime as well, since its
+    sha256 was spent), which files it under rejected/ as a duplicate.
+
+    Validation, registration and every move (to accepted/ or rejected/, with the reason) happen in the
+    `quests` asset, so evaluating this sensor (as the UI's preview does) changes nothing.
+    """
     cap = realm.settings.realm.sensors.max_runs_per_tick
     inbox = q.inbox_dir(realm.home)
     files = sorted(inbox.glob("*.jsonl")) if inbox.is_dir() else []
@@ -31,26 +38,21 @@ def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource
         return dg.SkipReason(f"no *.jsonl in {inbox}")
     try:
         with ledger_db.read(wait=False) as con:
-            known = q.registered_sha256s(con)
+            registered = q.registered_sha256s(con)
     except LedgerBusy as exc:
         return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
     remembered: list[str] = json.loads(context.cursor)["requested"] if context.cursor else []
     seen = set(remembered)
-    eval_prompts = q.eval_prompt_index(realm.settings)  # cached per process after the first tick
     requests: list[dg.RunRequest] = []
     for path in files:
-        try:
-            quest = q.validate_quest_file(path, registered_sha256s=known, eval_prompts=eval_prompts)
-        except q.QuestRejected as exc:
-            report = q.reject(path, realm.home, exc)
-            context.log.warning(f"quest {path.name} rejected: {exc} (report {report})")
-            continue
-        if quest.sha256 in seen or len(requests) >= cap:
+        sha = q.file_sha256(path)
+        run_key = f"{sha}:{path.name}:{path.stat().st_mtime_ns}" if sha in registered else sha
+        if run_key in seen or len(requests) >= cap:
             continue  # in flight already, or over this tick's cap: the next tick sees the file again
-        seen.add(quest.sha256)
+        seen.add(run_key)
         requests.append(
             dg.RunRequest(
-                run_key=quest.sha256,
+                run_key=run_key,
                 job_name=QUESTS_JOB,
                 run_config=quests_run_config(str(path)),
                 tags={"realm/quest": path.name},
@@ -58,5 +60,5 @@ def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource
         )
     cursor = json.dumps({"requested": (remembered + [r.run_key for r in requests])[-REMEMBERED_KEYS:]})
     if not requests:
-        return dg.SensorResult(skip_reason=dg.SkipReason("no new valid quest files"), cursor=cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new quest files"), cursor=cursor)
     return dg.SensorResult(run_requests=requests, cursor=cursor)

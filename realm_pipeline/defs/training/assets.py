@@ -16,6 +16,7 @@ from realm_pipeline.campaign import (
 )
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
+from realm_pipeline.training.segment import HELDOUT_CHECK
 from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -42,8 +43,19 @@ PLOTTED = (
     pool="gpu",
     group_name="training",
     kinds={"pytorch"},
-    deps=[dg.AssetDep("eval_sets", partition_mapping=dg.AllPartitionMapping())],
+    # What a segment reads: every eval set (the training stream skips their prompts) and the quests. It
+    # also reads the eval history of its hero's earlier checkpoints (the curriculum mix), which cannot be
+    # a dependency: eval_scores depends on checkpoints, and Dagster's asset graph has no cycles.
+    deps=[dg.AssetDep("eval_sets", partition_mapping=dg.AllPartitionMapping()), "quests"],
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    check_specs=[
+        dg.AssetCheckSpec(
+            HELDOUT_CHECK,
+            asset="checkpoints",
+            description="The segment measured a finite loss on its held-out items (reported by the "
+            "training subprocess through Pipes); NaN, inf or none is a red light.",
+        )
+    ],
 )
 def checkpoints(
     context: dg.AssetExecutionContext,
@@ -112,7 +124,8 @@ def checkpoints(
         context=context,
         extras={"spec": spec_dict},
     )
-    reported = invocation.get_materialize_result().metadata
+    reported_result = invocation.get_materialize_result()
+    reported = reported_result.metadata
     result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
     cumulative_effort = effort([c["strain"] for c in earlier if c["strain"] is not None] + [result["strain"]])
     row = {
@@ -143,6 +156,9 @@ def checkpoints(
         ledger.upsert(con, "level_losses", _level_loss_rows(key, result.get("level_losses") or {}))
     metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
     metadata.update(
+        # the campaign's step (the subprocess counts the segment's own steps, the same every segment)
+        step=key.step,
+        segment_steps=result["step"],
         checkpoint_id=str(key),
         parent=row["parent_id"] or "base",
         path=dg.MetadataValue.path(str(output_dir)),
@@ -154,7 +170,11 @@ def checkpoints(
         schools=", ".join(hero.schools),
         strain_hint=strain.hint.value if strain.hint else "none",
     )
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(result["sha256"]))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=dg.DataVersion(result["sha256"]),
+        check_results=list(reported_result.check_results or []),
+    )
 
 
 def _parent_reflections(parent_dir) -> list:

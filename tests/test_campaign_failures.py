@@ -1,0 +1,139 @@
+"""A failed segment through a real Dagster instance: retried under its policy, then reported by name
+(sensor skip reason, hero_state, `realm status`), and retried again once a person asks (`realm retry`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from realm_pipeline.cli import main
+from realm_pipeline.ledger import connect
+
+
+@pytest.fixture
+def defs(realm_env: Path) -> dg.Definitions:
+    from realm_pipeline.definitions import build_defs
+
+    return build_defs()
+
+
+def _tick(defs: dg.Definitions):
+    """Evaluate the campaign sensor once, as the daemon would."""
+    from realm_pipeline.defs.campaign.sensors import campaign_sensor
+
+    with dg.DagsterInstance.get() as instance:
+        ctx = dg.build_sensor_context(
+            instance=instance, resources={k: defs.resources[k] for k in ("realm", "ledger_db")}
+        )
+        return campaign_sensor(ctx)
+
+
+def _launch(defs: dg.Definitions, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Run a sensor's request in this process, with the tags the daemon would give it."""
+    with dg.DagsterInstance.get() as instance:
+        if request.job_name == "train_job":
+            instance.add_dynamic_partitions("checkpoints", [str(request.partition_key)])
+        return defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            asset_selection=request.asset_selection,
+            tags={"dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+
+
+def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
+    realm_env: Path, defs: dg.Definitions
+) -> None:
+    first = _tick(defs)
+    assert [r.run_key for r in first.run_requests] == ["eval_sets:bin"]
+    assert _launch(defs, first.run_requests[0]).success
+
+    # A stray file where the first checkpoint's directory goes: the training subprocess fails on it.
+    blocker = realm_env / "checkpoints" / "tiny" / "tiny.000150"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a checkpoint directory")
+    train = _tick(defs)
+    assert [r.run_key for r in train.run_requests] == ["tiny.000150"]
+    failed = _launch(defs, train.run_requests[0])
+    assert not failed.success
+    # retried under the asset's RetryPolicy before the run gave up: three attempts in all
+    retries = [e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retries) == 2
+    run_id = failed.run_id
+
+    # The sensor does not spend the key in silence: one curriculum run records the failure ...
+    record = _tick(defs)
+    assert [r.run_key for r in record.run_requests] == [f"rollup:failed:{run_id}"]
+    assert record.run_requests[0].asset_selection == [dg.AssetKey("curriculum")]
+    assert _launch(defs, record.run_requests[0]).success
+    with connect(realm_env / "realm.duckdb", read_only=True) as con:
+        status = con.execute("SELECT status FROM hero_state WHERE hero = 'tiny'").fetchone()[0]
+    assert status.startswith("stopped: train_job tiny.000150 failed") and run_id[:8] in status
+    assert "after 3 attempts: FileExistsError" in status and "realm retry tiny" in status
+    with dg.DagsterInstance.get() as instance:
+        meta = instance.get_latest_materialization_event(dg.AssetKey("curriculum")).asset_materialization
+    assert meta.metadata["tiny/status"].value == status
+
+    # ... then every tick skips, naming the checkpoint and the run
+    skipped = _tick(defs)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "tiny.000150" in skipped.skip_message and run_id[:8] in skipped.skip_message
+    assert _tick(defs).skip_message == skipped.skip_message  # stays failed: no new request
+    runner = CliRunner()
+    shown = runner.invoke(main, ["status", "tiny"])
+    assert shown.exit_code == 0 and run_id[:8] in shown.output and "tiny.000150 failed" in shown.output
+
+    # The cause fixed, a person asks for the retry: a new run key, the same checkpoint, and it trains.
+    blocker.unlink()
+    asked = runner.invoke(main, ["retry", "tiny"])
+    assert (
+        asked.exit_code == 0 and f"retrying train_job tiny.000150 failed in run {run_id[:8]}" in asked.output
+    )
+    again = _tick(defs)
+    assert [(r.run_key, r.partition_key) for r in again.run_requests] == [
+        (f"tiny.000150#retry-after-{run_id[:8]}", "tiny.000150")
+    ]
+    assert _launch(defs, again.run_requests[0]).success
+    evals = _tick(defs)
+    assert [r.run_key for r in evals.run_requests] == ["eval:tiny.000150|bin"]
+    assert "nothing failed to retry" in runner.invoke(main, ["retry", "tiny"]).output
+
+
+def test_a_run_the_instance_will_retry_is_in_flight_and_an_acknowledged_one_is_retried(
+    tmp_path: Path,
+) -> None:
+    from realm_pipeline.campaign import FAILED, IN_FLIGHT, SUCCEEDED
+    from realm_pipeline.defs.campaign.decision import ACKNOWLEDGED_TAG, WILL_RETRY_TAG, newest_run
+
+    @dg.op
+    def segment() -> None:
+        raise RuntimeError("out of memory")
+
+    @dg.op
+    def fine() -> None:
+        pass
+
+    failing = dg.GraphDefinition(name="g", node_defs=[segment]).to_job(name="train_job")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert newest_run(instance, "train_job", "tiny.000150") is None
+        run = failing.execute_in_process(
+            instance=instance, tags={"dagster/partition": "tiny.000150"}, raise_on_error=False
+        )
+        outcome = newest_run(instance, "train_job", "tiny.000150")
+        assert outcome.status == FAILED and outcome.run_id == run.run_id and not outcome.acknowledged
+        assert outcome.error == "RuntimeError: out of memory" and outcome.ended_at is not None
+        assert newest_run(instance, "train_job", "tiny.000300") is None  # another partition's runs only
+        # dagster.yaml's run_retries will launch it again: not a failure yet
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "true"})
+        assert newest_run(instance, "train_job", "tiny.000150").status == IN_FLIGHT
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false", ACKNOWLEDGED_TAG: "true"})
+        assert newest_run(instance, "train_job", "tiny.000150").acknowledged
+        # a newer run of the same partition (a re-execution from the UI) is the one that counts
+        dg.GraphDefinition(name="g2", node_defs=[fine]).to_job(name="train_job").execute_in_process(
+            instance=instance, tags={"dagster/partition": "tiny.000150"}
+        )
+        assert newest_run(instance, "train_job", "tiny.000150").status == SUCCEEDED

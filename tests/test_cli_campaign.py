@@ -1,0 +1,70 @@
+"""`realm campaign` in a terminal: one line per run, a progress bar per segment, a hero sheet; Dagster's
+event log goes to the instance unless --verbose. A real short campaign of the tiny hero."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+from click.testing import CliRunner
+
+from realm_pipeline.cli import main
+
+# job, partition, status, seconds, run id (the line's shape, not its timings)
+RUN_LINE = re.compile(r"^(\w+_job)\s+(\S+)\s+(ok|FAILED)\s+\d+\.\ds  run ([0-9a-f]{8})$")
+EVENT_LOG = re.compile(r" - dagster - (DEBUG|INFO) - ")
+
+
+def _runs(output: str) -> list[tuple[str, str, str, str]]:
+    lines = [part for line in output.splitlines() for part in line.split("\r")]
+    return [m.groups() for line in lines if (m := RUN_LINE.match(line))]
+
+
+def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -> None:
+    runner = CliRunner()
+    # --verbose: the event log comes back to the terminal (here: the eval sets, and no segment asked for)
+    verbose = runner.invoke(main, ["campaign", "--hero", "tiny", "--segments", "0", "--verbose"])
+    assert verbose.exit_code == 0, verbose.output
+    assert EVENT_LOG.search(verbose.output) and "RUN_SUCCESS" in verbose.output
+    assert [r[:3] for r in _runs(verbose.output)] == [("eval_sets_job", "bin", "ok")]
+    assert "status     0 segment(s) trained as asked; next tiny.000150" in verbose.output
+
+    out = runner.invoke(main, ["campaign", "--hero", "tiny", "--segments", "1"])
+    assert out.exit_code == 0, out.output
+    assert not EVENT_LOG.search(out.output), out.output  # the event log went to the instance only
+    runs = _runs(out.output)
+    assert [r[:3] for r in runs] == [
+        ("train_job", "tiny.000150", "ok"),
+        ("eval_job", "tiny.000150|bin", "ok"),
+        ("rollup_job", "-", "ok"),
+    ], out.output
+    # every line names a run the instance recorded, with its events (the UI shows them)
+    with dg.DagsterInstance.get() as instance:
+        for job, _, _, short_id in runs:
+            (record,) = [
+                r
+                for r in instance.get_run_records(dg.RunsFilter(job_name=job))
+                if r.dagster_run.run_id.startswith(short_id)
+            ]
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+            assert instance.all_logs(record.dagster_run.run_id)
+    # the segment's progress bar reached its last step, with loss and tokens/s
+    bar = [
+        p
+        for line in out.output.splitlines()
+        for p in line.split("\r")
+        if p.strip().startswith("tiny.000150 ")
+    ]
+    assert bar and re.search(r"150/150 steps .*loss \d+\.\d{4}\s+\d+ tok/s", bar[-1]), bar
+    # the hero sheet, and why the campaign stopped
+    sheet = out.output[out.output.index("hero tiny") :]
+    for field in ("segments   1 (latest tiny.000150)", "levels     bin L1", "champion   tiny.000150", "zone"):
+        assert field in sheet, sheet
+    assert "status     1 segment(s) trained as asked; next tiny.000300" in sheet
+    assert len(out.output.splitlines()) < 20  # short enough to read at a glance
+
+    # `realm status` shows the same sheet with what the campaign sensor would do next
+    status = runner.invoke(main, ["status"])
+    assert status.exit_code == 0 and "champion   tiny.000150" in status.output
+    assert "status     next train_job tiny.000300" in status.output
