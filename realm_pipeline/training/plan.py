@@ -77,7 +77,8 @@ def segment_spec(
     )
     t = hero.training
     kind = token_kind(hero.base.kind)
-    # Held-out loss is measured on the levels trained and on `measure_levels`: rows fit them all.
+    # Held-out loss is measured on the levels trained and on `measure_levels` (the trainer sizes those
+    # rows itself: measuring must not change how the segment's training rows are packed).
     levels = list(dict.fromkeys([(sk, lv) for sk, lv, _ in mix] + list(measure_levels or [])))
     reflections = list(reflections or []) if "mirror" in hero.schools else []
     # A reflection (prompt + the hero's answer + the question) longer than the row ceiling cannot be
@@ -87,7 +88,7 @@ def segment_spec(
         kind,
         [
             (get_skill(skill), level, eval_items_per_level.get(skill, DEFAULT_EVAL_COUNT))
-            for skill, level in levels
+            for skill, level, _ in mix
         ],
         ceiling=t.max_length,
         ceiling_name=f"hero {hero.name}'s training.max_length",

@@ -516,7 +516,10 @@ def train_segment(
     level_losses: dict[str, float] = {}
     total_nll, total_count = 0.0, 0
     for name, msgs in _heldout_groups(spec).items():
-        batches = pack_examples([encoder.encode(m) for m in msgs], spec.batch_size, spec.max_length, pad_id)
+        encoded = [encoder.encode(m) for m in msgs]
+        # A measured-only level (e.g. the next one) may be longer than the training rows: its own row length.
+        row = max([spec.max_length] + [len(ids) for ids, _ in encoded])
+        batches = pack_examples(encoded, spec.batch_size, row, pad_id)
         nll_sum, count = loss_sum(model, batches, device)
         total_nll, total_count = total_nll + nll_sum, total_count + count
         if name != "extra":
