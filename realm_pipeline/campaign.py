@@ -12,6 +12,7 @@ from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, Se
 from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import next_key
+from realm_pipeline.training.strain import LevelLoss, StrainReport, floor_for, strain_report
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -76,6 +77,30 @@ def levels_to_evaluate(state: CurriculumState, skill: str) -> list[int]:
     """Every mastered level, the current one and the next (within the cap)."""
     s = state.skills[skill]
     return sorted({*s.mastered, s.level, min(s.level + 1, s.cap)})
+
+
+def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:
+    """Per-level floors, effort, plastic gain, efficiency and the strain hint of the hero (strain_report)."""
+    rows = con.execute(
+        "SELECT step, skill, level, heldout_loss FROM level_losses "
+        "WHERE hero = ? AND heldout_loss IS NOT NULL AND step <= ? ORDER BY step, skill, level",
+        [hero, state.latest_step],
+    ).fetchall()
+    caps = {name: s.cap for name, s in state.skills.items()}
+    return strain_report(
+        [LevelLoss(int(st), sk, int(lv), float(loss)) for st, sk, lv, loss in rows if sk in caps],
+        [(u.skill, u.mastered, u.step) for u in state.level_ups],
+        caps,
+    )
+
+
+def learning_floors(state: CurriculumState, report: StrainReport) -> list[tuple[str, int, float]]:
+    """(skill, level, floor) of every level being learned: the next segment's strain is measured there."""
+    return [
+        (name, s.level, floor_for(report, name, s.level))
+        for name, s in state.skills.items()
+        if not s.complete
+    ]
 
 
 def quest_examples(con: duckdb.DuckDBPyConnection) -> list[list[dict[str, str]]]:

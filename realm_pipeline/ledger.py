@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,21 @@ TABLES: dict[str, Table] = {
             ("quest_id", "example_index"),
         ),
         Table(
+            # Held-out loss of each skill level measured after a segment (the trainer's level_losses):
+            # strain against each level's floor, effort, plastic gain and efficiency derive from it.
+            "level_losses",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("heldout_loss", "DOUBLE", public=PUB),
+            ),
+            ("checkpoint_id", "skill", "level"),
+            since=3,
+        ),
+        Table(
             "schema_version",
             (
                 _c("version", "INTEGER", public=PRIV),
@@ -348,6 +363,7 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
 MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
     (1, _migration_v1),
     (2, _migration_v2),
+    (3, add_declared),  # v3: level_losses (per-level held-out loss: strain, effort, efficiency)
 )
 
 

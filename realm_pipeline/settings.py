@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR_ENV = "REALM_CONFIG_DIR"
 HOME_ENV = "REALM_HOME"
@@ -122,8 +122,28 @@ class TrainingDefaults(_Strict):
     batch_size: int = Field(ge=1, le=4096)
     max_length: int = Field(ge=8, le=131_072)
     save_every: int = Field(50, ge=1)
-    surprise_weighted: bool = False
     mastered_share: float = Field(0.2, ge=0, le=1)
+
+    # Replaced by the Oracle school; kept as a field only so that an old YAML gets a pointed error.
+    surprise_weighted: Any = Field(None, exclude=True)
+
+    @field_validator("surprise_weighted")
+    @classmethod
+    def _surprise_weighted_moved(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("replaced by the Oracle school: add 'oracle' to the hero's `schools` list")
+        return None
+
+
+School = Literal["scribe", "mirror", "oracle"]
+
+
+class MirrorSettings(_Strict):
+    """The Mirror school: how many training-distribution probes after a segment, and the reflections' weight."""
+
+    probes: int = Field(32, ge=1, le=100_000)  # probes per segment, spread over its trained levels
+    # mix weight of the reflections when every probe was missed, scaled by the miss share (skill levels sum to 1)
+    weight: float = Field(0.2, gt=0, le=10)
 
 
 class HeroCampaign(_Strict):
@@ -167,9 +187,22 @@ class HeroConfig(_Strict):
     method: Method | None = None  # None: the memory profile chooses
     memory_profile: str
     training: TrainingDefaults
+    # Scribe (SFT) is the base school and must be named: the Mirror's reflections join the Scribe's mix
+    # and the Oracle only re-weights the Scribe's loss, so neither means anything without it.
+    schools: list[School] = Field(default_factory=lambda: ["scribe"], min_length=1)
+    mirror: MirrorSettings = MirrorSettings()
     campaign: HeroCampaign
     seed: int = Field(ge=0)
     eval: HeroEval = HeroEval()
+
+    @field_validator("schools")
+    @classmethod
+    def _scribe_first_and_unique(cls, schools: list[str]) -> list[str]:
+        if len(set(schools)) != len(schools):
+            raise ValueError(f"a school is named twice in {schools}")
+        if "scribe" not in schools:
+            raise ValueError("'scribe' is required: mirror and oracle build on the Scribe's SFT mix")
+        return schools
 
 
 # ---------------------------------------------------------------- loading

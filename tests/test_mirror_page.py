@@ -82,3 +82,31 @@ def test_screenshot(page: Path, tmp_path: Path):
     if os.environ.get("REALM_UPDATE_SCREENSHOT"):  # refresh the README's picture on purpose, never by default
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(out.read_bytes())
+
+
+def test_page_shows_effort_and_efficiency_per_level(tmp_path: Path):
+    """With per-level held-out losses in the ledger, each hero box gets an effort/efficiency table."""
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        populate(con)
+        rows = [
+            {
+                "checkpoint_id": f"tiny.{st:06d}",
+                "hero": "tiny",
+                "step": st,
+                "skill": "binary_add",
+                "level": lv,
+                "heldout_loss": 1.0 / (st / 100 + lv),
+            }
+            for st in range(100, 1300, 100)
+            for lv in (1, 2)
+        ]
+        ledger.upsert(con, "level_losses", rows)
+        files = build_mirror(con)
+    write_mirror(files, tmp_path / "mirror", allow_empty=True)  # the leaderboard is not what is tested here
+    dom = chromium(
+        (tmp_path / "mirror" / "index.html").resolve().as_uri(), tmp_path / "profile", "--dump-dom"
+    )
+    assert 'data-ready="1"' in dom and "Effort and efficiency per level" in dom
+    effort_rows = re.findall(r'<tr data-skill="binary_add" data-level="(\d+)">', dom)
+    assert effort_rows == ["1", "2"]

@@ -80,7 +80,10 @@ def test_unknown_skill_referenced_by_hero(config_dir: Path) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
     path.write_text(path.read_text().replace("skills: [bin]", "skills: [bin, chess]"))
     msg = _error(config_dir)
-    assert str(path) in msg and "field 'campaign.skills.1'" in msg and "'chess'" in msg and "line 25" in msg
+    line = 1 + path.read_text().splitlines().index("  skills: [bin, chess]")
+    assert (
+        str(path) in msg and "field 'campaign.skills.1'" in msg and "'chess'" in msg and f"line {line}" in msg
+    )
 
 
 def test_unknown_profile_referenced_by_hero(config_dir: Path) -> None:
@@ -106,3 +109,29 @@ def test_level_cap_above_generator_max(config_dir: Path) -> None:
 def test_empty_file(config_dir: Path) -> None:
     (config_dir / "realm.yaml").write_text("")
     assert "expected a mapping" in _error(config_dir)
+
+
+def test_schools_validated(config_dir: Path) -> None:
+    from realm_pipeline.settings import Settings
+
+    assert Settings(config_dir).heroes["tiny"].schools[0] == "scribe"
+    path = config_dir / "heroes" / "tiny.yaml"
+    text = path.read_text()
+    line = 1 + text.splitlines().index("schools: [scribe]")
+    path.write_text(text.replace("schools: [scribe]", "schools: [scribe, mirorr]"))
+    msg = _error(config_dir)
+    assert str(path) in msg and f"line {line}" in msg and "field 'schools.1'" in msg and "'mirorr'" in msg
+    path.write_text(text.replace("schools: [scribe]", "schools: [mirror, oracle]"))
+    msg = _error(config_dir)
+    assert "field 'schools'" in msg and "'scribe' is required" in msg
+    path.write_text(text.replace("schools: [scribe]", "schools: [scribe, oracle, oracle]"))
+    assert "named twice" in _error(config_dir)
+
+
+def test_surprise_weighted_points_to_the_oracle(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(
+        path.read_text().replace("  mastered_share: 0.2", "  mastered_share: 0.2\n  surprise_weighted: true")
+    )
+    msg = _error(config_dir)
+    assert "field 'training.surprise_weighted'" in msg and "value True" in msg and "oracle" in msg

@@ -16,7 +16,6 @@ from realm_pipeline.training.hero import HeroWeightsMissing, build_tiny_hero, lo
 from realm_pipeline.training.tokenizer import build_char_tokenizer  # noqa: E402
 from realm_pipeline.training.trainer import (  # noqa: E402
     SegmentSpec,
-    sparring_examples,
     spec_from_json,
     spec_to_json,
     train_segment,
@@ -147,18 +146,14 @@ def test_segments_learn_reload_and_are_deterministic(tmp_path: Path) -> None:
 
 
 def test_surprise_weighted_and_mix_extras(tmp_path: Path) -> None:
-    from realm_pipeline.skills import get_skill
-    from realm_pipeline.skills.heldout import eval_items
-
-    items = eval_items(get_skill("bin"), 1, 4)
-    sparring = sparring_examples(items, [items[0].answer, "wrong", "wrong", items[3].answer])
-    assert sparring == [items[1].messages, items[2].messages]
+    reflections = [CHAT[1:], CHAT]
     spec = _spec(
-        tmp_path / "s", steps=5, surprise_weighted=True, quests=[CHAT], sparring=sparring, heldout=[]
+        tmp_path / "s", steps=5, surprise_weighted=True, quests=[CHAT], reflections=reflections, heldout=[]
     )
     assert spec_from_json(spec_to_json(spec)) == spec
     r = train_segment(spec)
     assert r.heldout_loss is None and r.strain_source == "train" and r.step == 5
+    assert r.reflections_trained > 0 and r.mirror_probes == 0  # reflections trained on; no Mirror probing
 
 
 def test_hero_weights_missing(tmp_path: Path) -> None:

@@ -38,7 +38,12 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from realm_pipeline.training.strain import curriculum_hint, zone
+from realm_pipeline.training.strain import Hint, curriculum_hint, zone
+
+# How far the strain hint moves the next segment's mix (see `training_mix`).
+BACK_OFF_SHIFT = 0.25  # overload: this share of the learning weight moves to the mastered levels
+LEVEL_UP_KEEP = 0.5  # recovery: the mastered share is multiplied by this ...
+NEXT_LEVEL_SHARE = 0.25  # ... and this share of each skill's learning weight previews its next level
 
 
 @dataclass(frozen=True)
@@ -182,11 +187,11 @@ class CurriculumState:
         }
 
     def training_mix(
-        self, mastered_share: float, skills: list[str] | None = None
+        self, mastered_share: float, skills: list[str] | None = None, hint: Hint | str | None = None
     ) -> list[tuple[str, int, float]]:
         """The next segment's (skill, level, weight) mix; see `training_mix`."""
         return training_mix(
-            self, list(self.skills) if skills is None else skills, mastered_share=mastered_share
+            self, list(self.skills) if skills is None else skills, mastered_share=mastered_share, hint=hint
         )
 
     def cap_claim(self) -> str:
@@ -483,7 +488,7 @@ BOOST = 3.0  # weight of a level needing maintenance against 1.0 for a held mast
 
 
 def training_mix(
-    state: CurriculumState, skills: list[str], *, mastered_share: float
+    state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
 ) -> list[tuple[str, int, float]]:
     """Next segment's (skill, level, weight): levels being learned get 1 - mastered_share, mastered the rest.
 
@@ -491,9 +496,19 @@ def training_mix(
     checkpoint) the mastered group gets at least MAINTENANCE_SHARE, and those levels BOOST times the
     weight of a held one. When there is nothing mastered, or nothing left to learn, the whole weight goes
     to the other group. Weights sum to 1.
+    The strain hint (training.strain.strain_report) moves the share: back_off (overload) gives the
+    mastered levels BACK_OFF_SHIFT more of the learning weight; level_up (recovery) multiplies the
+    mastered share by LEVEL_UP_KEEP and gives NEXT_LEVEL_SHARE of each skill's learning weight to its
+    next level (within the cap); continue or None (too few segments to judge) leave it as configured.
+    The maintenance floor applies after the hint: a regression is never out-voted by it.
     """
     if not 0 <= mastered_share <= 1:
         raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
+    hint = Hint(hint) if hint is not None else None
+    if hint is Hint.BACK_OFF:
+        mastered_share += BACK_OFF_SHIFT * (1 - mastered_share)
+    elif hint is Hint.LEVEL_UP:
+        mastered_share *= LEVEL_UP_KEEP
     learn: list[tuple[str, int]] = []
     review: list[tuple[str, int, float]] = []
     for name in skills:
@@ -512,7 +527,15 @@ def training_mix(
         share = 1.0
     if not review:
         share = 0.0
-    mix = [(name, lv, (1 - share) / len(learn)) for name, lv in learn] if learn else []
+    mix: list[tuple[str, int, float]] = []
+    for name, lv in learn:
+        weight = (1 - share) / len(learn)
+        s = state.skills.get(name)
+        cap = s.cap if s is not None else lv
+        if hint is Hint.LEVEL_UP and lv < cap:
+            mix += [(name, lv, weight * (1 - NEXT_LEVEL_SHARE)), (name, lv + 1, weight * NEXT_LEVEL_SHARE)]
+        else:
+            mix.append((name, lv, weight))
     total = sum(w for *_, w in review)
     mix += [(name, lv, share * w / total) for name, lv, w in review]
     return [m for m in mix if m[2] > 0]

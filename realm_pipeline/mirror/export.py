@@ -117,6 +117,7 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
         order_by=("hero", "step", "skill", "level", "event"),
     )
     states = {r["hero"]: r for r in read_public(con, "hero_state")}
+    level_losses = read_public(con, "level_losses", ("hero", "step", "skill", "level", "heldout_loss"))
 
     latest = {(r["hero"], r["checkpoint_id"], r["skill"], r["level"]): r for r in scores}
 
@@ -170,7 +171,13 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 accuracy[hero][skill], key=lambda p: (p["step"] is None, p["step"] or 0, p["level"])
             )
             skill_series.append(
-                {"skill": skill, "level": levels.get(skill, level), "levels": series, "accuracy": points}
+                {
+                    "skill": skill,
+                    "level": levels.get(skill, level),
+                    "levels": series,
+                    "accuracy": points,
+                    "effort": _effort_by_level(hero, skill, level_losses, ups[hero][skill]),
+                }
             )
         try:
             timeline = json.loads(state.get("timeline_json") or "[]")
@@ -191,6 +198,40 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
             }
         )
     return {"schema_version": SCHEMA_VERSION, "generated_at": generated_at, "heroes": heroes}
+
+
+def _effort_by_level(hero: str, skill: str, level_losses: list[dict], ups: list[tuple]) -> list[dict]:
+    """Effort, plastic gain and efficiency per level of one skill (training.strain.strain_report)."""
+    from realm_pipeline.training.strain import LevelLoss, strain_report
+
+    losses = [
+        LevelLoss(int(r["step"]), skill, int(r["level"]), float(r["heldout_loss"]))
+        for r in level_losses
+        if r["hero"] == hero
+        and r["skill"] == skill
+        and r["heldout_loss"] is not None
+        and r["step"] is not None
+    ]
+    if not losses:
+        return []
+    # A level_up event names the level the skill now stands at (mastered = level - 1), except the one
+    # that completes the cap, which repeats the cap's level (mastered = level).
+    mastered, seen = [], set()
+    for step, level in sorted(ups):
+        mastered.append((skill, level if level in seen else level - 1, step))
+        seen.add(level)
+    report = strain_report(losses, mastered, {skill: 10**6})  # the cap only bounds the level being learned
+    return [
+        {
+            "level": e.level,
+            "segments": e.segments,
+            "floor": _jsonable(round(e.floor, 4)),
+            "effort": _jsonable(round(e.effort, 4)),
+            "plastic_gain": None if e.plastic_gain is None else _jsonable(round(e.plastic_gain, 4)),
+            "efficiency": None if e.efficiency is None else _jsonable(round(e.efficiency, 4)),
+        }
+        for e in report.levels
+    ]
 
 
 def render_page(leaderboard: dict, heroes: dict) -> bytes:

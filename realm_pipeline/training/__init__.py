@@ -13,7 +13,6 @@ __all__ = [
     "load_base",
     "spec_from_json",
     "spec_to_json",
-    "sparring_examples",
     "train_segment",
 ]
 
@@ -27,7 +26,6 @@ _LAZY = {
     "SegmentSpec": "trainer",
     "spec_from_json": "trainer",
     "spec_to_json": "trainer",
-    "sparring_examples": "trainer",
     "train_segment": "trainer",
 }
 

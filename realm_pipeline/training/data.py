@@ -289,8 +289,8 @@ def token_nll(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tenso
 
 
 @torch.no_grad()
-def mean_loss(model: Any, batches: Sequence[PackedBatch], device: Any = "cpu") -> float:
-    """Mean answer-token NLL over packed batches (eval mode, no grad)."""
+def loss_sum(model: Any, batches: Sequence[PackedBatch], device: Any = "cpu") -> tuple[float, int]:
+    """(summed answer-token NLL, supervised-token count) over packed batches (eval mode, no grad)."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64)
@@ -300,4 +300,10 @@ def mean_loss(model: Any, batches: Sequence[PackedBatch], device: Any = "cpu") -
         total += nll.sum().double().cpu()
         count += int(mask.sum())
     model.train(was_training)
-    return float(total / max(count, 1))
+    return float(total), count
+
+
+def mean_loss(model: Any, batches: Sequence[PackedBatch], device: Any = "cpu") -> float:
+    """Mean answer-token NLL over packed batches (eval mode, no grad)."""
+    total, count = loss_sum(model, batches, device)
+    return total / max(count, 1)

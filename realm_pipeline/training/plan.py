@@ -52,12 +52,20 @@ def segment_spec(
     quests: list[list[dict[str, str]]],
     eval_items_per_level: dict[str, int],
     heldout_count: int = 24,
+    reflections: list[list[dict[str, str]]] | None = None,
+    loss_floors: list[tuple[str, int, float]] | None = None,
+    measure_levels: list[tuple[str, int]] | None = None,
 ):
     """The SegmentSpec that trains checkpoint `key`; the hero YAML overrides its memory profile.
 
     Its row length (`max_length`) fits the longest example of the mix's levels and quests, under the
-    hero's `training.max_length` ceiling (a BudgetError names what does not fit)."""
-    from realm_pipeline.evaluation.budgets import segment_max_length, token_kind
+    hero's `training.max_length` ceiling (a BudgetError names what does not fit).
+    The hero's schools decide the rest: `oracle` turns on the surprise-weighted loss; `mirror` trains on
+    the parent's `reflections` (sparring.load_reflections) and probes the hero after the segment.
+    `loss_floors` are the floors of the levels being learned (the segment's strain); `measure_levels`
+    are further levels whose held-out loss is measured (e.g. each skill's next level: its loss before).
+    """
+    from realm_pipeline.evaluation.budgets import chat_tokens, segment_max_length, token_kind
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
     from realm_pipeline.training.trainer import SegmentSpec
@@ -68,15 +76,23 @@ def segment_spec(
         else hero.base.path or hero.base.model_id
     )
     t = hero.training
+    kind = token_kind(hero.base.kind)
+    # Held-out loss is measured on the levels trained and on `measure_levels` (the trainer sizes those
+    # rows itself: measuring must not change how the segment's training rows are packed).
+    levels = list(dict.fromkeys([(sk, lv) for sk, lv, _ in mix] + list(measure_levels or [])))
+    reflections = list(reflections or []) if "mirror" in hero.schools else []
+    # A reflection (prompt + the hero's answer + the question) longer than the row ceiling cannot be
+    # trained without cutting it: it is left out (the rest of its miss's reflections still teach).
+    reflections = [r for r in reflections if chat_tokens(kind, r) <= t.max_length]
     max_length = segment_max_length(
-        token_kind(hero.base.kind),
+        kind,
         [
             (get_skill(skill), level, eval_items_per_level.get(skill, DEFAULT_EVAL_COUNT))
             for skill, level, _ in mix
         ],
         ceiling=t.max_length,
         ceiling_name=f"hero {hero.name}'s training.max_length",
-        examples=quests,
+        examples=list(quests) + reflections,
     )
     return SegmentSpec(
         output_dir=str(output_dir),
@@ -94,8 +110,14 @@ def segment_spec(
         eval_items_per_level=dict(eval_items_per_level),
         quests=quests,
         # held-out loss on the eval items of the levels being trained (never trained on: see heldout.py)
-        heldout=[(skill, level, heldout_count) for skill, level, _ in mix],
-        surprise_weighted=t.surprise_weighted,
+        heldout=[(skill, level, heldout_count) for skill, level in levels],
+        loss_floors=list(loss_floors or []),
+        surprise_weighted="oracle" in hero.schools,
+        reflections=reflections,
+        # The configured weight when every probe was missed, proportionally less otherwise: a handful of
+        # reflections at the full weight would each be repeated hundreds of times in one segment.
+        reflection_weight=hero.mirror.weight * min(1.0, len(reflections) / (3 * hero.mirror.probes)),
+        mirror_probes=hero.mirror.probes if "mirror" in hero.schools else 0,
         device=profile.device,
         dtype=profile.dtype,
         gradient_checkpointing=profile.gradient_checkpointing,

@@ -16,7 +16,12 @@ from .trainer import RESULT_FILE, SegmentResult, spec_from_json, train_segment
 
 def result_metadata(result: SegmentResult) -> dict[str, Any]:
     """Materialization metadata for a segment result (None values dropped: Pipes metadata needs a value)."""
-    return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+    # Pipes infers scalars; a mapping (level_losses) must say it is JSON.
+    return {
+        k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v
+        for k, v in dataclasses.asdict(result).items()
+        if v is not None
+    }
 
 
 HELDOUT_CHECK = "heldout_loss_finite"

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ from realm_pipeline.training.strain import zone
 
 Messages = list[dict[str, str]]
 
+REFLECTION_SOURCE = "mirror_reflections"
 RESUME_DIR = "resume"
 RESULT_FILE = "segment_result.json"
 DEEPSPEED_RESUME_TAG = "state"  # the sharded engine save under resume/
-SURPRISE_CLIP = (0.5, 2.0)
 
 
 @dataclass
@@ -51,12 +51,17 @@ class SegmentSpec:
     eval_items_per_level: dict[str, int] = field(default_factory=dict)
     quests: list[Messages] = field(default_factory=list)  # extra chat examples
     quest_weight: float = 0.1
-    sparring: list[Messages] = field(default_factory=list)  # from `sparring_examples`
-    sparring_weight: float = 0.2
+    # The Mirror: reflections the parent checkpoint made (sparring.load_reflections) join this mix ...
+    reflections: list[Messages] = field(default_factory=list)
+    reflection_weight: float = 0.2
+    # ... and after this segment the hero answers this many training-distribution probes (0: no Mirror).
+    mirror_probes: int = 0
     heldout: list[tuple[str, int, int]] = field(default_factory=list)  # (skill, level, count) via eval_items
     heldout_examples: list[Messages] = field(default_factory=list)
-    loss_floor: float = 0.0
-    surprise_weighted: bool = False
+    loss_floor: float = 0.0  # used only without loss_floors
+    # (skill, level, floor) of the levels whose strain the segment reports (the levels being learned).
+    loss_floors: list[tuple[str, int, float]] = field(default_factory=list)
+    surprise_weighted: bool = False  # the Oracle school (losses.answer_loss)
     device: str = "cpu"
     dtype: str = "float32"  # float32 | bfloat16 (autocast on cuda)
     lora_r: int = 8
@@ -75,8 +80,8 @@ class SegmentResult:
     examples: int
     train_loss: float  # mean answer-token CE over the last quarter of the segment's steps
     heldout_loss: float | None  # mean answer-token CE on the held-out items at the end
-    strain: float  # heldout_loss - loss_floor, or train_loss - loss_floor when no held-out items
-    strain_source: str  # "heldout" | "train"
+    strain: float  # mean over loss_floors' levels of (level loss - floor); else heldout/train - loss_floor
+    strain_source: str  # "levels" | "heldout" | "train"
     zone: str  # Recovery < 0.1 <= Productive < 0.3 <= Stretch < 0.5 <= Overload
     tokens_per_s: float  # trained tokens / time spent in training steps
     wall_s: float  # whole segment, summed over resumes
@@ -84,6 +89,11 @@ class SegmentResult:
     sha256: str  # over the saved *.safetensors files, sorted by name
     path: str
     resumed_from_step: int = 0
+    level_losses: dict[str, float] = field(default_factory=dict)  # "skill@level" -> held-out loss
+    reflections_trained: int = 0  # Mirror reflection examples (from the parent) drawn in this segment
+    mirror_probes: int = 0  # the Mirror's probes after this segment, its misses, the reflections made
+    mirror_misses: int = 0
+    mirror_examples: int = 0
 
 
 def spec_to_json(spec: SegmentSpec) -> str:
@@ -96,22 +106,8 @@ def spec_from_json(data: str | dict) -> SegmentSpec:
     raw = json.loads(data) if isinstance(data, str) else dict(data)
     raw["mix"] = [tuple(m) for m in raw.get("mix", [])]
     raw["heldout"] = [tuple(h) for h in raw.get("heldout", [])]
+    raw["loss_floors"] = [tuple(f) for f in raw.get("loss_floors", [])]
     return SegmentSpec(**raw)
-
-
-def sparring_examples(items: Sequence[Any], outputs: Sequence[str]) -> list[Messages]:
-    """Turn the hero's wrong answers on `items` into training examples (prompt -> correct answer)."""
-    out: list[Messages] = []
-    for item, output in zip(items, outputs, strict=True):
-        try:
-            from realm_pipeline.skills import get_skill
-
-            correct = get_skill(item.skill).score(item, output).correct
-        except (ImportError, KeyError, ValueError):
-            correct = output.strip() == item.answer.strip()
-        if not correct:
-            out.append(item.messages)
-    return out
 
 
 def weights_sha256(directory: str | Path) -> str:
@@ -254,20 +250,42 @@ def _sources(spec: SegmentSpec) -> list[Any]:
     ]
     if spec.quests:
         sources.append(Source(spec.quest_weight, examples=list(spec.quests), name="quests"))
-    if spec.sparring:
-        sources.append(Source(spec.sparring_weight, examples=list(spec.sparring), name="sparring"))
+    if spec.reflections:
+        sources.append(
+            Source(spec.reflection_weight, examples=list(spec.reflections), name=REFLECTION_SOURCE)
+        )
     return sources
 
 
-def _heldout_messages(spec: SegmentSpec) -> list[Messages]:
-    msgs: list[Messages] = []
+def _heldout_groups(spec: SegmentSpec) -> dict[str, list[Messages]]:
+    """Held-out examples by "skill@level" (eval items: never trained on), plus "extra" for heldout_examples."""
+    groups: dict[str, list[Messages]] = {}
     if spec.heldout:
         from realm_pipeline.skills import get_skill
         from realm_pipeline.skills.heldout import eval_items
 
         for skill, level, count in spec.heldout:
-            msgs += [item.messages for item in eval_items(get_skill(skill), int(level), int(count))]
-    return msgs + list(spec.heldout_examples)
+            items = eval_items(get_skill(skill), int(level), int(count))
+            groups.setdefault(f"{skill}@{int(level)}", []).extend(item.messages for item in items)
+    if spec.heldout_examples:
+        groups["extra"] = list(spec.heldout_examples)
+    return groups
+
+
+def _segment_strain(
+    spec: SegmentSpec, level_losses: dict[str, float], heldout_loss: float | None, train_loss: float
+) -> tuple[float, str]:
+    """The segment's strain: mean (loss - floor) over the levels being learned, else one overall floor."""
+    per_level = [
+        strain_of(level_losses[f"{s}@{int(lv)}"], float(floor))
+        for s, lv, floor in spec.loss_floors
+        if f"{s}@{int(lv)}" in level_losses
+    ]
+    if per_level:
+        return sum(per_level) / len(per_level), "levels"
+    if heldout_loss is not None:
+        return strain_of(heldout_loss, spec.loss_floor), "heldout"
+    return strain_of(train_loss, spec.loss_floor), "train"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -346,6 +364,29 @@ def _gather_for_save(engine: Any) -> tuple[Any, dict | None]:
     return engine.module, state
 
 
+def _spar(spec: SegmentSpec, model: Any, tokenizer: Any, staged: Path) -> Any:
+    """The Mirror: probe the finished hero and save its reflections inside the staged checkpoint."""
+    if spec.mirror_probes <= 0 or not spec.mix:
+        return None
+    from .sparring import save_reflections, spar
+
+    if model is None:  # DeepSpeed (possibly ZeRO-3 sharded): probe the gathered weights just saved
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(staged).to(spec.device)
+    examples, report = spar(
+        model,
+        tokenizer,
+        [(s, int(lv)) for s, lv, _ in spec.mix],
+        probes=spec.mirror_probes,
+        training_seed=spec.seed,
+        eval_counts=spec.eval_items_per_level,
+        batch_size=max(spec.batch_size, 32),
+    )
+    save_reflections(staged, examples, report)
+    return report
+
+
 def _finished(out: Path) -> SegmentResult | None:
     _recover(out)
     f = out / RESULT_FILE
@@ -360,15 +401,8 @@ def train_segment(
     """Train one segment (resuming from output_dir/resume if present) and atomically write its checkpoint."""
     import torch
 
-    from .data import (
-        ExampleEncoder,
-        MixStream,
-        StreamState,
-        mean_loss,
-        pack_examples,
-        pack_from_stream,
-        token_nll,
-    )
+    from .data import ExampleEncoder, MixStream, StreamState, loss_sum, pack_examples, pack_from_stream
+    from .losses import answer_loss
 
     out = Path(spec.output_dir)
     done = _finished(out)
@@ -430,15 +464,10 @@ def train_segment(
         t0 = time.perf_counter()
         batch = pack_from_stream(stream, spec.batch_size, spec.max_length, pad_id).to(device)
         with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
-            nll, mask = token_nll(model, batch)
-        n = mask.sum().clamp_min(1)
-        plain = nll.sum() / n
-        if spec.surprise_weighted:
-            # Surprise weighting: w_t = clip(nll_t / mean(nll), 0.5, 2), detached; loss = sum(w_t*nll_t) / N.
-            w = (nll / plain).detach().clamp(*SURPRISE_CLIP)
-            loss = (w * nll).sum() / n
-        else:
-            loss = plain
+            # attention_mask=None + restarting position_ids: transformers builds a block-diagonal causal mask.
+            logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
+        # The Scribe's answer-token CE, surprise-weighted when the Oracle school is on.
+        loss, plain, n = answer_loss(logits[:, :-1], batch.labels[:, 1:], oracle=spec.surprise_weighted)
         if engine is not None:
             engine.backward(loss)
             engine.step()  # clip + optimizer + LR schedule + zero_grad, as the DeepSpeed JSON says
@@ -484,18 +513,28 @@ def train_segment(
             else:
                 _save_resume(out, model, opt, sched, counters)
 
-    heldout_msgs = _heldout_messages(spec)
-    heldout_loss = None
-    if heldout_msgs:
-        batches = pack_examples(
-            [encoder.encode(m) for m in heldout_msgs], spec.batch_size, spec.max_length, pad_id
-        )
-        heldout_loss = mean_loss(model, batches, device)
+    level_losses: dict[str, float] = {}
+    total_nll, total_count = 0.0, 0
+    for name, msgs in _heldout_groups(spec).items():
+        encoded = [encoder.encode(m) for m in msgs]
+        # A measured-only level (e.g. the next one) may be longer than the training rows: its own row length.
+        row = max([spec.max_length] + [len(ids) for ids, _ in encoded])
+        batches = pack_examples(encoded, spec.batch_size, row, pad_id)
+        nll_sum, count = loss_sum(model, batches, device)
+        total_nll, total_count = total_nll + nll_sum, total_count + count
+        if name != "extra":
+            level_losses[name] = nll_sum / max(count, 1)
+    heldout_loss = total_nll / total_count if total_count else None
     train_loss = counters["tail_nll"] / max(counters["tail_count"], 1)
-    strain_base, strain_source = (
-        (heldout_loss, "heldout") if heldout_loss is not None else (train_loss, "train")
+    strain, strain_source = _segment_strain(spec, level_losses, heldout_loss, train_loss)
+    reflections_trained = next(
+        (
+            c
+            for src, c in zip(stream.sources, stream.state.counts, strict=True)
+            if src.name == REFLECTION_SOURCE
+        ),
+        0,
     )
-    strain = strain_of(strain_base, spec.loss_floor)
 
     # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.
     staged = out.with_name(f".{out.name}.staging")
@@ -517,6 +556,7 @@ def train_segment(
     final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(staged)
     sha = weights_sha256(staged)
+    mirror = _spar(spec, final if engine is None else None, tokenizer, staged)
     counters["wall"] += time.perf_counter() - wall_mark
     result = SegmentResult(
         step=counters["step"],
@@ -533,6 +573,11 @@ def train_segment(
         sha256=sha,
         path=str(out),
         resumed_from_step=resumed_from,
+        level_losses=level_losses,
+        reflections_trained=reflections_trained,
+        mirror_probes=mirror.probes if mirror else 0,
+        mirror_misses=mirror.misses if mirror else 0,
+        mirror_examples=mirror.examples if mirror else 0,
     )
     (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
     _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline import ledger
-from realm_pipeline.campaign import curriculum_state, hero_paused
+from realm_pipeline.campaign import curriculum_state, hero_paused, strain_state
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.campaign.decision import hero_decision
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
@@ -24,7 +24,7 @@ def curriculum(
     """Levels, level-up events, regressions, strain zone, maxed-out status and what each hero does next."""
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
-    sheets, events, states, statuses = {}, [], [], {}
+    sheets, events, states, statuses, efforts = {}, [], [], {}, {}
     with ledger_db.read() as con:
         trained = [
             r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
@@ -41,6 +41,23 @@ def curriculum(
             statuses[hero] = decision.status
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
+            strain = strain_state(con, hero, state)
+            # The hint is read from the strain trend over segments, not from one value (none: too few yet).
+            sheets[hero]["hint"] = strain.hint.value if strain.hint else None
+            sheets[hero]["hint_reason"] = strain.hint_reason
+            efforts[hero] = [
+                {
+                    "skill": e.skill,
+                    "level": e.level,
+                    "floor": round(e.floor, 4),
+                    "floor_measured": e.floor_measured,
+                    "segments": e.segments,
+                    "effort": round(e.effort, 4),
+                    "plastic_gain": None if e.plastic_gain is None else round(e.plastic_gain, 4),
+                    "efficiency": None if e.efficiency is None else round(e.efficiency, 4),
+                }
+                for e in strain.levels
+            ]
             events += [
                 {
                     "hero": hero,
@@ -100,7 +117,13 @@ def curriculum(
         if sheet["acc"] is not None:
             metadata[f"{hero}/acc"] = sheet["acc"]
         metadata[f"{hero}/zone"] = sheet["zone"] or "n/a"
-        metadata[f"{hero}/hint"] = sheet["hint"] or "n/a"
+        metadata[f"{hero}/hint"] = sheet["hint"] or "none"
+        metadata[f"{hero}/hint_reason"] = sheet["hint_reason"]
+        metadata[f"{hero}/effort_by_level"] = dg.MetadataValue.json(efforts[hero])
+        metadata[f"{hero}/effort"] = round(sum(e["effort"] for e in efforts[hero]), 4)
+        gains = [e for e in efforts[hero] if e["efficiency"] is not None]
+        if gains:  # the latest level transition's learning ROI, plotted across materializations
+            metadata[f"{hero}/efficiency"] = gains[-1]["efficiency"]
         metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
         metadata[f"{hero}/maxed_out_reason"] = sheet["maxed_out_reason"]

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline import ledger
-from realm_pipeline.campaign import curriculum_state, hero_checkpoints, quest_examples
+from realm_pipeline.campaign import (
+    curriculum_state,
+    hero_checkpoints,
+    learning_floors,
+    quest_examples,
+    strain_state,
+)
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
 from realm_pipeline.training.segment import HELDOUT_CHECK
@@ -25,6 +31,10 @@ PLOTTED = (
     "tokens_per_s",
     "wall_s",
     "peak_memory_bytes",
+    "mirror_probes",  # the Mirror school: probes after the segment, misses, reflections made ...
+    "mirror_misses",
+    "mirror_examples",
+    "reflections_trained",  # ... and the parent's reflections drawn into this segment
 )
 
 
@@ -66,6 +76,7 @@ def checkpoints(
     with ledger_db.read() as con:
         earlier = [c for c in hero_checkpoints(con, key.hero) if c["step"] < key.step]
         state = curriculum_state(con, settings, key.hero)
+        strain = strain_state(con, key.hero, state)
         quests = quest_examples(con)
     parent = earlier[-1] if earlier else None
     if parent is None and key.step != hero.campaign.segment_steps:
@@ -85,9 +96,13 @@ def checkpoints(
             key,
             output_dir=output_dir,
             parent_dir=parent_dir,
-            mix=state.training_mix(hero.training.mastered_share),
+            mix=state.training_mix(hero.training.mastered_share, hint=strain.hint),
             quests=quests,
             eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
+            reflections=_parent_reflections(parent_dir) if "mirror" in hero.schools else None,
+            loss_floors=learning_floors(state, strain),
+            # each skill's next level too: its held-out loss before it is learned (plastic gain)
+            measure_levels=[(n, min(s.level + 1, s.cap)) for n, s in state.skills.items() if not s.complete],
         )
     except BudgetError as exc:  # a level or quest line longer than the hero's ceiling: never truncated
         raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
@@ -98,7 +113,8 @@ def checkpoints(
     spec_dict = json.loads(spec_to_json(spec))
     context.log.info(
         f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
-        f"row length {spec.max_length} (ceiling {hero.training.max_length})"
+        f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
+        f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
     )
     command = segment_command(
         spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
@@ -137,6 +153,7 @@ def checkpoints(
     with ledger_db.get_connection() as con:
         # Keyed by checkpoint_id: re-materializing replaces the row, never adds a second one.
         ledger.upsert(con, "checkpoints", [row])
+        ledger.upsert(con, "level_losses", _level_loss_rows(key, result.get("level_losses") or {}))
     metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
     metadata.update(
         # the campaign's step (the subprocess counts the segment's own steps, the same every segment)
@@ -150,12 +167,42 @@ def checkpoints(
         effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
         max_length=spec.max_length,
+        schools=", ".join(hero.schools),
+        strain_hint=strain.hint.value if strain.hint else "none",
     )
     return dg.MaterializeResult(
         metadata=metadata,
         data_version=dg.DataVersion(result["sha256"]),
         check_results=list(reported_result.check_results or []),
     )
+
+
+def _parent_reflections(parent_dir) -> list:
+    """The Mirror reflections the parent checkpoint left; a corrupt file fails the step, naming it."""
+    from realm_pipeline.training.sparring import load_reflections
+
+    try:
+        return load_reflections(parent_dir)
+    except ValueError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+
+
+def _level_loss_rows(key: CheckpointKey, level_losses: dict) -> list[dict]:
+    """Ledger rows of the segment's per-level held-out losses ("skill@level" -> loss)."""
+    rows = []
+    for name, loss in sorted(level_losses.items()):
+        skill, level = name.rsplit("@", 1)
+        rows.append(
+            {
+                "checkpoint_id": str(key),
+                "hero": key.hero,
+                "step": key.step,
+                "skill": skill,
+                "level": int(level),
+                "heldout_loss": float(loss),
+            }
+        )
+    return rows
 
 
 def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
