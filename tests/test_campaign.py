@@ -49,7 +49,8 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
         ).fetchall()
         levels = con.execute("SELECT levels_json FROM hero_state WHERE hero = 'tiny'").fetchone()[0]
         l1 = con.execute(
-            "SELECT checkpoint_id, accuracy FROM eval_scores WHERE skill = 'bin' AND level = 1 AND sample = 'eval' ORDER BY step"
+            "SELECT checkpoint_id, accuracy FROM eval_scores "
+            "WHERE skill = 'bin' AND level = 1 AND sample = 'eval' ORDER BY step"
         ).fetchall()
         parents = con.execute("SELECT checkpoint_id, parent_id FROM checkpoints ORDER BY step").fetchall()
     # three consecutive evals at >= 0.80 on BIN L1 earn level 2, at the checkpoint completing the streak
