@@ -74,22 +74,28 @@ class LedgerResource(DuckDBResource):
         )
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write connection, migrated to the current schema; waits out other writers, then LedgerLocked."""
+    def _open(self, *, read_only: bool, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection; a lock still held after `timeout_s` raises LedgerLocked (errors inside pass through)."""
+        opened = ledger.connect(
+            self.database, read_only=read_only, timeout_s=timeout_s, config=self.connection_config
+        )
         try:
-            opened = ledger.connect(
-                self.database, timeout_s=self.lock_timeout_s, config=self.connection_config
-            )
             con = opened.__enter__()
         except duckdb.IOException as exc:
             if ledger.is_lock_error(exc):
                 raise self._locked(exc) from exc
             raise
         try:
-            ledger.migrate(con)
             yield con
         finally:
             opened.__exit__(None, None, None)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection, migrated to the current schema; waits out other writers, then LedgerLocked."""
+        with self._open(read_only=False, timeout_s=self.lock_timeout_s) as con:
+            ledger.migrate(con)
+            yield con
 
     @contextmanager
     def read(self, *, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -97,22 +103,8 @@ class LedgerResource(DuckDBResource):
         if not Path(self.database).exists():
             with self.get_connection():
                 pass  # a fresh ledger: create the tables before the first read
-        try:
-            opened = ledger.connect(
-                self.database,
-                read_only=True,
-                timeout_s=self.lock_timeout_s if wait else 0.0,
-                config=self.connection_config,
-            )
-            con = opened.__enter__()
-        except duckdb.IOException as exc:
-            if ledger.is_lock_error(exc):
-                raise self._locked(exc) from exc
-            raise
-        try:
+        with self._open(read_only=True, timeout_s=self.lock_timeout_s if wait else 0.0) as con:
             yield con
-        finally:
-            opened.__exit__(None, None, None)
 
 
 @dg.definitions
