@@ -73,6 +73,52 @@ def confirmed_regressions(con: duckdb.DuckDBPyConnection, hero: str) -> list[tup
     return out
 
 
+def primitive_accuracy(
+    con: duckdb.DuckDBPyConnection, settings: Settings, hero: str
+) -> dict[str, dict[str, float | int]]:
+    """Accuracy per primitive (the items' `primitive` tag) of the hero's newest evaluated checkpoint per
+    skill, over every level scored there under the current protocol: {primitive: {correct, n, accuracy}}."""
+    from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import eval_items
+
+    rows = con.execute(
+        """
+        WITH newest AS (
+            SELECT skill, max(step) AS step FROM current_scores WHERE hero = ? GROUP BY skill
+        )
+        SELECT c.skill, c.level, g.item_index, g.correct
+        FROM current_scores c JOIN newest USING (skill, step)
+        JOIN eval_generations g
+          ON g.checkpoint_id = c.checkpoint_id AND g.skill = c.skill AND g.level = c.level
+         AND g.fingerprint = c.fingerprint
+        WHERE c.hero = ?
+        ORDER BY c.skill, c.level, g.item_index
+        """,
+        [hero, hero],
+    ).fetchall()
+    tags: dict[tuple[str, int], list] = {}
+    totals: dict[str, list[int]] = {}
+    for skill, level, index, correct in rows:
+        if (skill, level) not in tags:
+            count = settings.skills[skill].eval_items_per_level
+            tags[(skill, level)] = [i.tags for i in eval_items(get_skill(skill), level, count)]
+        items = tags[(skill, level)]
+        primitive = items[index].get("primitive", skill) if index < len(items) else skill
+        total = totals.setdefault(primitive, [0, 0])
+        total[0] += bool(correct)
+        total[1] += 1
+    return {
+        p: {"correct": c, "n": n, "accuracy": round(c / n, 4)} for p, (c, n) in sorted(totals.items()) if n
+    }
+
+
+def weakest_primitive(accuracy: dict[str, dict[str, float | int]]) -> str | None:
+    """The primitive with the lowest accuracy (ties: fewer items scored, then name), None when none."""
+    if not accuracy:
+        return None
+    return min(accuracy, key=lambda p: (accuracy[p]["accuracy"], accuracy[p]["n"], p))
+
+
 def levels_to_evaluate(state: CurriculumState, skill: str) -> list[int]:
     """Every mastered level, the current one and the next (within the cap)."""
     s = state.skills[skill]

@@ -185,6 +185,8 @@ TABLES: dict[str, Table] = {
                 _c("claim", "VARCHAR", public=PUB),
                 # per evaluated checkpoint: levels, accuracy and trend, maintenance multiplier, zone
                 _c("timeline_json", "VARCHAR", public=PUB),
+                # accuracy per primitive of the newest checkpoint (aggregates only) and the weakest one
+                _c("primitives_json", "VARCHAR", public=PUB),
                 # what it does next or why it stopped; private: a failure's message may name paths (v2)
                 _c("status", "VARCHAR", public=PRIV),
             ),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from realm_pipeline.campaign import weakest_primitive
 from realm_pipeline.ledger import TABLES, VIEWS
 
 SCHEMA_VERSION = 1
@@ -181,8 +182,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
             )
         try:
             timeline = json.loads(state.get("timeline_json") or "[]")
+            primitives = json.loads(state.get("primitives_json") or "{}")
         except ValueError:
-            timeline = []
+            timeline, primitives = [], {}
         heroes.append(
             {
                 "hero": hero,
@@ -191,6 +193,8 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 "maxed_out_reason": state.get("maxed_out_reason"),
                 "claim": state.get("claim"),
                 "timeline": timeline,
+                "primitives": primitives,
+                "weakest_primitive": weakest_primitive(primitives),
                 "paused": state.get("paused"),
                 "updated_at": _jsonable(state.get("updated_at")),
                 "skills": skill_series,

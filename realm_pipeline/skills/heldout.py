@@ -29,7 +29,10 @@ RESERVE_SEED: int = -2  # the reserve sample: a second held-out draw, scored onl
 HELDOUT_MAX_FRACTION = 0.5  # at most this share of a known (small) prompt space is held out ...
 EVAL_SHARE = 0.6  # ... of which this share is the eval set and the rest the reserve
 DEFAULT_EVAL_COUNT = 100
-SHARED_FACTS_SAMPLE = 4000  # training items drawn to find which eval facts training also shows
+# Training items drawn to find which eval facts training also shows: enough to cover a small item space
+# (8 draws per distinct prompt, at most SHARED_FACTS_SAMPLE); a large space gets LARGE_SPACE_SAMPLE.
+SHARED_FACTS_SAMPLE = 4000
+LARGE_SPACE_SAMPLE = 500
 # Training position p tries indices p, p + STRIDE, p + 2*STRIDE, ... until a non-held-out prompt comes up,
 # so resuming at any position is O(1) and positions (< STRIDE) never share indices.
 TRAIN_STRIDE = 1 << 40
@@ -148,14 +151,18 @@ def item_facts(skill: Skill, item: SkillItem) -> str:
 
 
 def shared_facts_share(
-    skill: Skill, level: int, items: list[SkillItem], count: int, sample: int = SHARED_FACTS_SAMPLE
+    skill: Skill, level: int, items: list[SkillItem], count: int, sample: int | None = None
 ) -> float:
     """Share of `items` whose facts also occur among `sample` training items of the level (seed 1).
 
-    Exact for small item spaces (the sample covers them); a lower bound for large ones, where it is ~0.
+    Near exact for small item spaces (the default sample covers them several times over); a lower bound
+    for large ones, where a training item rarely repeats an eval item's facts.
     """
     if not items:
         return 0.0
+    if sample is None:
+        distinct = skill.distinct_prompts(level)
+        sample = LARGE_SPACE_SAMPLE if distinct is None else min(SHARED_FACTS_SAMPLE, 8 * distinct)
     stream = training_items(skill, level, seed=1, eval_count=count)
     seen = {item_facts(skill, next(stream)) for _ in range(sample)}
     return sum(item_facts(skill, i) in seen for i in items) / len(items)

@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline import ledger
-from realm_pipeline.campaign import curriculum_state, hero_paused, strain_state
+from realm_pipeline.campaign import (
+    curriculum_state,
+    hero_paused,
+    primitive_accuracy,
+    strain_state,
+    weakest_primitive,
+)
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.campaign.decision import hero_decision
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
@@ -24,7 +30,7 @@ def curriculum(
     """Levels, level-up events, regressions, strain zone, maxed-out status and what each hero does next."""
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
-    sheets, events, states, statuses, efforts = {}, [], [], {}, {}
+    sheets, events, states, statuses, efforts, primitives = {}, [], [], {}, {}, {}
     with ledger_db.read() as con:
         trained = [
             r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
@@ -42,6 +48,7 @@ def curriculum(
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
             strain = strain_state(con, hero, state)
+            primitives[hero] = primitive_accuracy(con, settings, hero)
             # The hint is read from the strain trend over segments, not from one value (none: too few yet).
             sheets[hero]["hint"] = strain.hint.value if strain.hint else None
             sheets[hero]["hint_reason"] = strain.hint_reason
@@ -95,6 +102,7 @@ def curriculum(
                     "maxed_out_reason": state.maxed_out_reason,
                     "claim": state.cap_claim(),
                     "timeline_json": json.dumps([r.to_json() for r in state.timeline], sort_keys=True),
+                    "primitives_json": json.dumps(primitives[hero], sort_keys=True),
                     "status": decision.status,
                 }
             )
@@ -132,4 +140,6 @@ def curriculum(
             if slope is not None:  # accuracy slope per eval at the level being learned
                 metadata[f"{hero}/{skill}/trend"] = slope
         metadata[f"{hero}/status"] = statuses[hero]
+        metadata[f"{hero}/primitives"] = dg.MetadataValue.json(primitives[hero])
+        metadata[f"{hero}/weakest_primitive"] = weakest_primitive(primitives[hero]) or "n/a"
     return dg.MaterializeResult(metadata=metadata)
