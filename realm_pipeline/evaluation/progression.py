@@ -340,10 +340,12 @@ def apply_progression(
         maint_flags.append(i >= 0 and snap_regressed[i])
     n_ups = [ups_at.get(g.checkpoint_id, 0) for g in segs]
 
-    def multiplier(lo: int) -> float:
-        maint = sum(c for c, m in zip(costs[lo:], maint_flags[lo:], strict=True) if m)
-        prog = sum(c for c, u in zip(costs[lo:], n_ups[lo:], strict=True) if u)
-        return _ratio(maint, prog, costs[lo:])
+    def multiplier(lo: int, hi: int | None = None) -> float:
+        """Maintenance multiplier over segments lo..hi-1 (to the newest by default)."""
+        hi = len(segs) if hi is None else hi
+        maint = sum(c for c, m in zip(costs[lo:hi], maint_flags[lo:hi], strict=True) if m)
+        prog = sum(c for c, u in zip(costs[lo:hi], n_ups[lo:hi], strict=True) if u)
+        return _ratio(maint, prog, costs[lo:hi])
 
     overall = multiplier(0)
     lo = max(len(segs) - window, 0)
@@ -362,7 +364,7 @@ def apply_progression(
                 trend_at,
                 regressed,
                 maintenance=bool(i is not None and maint_flags[i]),
-                window_multiplier=multiplier(max(i + 1 - window, 0)) if i is not None else 0.0,
+                window_multiplier=multiplier(max(i + 1 - window, 0), i + 1) if i is not None else 0.0,
                 strain=None if seg is None or seg.strain is None else float(seg.strain),
             )
         )
