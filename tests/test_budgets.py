@@ -177,11 +177,13 @@ def test_over_long_training_examples_raise_instead_of_being_truncated(char_token
     encoder = ExampleEncoder(char_tokenizer)
     stream = MixStream([Source(1.0, skill="bin", level=20, name="bin@20")], seed=3, encoder=encoder)
     first_ids, _ = stream.peek()
+    short = len(first_ids) - 1  # a row one token shorter than the first example
     with pytest.raises(
         ExampleTooLong,
-        match=rf"training example #0 \(bin@20\) has {len(first_ids)} tokens, more than the row length max_length=64",
+        match=rf"training example #0 \(bin@20\) has {len(first_ids)} tokens, more than the row length "
+        rf"max_length={short}",
     ):
-        pack_from_stream(stream, batch_size=2, max_length=64, pad_id=char_tokenizer.pad_token_id)
+        pack_from_stream(stream, batch_size=2, max_length=short, pad_id=char_tokenizer.pad_token_id)
     assert stream.state.position == 0  # nothing consumed: a resumed segment would meet the same example
     item = eval_items(SKILLS["sy"], 1, 1)[0]
     ids, labels = encoder.encode(item.messages)

@@ -26,9 +26,12 @@ from realm_pipeline.skills.bin import (
 )
 from realm_pipeline.skills.heldout import (
     EVAL_SEED,
+    EVAL_SHARE,
+    HELDOUT_MAX_FRACTION,
     eval_items,
     eval_prompts,
     eval_set_hash,
+    reserve_items,
     training_items,
 )
 from realm_pipeline.skills.sy import HINTS, WINDOW, lexicon
@@ -647,11 +650,13 @@ def test_eval_set_capped_by_distinct_prompts_for_bin_l1() -> None:
     items = eval_items(BIN, 1, 1000)
     space = BIN.distinct_prompts(1)
     assert 0 < len(items) <= space
-    assert len(items) == space // 2  # at most half a tiny space is held out so training keeps the rest
+    # at most half a tiny space is held out (eval set + reserve sample) so training keeps the rest
+    assert len(items) == int(space * HELDOUT_MAX_FRACTION * EVAL_SHARE)
+    assert len(items) + len(reserve_items(BIN, 1, 1000)) <= space // 2
     assert len({it.prompt for it in items}) == len(items)
     assert all(it.seed == EVAL_SEED for it in items)
     assert eval_items(BIN, 1, 1000) == items
-    assert len(eval_items(BIN, 1, 100)) == 100
+    assert len(eval_items(BIN, 1, 50)) == 50  # under the cap the configured count holds
     assert len(eval_items(BIN, 12, 100)) == 100
     assert len(eval_items(BIN, 12, 7)) == 7
 

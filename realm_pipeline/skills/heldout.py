@@ -141,6 +141,8 @@ def training_items(
         raise ValueError(f"training seed must be an int >= 1 (eval uses {EVAL_SEED}), got {seed!r}")
     if not isinstance(start, int) or not 0 <= start < TRAIN_STRIDE:
         raise ValueError(f"start must be an int in [0, {TRAIN_STRIDE}), got {start!r}")
+    if not isinstance(level, int) or not 1 <= level <= skill.max_level:
+        raise ValueError(f"{skill.name}: level {level!r} outside 1..{skill.max_level}")
     return _stream(skill, level, seed, start, heldout_prompts(skill, eval_count))
 
 
