@@ -14,18 +14,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+from tiny_hero import TINY  # noqa: E402
+
 from realm_pipeline.training.trainer import SegmentSpec, spec_to_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 LOSS_TOL = 1e-4  # absolute; CPU training here is bit-exact in practice, so the sha256 is compared as well
-TINY = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 192,
-}
 
 
 def _spec_file(tmp_path: Path, name: str) -> tuple[Path, Path]:

@@ -9,21 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_hero import TINY  # noqa: E402
+
 from realm_pipeline.skills import get_skill  # noqa: E402
 from realm_pipeline.skills.heldout import eval_items, eval_prompts, training_items  # noqa: E402
 from realm_pipeline.training import sparring  # noqa: E402
 from realm_pipeline.training.losses import IGNORE, answer_loss, surprise_weights  # noqa: E402
 from realm_pipeline.training.trainer import SegmentSpec, train_segment  # noqa: E402
-
-TINY = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 192,
-}
-
 
 # --- Oracle -----------------------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from realm_pipeline.training.strain import zone
 
 torch = pytest.importorskip("torch")
 
+from tiny_hero import TINY  # noqa: E402
+
 from realm_pipeline.training.data import IGNORE, ExampleEncoder, _chat_ids, pack_examples, token_nll  # noqa: E402
 from realm_pipeline.training.hero import HeroWeightsMissing, build_tiny_hero, load_base  # noqa: E402
 from realm_pipeline.training.tokenizer import build_char_tokenizer  # noqa: E402
@@ -20,16 +22,6 @@ from realm_pipeline.training.trainer import (  # noqa: E402
     spec_to_json,
     train_segment,
 )
-
-# ~80k parameters: learns BIN L1 within a few dozen steps on 2 CPU cores.
-TINY = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 192,
-}
 
 CHAT = [
     {"role": "system", "content": "answer tersely"},

@@ -65,31 +65,20 @@ def curriculum(
                 }
                 for e in strain.levels
             ]
+            # Level-ups and regressions share one row shape: (skill, level, checkpoint, step, accuracy).
             events += [
                 {
                     "hero": hero,
                     "skill": e.skill,
                     "level": e.level,
-                    "event": "level_up",
+                    "event": kind,
                     "checkpoint_id": e.checkpoint_id,
                     "step": e.step,
                     "accuracy": e.accuracy,
                     "created_at": now,
                 }
-                for e in state.level_ups
-            ]
-            events += [
-                {
-                    "hero": hero,
-                    "skill": r.skill,
-                    "level": r.level,
-                    "event": "regression",
-                    "checkpoint_id": r.checkpoint_id,
-                    "step": r.step,
-                    "accuracy": r.accuracy,
-                    "created_at": now,
-                }
-                for r in state.regressions
+                for kind, happened in (("level_up", state.level_ups), ("regression", state.regressions))
+                for e in happened
             ]
             states.append(
                 {
