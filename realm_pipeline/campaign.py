@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import duckdb
 
 from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
+from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import next_key
@@ -66,11 +67,7 @@ def confirmed_regressions(con: duckdb.DuckDBPyConnection, hero: str) -> list[tup
         "SELECT bench, checkpoint_id FROM regression_checks WHERE hero = ? AND confirmed ORDER BY created_at",
         [hero],
     ).fetchall()
-    out = []
-    for bench, ckpt in rows:
-        skill, _, level = bench.rpartition("@")
-        out.append((skill, int(level), ckpt))
-    return out
+    return [(*split_bench(bench), ckpt) for bench, ckpt in rows]
 
 
 def primitive_accuracy(

@@ -13,7 +13,7 @@ from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.assets import checkpoint_partitions
-from realm_pipeline.evaluation.regressions import CONFIRM_TAG
+from realm_pipeline.evaluation.regressions import CONFIRM_TAG, split_bench
 from realm_pipeline.evaluation.scores import EVAL_SAMPLE
 
 eval_partitions = dg.MultiPartitionsDefinition(
@@ -84,7 +84,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
         items_by_level = {level: eval_items(skill, level, count) for level in sorted(set(levels))}
         stored_by_level = stored
     else:  # a confirming re-run scores the bench level's reserve sample, never the eval set again
-        confirm_level = int(bench.rpartition("@")[2])
+        confirm_level = split_bench(bench)[1]
         items_by_level = {confirm_level: reserve_items(skill, confirm_level, count)}
         stored_by_level = stored_reserve
     hashes = {level: eval_set_hash(items) for level, items in items_by_level.items()}
@@ -260,7 +260,7 @@ def _confirm(
     check_result: dg.AssetCheckResult,
 ) -> dg.MaterializeResult:
     """A confirming re-run: score the bench's level on its (hash-checked) reserve sample, judge the drop."""
-    from realm_pipeline.evaluation.regressions import record_check, split_bench
+    from realm_pipeline.evaluation.regressions import record_check
     from realm_pipeline.evaluation.scores import RESERVE_SAMPLE
 
     tags = context.run.tags
