@@ -58,7 +58,42 @@ def curriculum_state(
         min_trend_points=prog.min_trend_points,
         maintenance_min=prog.maintenance_min,
         confirmed=confirmed_regressions(con, hero),
+        earned=earned_levels(con, hero),
     )
+
+
+def earned_levels(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str, int, float]]:
+    """(skill, mastered level, checkpoint_id, step, accuracy) of every level-up the ledger recorded."""
+    return [
+        (skill, int(level), ckpt, int(step), float(acc))
+        for skill, level, ckpt, step, acc in con.execute(
+            "SELECT skill, level, checkpoint_id, step, accuracy FROM level_ups WHERE hero = ? ORDER BY step",
+            [hero],
+        ).fetchall()
+    ]
+
+
+def level_up_facts(con: duckdb.DuckDBPyConnection, hero: str, level_ups: Iterable, now) -> list[dict]:
+    """`level_ups` rows for the replay's level-ups, each with the protocol of the score that earned it."""
+    protocols = {
+        (c, s, lv): p
+        for c, s, lv, p in con.execute(
+            "SELECT checkpoint_id, skill, level, protocol FROM current_scores WHERE hero = ?", [hero]
+        ).fetchall()
+    }
+    return [
+        {
+            "hero": hero,
+            "skill": u.skill,
+            "level": u.mastered,
+            "checkpoint_id": u.checkpoint_id,
+            "step": u.step,
+            "accuracy": u.accuracy,
+            "protocol": protocols.get((u.checkpoint_id, u.skill, u.mastered)),
+            "earned_at": now,
+        }
+        for u in level_ups
+    ]
 
 
 def confirmed_regressions(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str]]:

@@ -425,7 +425,7 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
             raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
         if paths[lane] is None:
             raise click.ClickException(f"checkpoint {lane!r} was deleted by retention; its files are gone")
-    from realm_pipeline.evaluation.budgets import BudgetError
+    from realm_pipeline.lm.budgets import BudgetError
 
     try:
         row = compare_checkpoints(

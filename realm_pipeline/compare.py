@@ -25,8 +25,8 @@ def compare_checkpoints(
     Each lane generates the level's longest reference answer in its own tokens + the margin
     (`eval_settings`, realm.yaml's `eval`); a level needing more than the ceiling raises BudgetError."""
     from realm_pipeline.evaluation.backends import LocalBackend
-    from realm_pipeline.evaluation.budgets import eval_max_new_tokens
     from realm_pipeline.evaluation.runner import evaluate_items
+    from realm_pipeline.lm.budgets import eval_max_new_tokens
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items
 

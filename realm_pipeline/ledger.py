@@ -310,6 +310,37 @@ TABLES: dict[str, Table] = {
             since=3,
         ),
         Table(
+            # The protocol each configured hero is scored under now, per stored eval-set level: computed
+            # from the running configuration (evaluation/scores.declare_protocols), never from the newest
+            # score. `current_scores` keeps only scores under it.
+            "protocols_in_force",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("protocol", "VARCHAR", public=PUB),
+                _c("spec_json", "VARCHAR", public=PRIV),  # what the protocol hashes (device, backend, ...)
+                _c("declared_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero", "skill", "level"),
+        ),
+        Table(
+            # Level-ups as facts, recorded once when first earned with the protocol they were earned under:
+            # a later protocol change or retention deleting the checkpoint never takes the level away.
+            "level_ups",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),  # the level mastered
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("accuracy", "DOUBLE", public=PUB),
+                _c("protocol", "VARCHAR", public=PUB),
+                _c("earned_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero", "skill", "level"),
+        ),
+        Table(
             "schema_version",
             (
                 _c("version", "INTEGER", public=PRIV),
@@ -348,7 +379,7 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
     add_declared(con)
     con.execute("DROP TABLE IF EXISTS leaderboard_baseline")
     con.execute("UPDATE eval_scores SET sample = 'eval' WHERE sample IS NULL")
-    from realm_pipeline.evaluation.scores import protocol_of  # the one definition of a protocol
+    from realm_pipeline.evaluation.fingerprint import protocol_of  # the one definition of a protocol
 
     rows = con.execute(
         "SELECT fingerprint, fingerprint_json FROM eval_scores WHERE protocol IS NULL"
@@ -404,17 +435,22 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return current
 
 
-# The one "current score": per (checkpoint, skill, level), the score under the protocol now in force for
-# its hero, skill and level (the newest protocol that scored the stored eval set). Rows of an older
-# protocol (a changed scorer, eval set, decoding, dtype or backend) are never compared with it: they
-# stay in eval_scores until re-evaluated. Level-ups, regressions, the leaderboard, the mirror and the
+# The one "current score": per (checkpoint, skill, level), the score under the protocol in force for its
+# hero, skill and level: the one the running configuration declared (`protocols_in_force`), however
+# old; a newer score under another protocol (another backend, dtype, library version) is stale, not
+# current. Only a (hero, skill, level) no configuration ever declared (a ledger written before
+# declarations, a hero whose YAML is gone) falls back to its newest protocol. Stale rows stay in
+# eval_scores until re-evaluated. Level-ups, regressions, the leaderboard, the mirror and the
 # knowledge documents all read this view.
 CURRENT_SCORES_VIEW = """
 CREATE OR REPLACE VIEW current_scores AS
-WITH protocols AS (
+WITH newest AS (
     SELECT hero, skill, level, arg_max(protocol, struct_pack(t := created_at, p := protocol)) AS protocol
     FROM eval_scores WHERE sample = 'eval'
     GROUP BY hero, skill, level
+), protocols AS (
+    SELECT n.hero, n.skill, n.level, coalesce(d.protocol, n.protocol) AS protocol
+    FROM newest n LEFT JOIN protocols_in_force d USING (hero, skill, level)
 )
 SELECT s.* FROM eval_scores s JOIN protocols p USING (hero, skill, level, protocol)
 WHERE s.sample = 'eval'
@@ -459,6 +495,22 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+def insert_new(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> int:
+    """Insert rows whose primary key is not there yet (facts: the first write stands); returns rows given."""
+    if not rows:
+        return 0
+    names = [c.name for c in TABLES[table].columns]
+    unknown = set(rows[0]) - set(names)
+    if unknown:
+        raise KeyError(f"table {table} has no column(s) {sorted(unknown)}")
+    placeholders = ", ".join("?" for _ in names)
+    con.executemany(
+        f"INSERT OR IGNORE INTO {table} ({', '.join(names)}) VALUES ({placeholders})",
+        [[row.get(n) for n in names] for row in rows],
+    )
+    return len(rows)
 
 
 def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> int:

@@ -51,7 +51,7 @@ class LeaderboardSettings(_Strict):
 class EvalSettings(_Strict):
     batch_size: int = Field(32, ge=1, le=4096)
     # A ceiling only: each level generates its longest reference answer (hero's tokens) + the margin,
-    # and a level that needs more than the ceiling is refused (evaluation/budgets.py).
+    # and a level that needs more than the ceiling is refused (lm/budgets.py).
     max_new_tokens: int = Field(2048, ge=1, le=65_536)
     answer_margin_tokens: int = Field(4, ge=1, le=1024)  # the end marker and a little slack
 
@@ -407,7 +407,7 @@ class Settings:
 
     def _check_training_length(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
         """Refuse a hero whose `training.max_length` cannot fit some level (up to level_cap) of its skills."""
-        from realm_pipeline.evaluation.budgets import level_lengths, token_kind, training_tokens
+        from realm_pipeline.lm.budgets import level_lengths, token_kind, training_tokens
         from realm_pipeline.skills import SKILLS
 
         max_length = hero.training.max_length

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from realm_pipeline.evaluation.budgets import (
+from realm_pipeline.lm.budgets import (
     BudgetError,
     eval_max_new_tokens,
     level_lengths,

@@ -46,7 +46,7 @@ def _run(defs: dg.Definitions, job: str, partition_key, *, ok: bool = True):
 @pytest.fixture
 def evaluable(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A REALM_HOME whose ledger holds BIN's eval sets and one (random, untrained) tiny checkpoint."""
-    from realm_pipeline.training.trainer import weights_sha256
+    from realm_pipeline.lm.weights import weights_sha256
 
     ckpt = save_test_hero(realm_env / "checkpoints" / "tiny" / CHECKPOINT)
     _run(_defs(config_dir, monkeypatch), "eval_sets_job", "bin")

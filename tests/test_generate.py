@@ -9,7 +9,7 @@ import sys
 import pytest
 from openai_server import build_test_hero
 
-from realm_pipeline.evaluation.generate import generate_batch
+from realm_pipeline.lm.generate import generate_batch
 from realm_pipeline.skills import get_skill
 from realm_pipeline.skills.heldout import eval_items
 
@@ -128,7 +128,7 @@ def test_dtype_cast_is_restored_exactly(hero, prompts):
 
 def test_evaluation_package_imports_without_torch():
     code = (
-        "import sys; import realm_pipeline.evaluation.generate, realm_pipeline.evaluation.backends, "
+        "import sys; import realm_pipeline.lm.generate, realm_pipeline.evaluation.backends, "
         "realm_pipeline.evaluation.runner, realm_pipeline.evaluation.fingerprint; "
         "bad = [m for m in ('torch', 'transformers', 'dagster', 'httpx') if m in sys.modules]; "
         "assert not bad, bad"

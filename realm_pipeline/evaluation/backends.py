@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from realm_pipeline.training.trainer import weights_sha256
+from realm_pipeline.lm.chat import render
+from realm_pipeline.lm.weights import weights_sha256
 
 if TYPE_CHECKING:
     from realm_pipeline.settings import HeroEval
@@ -46,11 +47,6 @@ class Backend(Protocol):
         ...
 
 
-def render(tokenizer: Any, messages: Messages) -> str:
-    """Render messages with the tokenizer's chat template and the assistant generation prompt."""
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-
-
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -73,7 +69,7 @@ class LocalBackend:
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .generate import is_batch_invariant, resolve_dtype, resolve_tie_margin
+        from realm_pipeline.lm.generate import is_batch_invariant, resolve_dtype, resolve_tie_margin
 
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
@@ -109,7 +105,7 @@ class LocalBackend:
         stop_strings: Sequence[str] | None = None,
     ) -> list[str]:
         """Like `complete`, with per-call decoding limits (the loopback test server uses this)."""
-        from .generate import generate_batch
+        from realm_pipeline.lm.generate import generate_batch
 
         with self._lock:
             self.last_stats = {}

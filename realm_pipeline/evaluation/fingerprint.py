@@ -53,3 +53,18 @@ def fingerprint(
     payload = json.loads(canonical_json(payload))
     digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()[:16]
     return digest, payload
+
+
+# Where a fingerprint names the weights it scored: none of it may split a protocol between checkpoints.
+CHECKPOINT_FIELDS = ("checkpoint_sha256",)
+BACKEND_CHECKPOINT_FIELDS = ("model_sha256", "model", "path")
+
+
+def protocol_of(fingerprint: dict[str, Any]) -> str:
+    """sha256 hex[:16] of a fingerprint's dict without the checkpoint's identity: the comparability key."""
+    payload = {k: v for k, v in fingerprint.items() if k not in CHECKPOINT_FIELDS}
+    if isinstance(payload.get("backend"), dict):
+        payload["backend"] = {
+            k: v for k, v in payload["backend"].items() if k not in BACKEND_CHECKPOINT_FIELDS
+        }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()[:16]

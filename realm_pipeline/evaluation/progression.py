@@ -235,11 +235,14 @@ def apply_progression(
     min_trend_points: int = 3,
     maintenance_min: int = 3,
     confirmed: Sequence[tuple[str, int, str]] = (),
+    earned: Sequence[tuple[str, int, str, int, float]] = (),
 ) -> CurriculumState:
     """Replay evals and segments in step order into the hero's curriculum state (see module docstring).
 
     `confirmed` holds (skill, level, checkpoint_id) of confirmed regressions (a drop the reserve sample
     reproduced): on the checkpoint they name, those levels count as needing maintenance.
+    `earned` holds recorded level-up facts (skill, mastered level, checkpoint_id, step, accuracy): a level
+    once earned stays earned from that step on, whatever the scores replayed now (stale, deleted) say.
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -270,7 +273,23 @@ def apply_progression(
         tuple[str, int, dict, dict, dict, dict]
     ] = []  # per checkpoint: id, step, levels, acc, trend, regr
 
+    pending = sorted((int(st), sk, int(lv), ck, float(acc)) for sk, lv, ck, st, acc in earned if sk in skills)
+
+    def grant(upto: float) -> None:
+        """Apply the recorded level-ups up to step `upto` the replay has not reached by itself."""
+        while pending and pending[0][0] <= upto:
+            st, sk, lv, ck, acc = pending.pop(0)
+            s = skills[sk]
+            if s.complete or s.level > lv:
+                continue
+            s.latest[lv] = acc
+            s.streak = 0
+            s.complete = lv >= s.cap
+            s.level = min(lv + 1, s.cap)
+            level_ups.append(LevelUp(sk, s.level, lv, ck, st, acc))
+
     for (step, ckpt), points in sorted(by_ckpt.items()):
+        grant(step - 0.5)
         learning = {name: s.level for name, s in skills.items()}  # frozen for this checkpoint
         at_level: list[float] = []
         for e in sorted(points, key=lambda p: (p.skill, p.level)):
@@ -299,6 +318,7 @@ def apply_progression(
                         s.level += 1
                     level_ups.append(LevelUp(e.skill, s.level, passed, ckpt, step, acc))
             # evals above the level being learned say nothing about progression
+        grant(step)
         ckpt_total[ckpt] = sum(len(s.mastered()) for s in skills.values())
         if at_level:
             ckpt_score[ckpt] = (step, sum(at_level) / len(at_level))
@@ -323,6 +343,7 @@ def apply_progression(
             )
         )
 
+    grant(math.inf)  # facts of checkpoints with no current score left (re-scored elsewhere, or deleted)
     segs = sorted(segments, key=lambda g: (int(g.step), g.checkpoint_id))
     use_tokens = bool(segs) and all((g.tokens or 0) > 0 for g in segs)
     costs: list[float] = []

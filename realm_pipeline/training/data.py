@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from realm_pipeline.lm.chat import chat_ids
+
 from .tokenizer import END, SPECIAL_TOKENS, is_char_tokenizer
 
 IGNORE = -100
@@ -16,10 +18,8 @@ Messages = list[dict[str, str]]
 
 
 def _chat_ids(tokenizer: Any, messages: Messages, add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    if isinstance(out, dict) or hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
-        out = out["input_ids"]
-    return list(out)
+    # The one rendering eval prompts use too (same template options): labels start where eval prompts end.
+    return chat_ids(tokenizer, messages, add_generation_prompt=add_generation_prompt)
 
 
 class ExampleEncoder:
@@ -221,7 +221,7 @@ class ExampleTooLong(ValueError):
 def _too_long(n_tokens: int, max_length: int, what: str) -> ExampleTooLong:
     return ExampleTooLong(
         f"{what} has {n_tokens} tokens, more than the row length max_length={max_length}; "
-        "the segment's max_length must fit its longest example (evaluation/budgets.py)"
+        "the segment's max_length must fit its longest example (lm/budgets.py)"
     )
 
 

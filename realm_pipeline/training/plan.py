@@ -65,7 +65,7 @@ def segment_spec(
     `loss_floors` are the floors of the levels being learned (the segment's strain); `measure_levels`
     are further levels whose held-out loss is measured (e.g. each skill's next level: its loss before).
     """
-    from realm_pipeline.evaluation.budgets import chat_tokens, segment_max_length, token_kind
+    from realm_pipeline.lm.budgets import chat_tokens, segment_max_length, token_kind
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
     from realm_pipeline.training.trainer import SegmentSpec

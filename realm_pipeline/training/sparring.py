@@ -166,7 +166,7 @@ def reflections(
 
 def answer_budget(tokenizer: Any, items: Sequence[SkillItem]) -> int:
     """max_new_tokens for the probes: the longest golden answer in the hero's tokens plus a margin."""
-    from realm_pipeline.evaluation.budgets import answer_tokens
+    from realm_pipeline.lm.budgets import answer_tokens
 
     return max((answer_tokens(tokenizer, i.answer) for i in items), default=0) + ANSWER_MARGIN_TOKENS
 
@@ -182,8 +182,8 @@ def spar(
     batch_size: int = 32,
 ) -> tuple[list[Messages], MirrorReport]:
     """Probe the in-memory hero on its trained levels and turn its misses into reflections."""
-    from realm_pipeline.evaluation.backends import render
-    from realm_pipeline.evaluation.generate import generate_batch
+    from realm_pipeline.lm.chat import render
+    from realm_pipeline.lm.generate import generate_batch
 
     p_seed, c_seed = probe_seed(training_seed), confirm_seed(training_seed)
     items = probe_items(probe_plan(levels, probes), p_seed, eval_counts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realm_pipeline.lm.weights import weights_sha256
 from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from realm_pipeline.training.strain import strain as strain_of
 from realm_pipeline.training.strain import zone
@@ -108,17 +108,6 @@ def spec_from_json(data: str | dict) -> SegmentSpec:
     raw["heldout"] = [tuple(h) for h in raw.get("heldout", [])]
     raw["loss_floors"] = [tuple(f) for f in raw.get("loss_floors", [])]
     return SegmentSpec(**raw)
-
-
-def weights_sha256(directory: str | Path) -> str:
-    """sha256 over the directory's *.safetensors files (name and bytes), sorted by name."""
-    h = hashlib.sha256()
-    for p in sorted(Path(directory).glob("*.safetensors")):
-        h.update(p.name.encode())
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -9,6 +9,7 @@ from realm_pipeline import ledger
 from realm_pipeline.campaign import (
     curriculum_state,
     hero_paused,
+    level_up_facts,
     primitive_accuracy,
     strain_state,
     weakest_primitive,
@@ -16,6 +17,7 @@ from realm_pipeline.campaign import (
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.campaign.decision import hero_decision
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.evaluation.scores import declare_protocols
 
 
 @dg.asset(
@@ -30,7 +32,9 @@ def curriculum(
     """Levels, level-up events, regressions, strain zone, maxed-out status and what each hero does next."""
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
-    sheets, events, states, statuses, efforts, primitives = {}, [], [], {}, {}, {}
+    sheets, events, states, statuses, efforts, primitives, facts = {}, [], [], {}, {}, {}, []
+    with ledger_db.get_connection() as con:  # replayed under the protocol the running configuration uses
+        declare_protocols(con, settings)
     with ledger_db.read() as con:
         trained = [
             r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
@@ -80,6 +84,7 @@ def curriculum(
                 for kind, happened in (("level_up", state.level_ups), ("regression", state.regressions))
                 for e in happened
             ]
+            facts += level_up_facts(con, hero, state.level_ups, now)
             states.append(
                 {
                     "hero": hero,
@@ -97,6 +102,7 @@ def curriculum(
             )
     with ledger_db.get_connection() as con:
         con.execute("BEGIN TRANSACTION")
+        ledger.insert_new(con, "level_ups", facts)  # facts: a level once earned stays earned
         # Events are re-derived from the whole history: replace them, keeping confirmed regressions
         # (those come from confirming re-runs, not from the replay).
         con.execute("DELETE FROM curriculum_events WHERE event IN ('level_up', 'regression')")

@@ -14,7 +14,7 @@ from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.assets import checkpoint_partitions
 from realm_pipeline.evaluation.regressions import CONFIRM_TAG, split_bench
-from realm_pipeline.evaluation.scores import EVAL_SAMPLE
+from realm_pipeline.evaluation.scores import EVAL_SAMPLE, declare_protocols
 
 eval_partitions = dg.MultiPartitionsDefinition(
     {"checkpoint": checkpoint_partitions, "skill": skill_partitions}
@@ -123,6 +123,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     except BackendError as exc:
         raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc
     scored = _Scorer(
+        settings,
         checkpoint_id,
         hero,
         step,
@@ -148,6 +149,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     with ledger_db.get_connection() as con:
         # Keyed by (checkpoint, skill, level, fingerprint): a re-run with the same fingerprint replaces.
         con.execute("BEGIN TRANSACTION")
+        declare_protocols(con, settings)  # what "current" means is the running configuration's protocol
         ledger.upsert(con, "eval_scores", scores)
         ledger.upsert(con, "eval_generations", generations)
         con.execute("COMMIT")
@@ -170,7 +172,10 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
 class _Scorer:
     """Scores one checkpoint on one skill, level by level, into eval_scores / eval_generations rows."""
 
-    def __init__(self, checkpoint_id, hero, step, sha256, skill, backend, eval_cfg, device, *, ceiling_name):
+    def __init__(
+        self, settings, checkpoint_id, hero, step, sha256, skill, backend, eval_cfg, device, *, ceiling_name
+    ):
+        self.settings = settings
         self.checkpoint_id, self.hero, self.step, self.sha256 = checkpoint_id, hero, step, sha256
         self.skill, self.backend, self.eval_cfg, self.device = skill, backend, eval_cfg, device
         self.ceiling_name = ceiling_name
@@ -181,10 +186,10 @@ class _Scorer:
 
         The level generates its longest reference answer in the checkpoint's own tokens + the margin;
         a level needing more than realm.yaml's ceiling fails here rather than score truncated answers."""
-        from realm_pipeline.evaluation.budgets import BudgetError, eval_max_new_tokens
         from realm_pipeline.evaluation.fingerprint import fingerprint
         from realm_pipeline.evaluation.runner import evaluate_items
-        from realm_pipeline.evaluation.scores import protocol_of
+        from realm_pipeline.evaluation.scores import protocol_key, protocol_spec
+        from realm_pipeline.lm.budgets import BudgetError, eval_max_new_tokens
         from realm_pipeline.skills.heldout import eval_set_hash
 
         set_hash = eval_set_hash(items)
@@ -231,7 +236,10 @@ class _Scorer:
             "gpu_seconds": seconds if self.device == "cuda" else 0.0,
             "fingerprint_json": json.dumps(fp_dict, sort_keys=True),
             "created_at": datetime.now(UTC).replace(tzinfo=None),
-            "protocol": protocol_of(fp_dict),
+            # how it was measured, from the configuration: the key `protocols_in_force` declares
+            "protocol": protocol_key(
+                protocol_spec(self.settings, self.hero, self.skill.name, self.skill.version, set_hash)
+            ),
             "sample": sample,
         }
         generations = [

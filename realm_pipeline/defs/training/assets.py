@@ -87,7 +87,7 @@ def checkpoints(
         )
     parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
     output_dir = realm.checkpoint_dir(key.hero, str(key))
-    from realm_pipeline.evaluation.budgets import BudgetError
+    from realm_pipeline.lm.budgets import BudgetError
 
     try:
         spec = segment_spec(
