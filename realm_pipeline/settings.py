@@ -157,17 +157,34 @@ class HeroEval(_Strict):
 
     backend: Literal["local", "openai"] = "local"
     base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")  # e.g. http://host:8000/v1
-    model: str | None = Field(None, min_length=1)  # the served model name
+    # Unused for scoring: the served name must be the checkpoint id (a server serving another name is
+    # refused); kept so older configs load.
+    model: str | None = Field(None, min_length=1)
     # The API key is read from this environment variable at eval time: never stored in a config or ledger.
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(60.0, gt=0, le=3600)
+    # How the checkpoint gets into the server (the served name is the checkpoint id, checked on
+    # /v1/models before scoring): a command realm starts and stops around the eval, with {checkpoint_dir}
+    # and {checkpoint} filled in (e.g. `vllm serve {checkpoint_dir} --served-model-name {checkpoint}`),
+    # or a load endpoint on a running server (vLLM's /v1/load_lora_adapter: LoRA adapters).
+    serve_command: str | None = Field(None, min_length=1)
+    load_endpoint: str | None = Field(None, pattern=r"^/\S*$")
+    startup_timeout_s: float = Field(300.0, gt=0, le=7200)
 
     @model_validator(mode="after")
     def _server_fields_match_backend(self) -> HeroEval:
-        server = {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
+        server = {
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "serve_command": self.serve_command,
+            "load_endpoint": self.load_endpoint,
+        }
         if self.backend == "openai":
-            missing = [k for k in ("base_url", "model") if server[k] is None]
+            if self.serve_command and self.load_endpoint:
+                raise ValueError("give serve_command or load_endpoint, not both")
+            missing = [k for k in ("base_url",) if server[k] is None]
             if missing:
                 raise ValueError(f"backend 'openai' needs {' and '.join(missing)}")
         else:

@@ -16,7 +16,10 @@ class OpenAIServer:
     """Serve a checkpoint like vLLM would (greedy only), on 127.0.0.1 with an OS-chosen port.
 
     Use as a context manager; `url` is the base URL (without /v1). `fail_next(n, status)` makes the next
-    n completion requests fail with `status`, to exercise client retries.
+    n completion requests fail with `status`, to exercise client retries. Like vLLM, it answers each
+    request with the model the body names (404 for one it does not serve); `load_path` adds a model through
+    POST /v1/load_lora_adapter ({lora_name, lora_path}); `cut_answers` reports every answer as cut
+    (finish_reason `length`).
     """
 
     def __init__(
@@ -26,9 +29,13 @@ class OpenAIServer:
         model_name: str = "hero",
         batch_size: int = 32,
         api_key: str | None = None,
+        cut_answers: bool = False,
     ) -> None:
+        self.batch_size = batch_size
         self.backend = LocalBackend(model_dir, batch_size=batch_size)
+        self.models = {model_name: self.backend}  # served name -> its weights
         self.model_name = model_name
+        self.cut_answers = cut_answers
         self.api_key = api_key  # when set, completions need `Authorization: Bearer <api_key>` (else 401)
         self.requests = 0
         self._failures: list[int] = []
@@ -85,13 +92,21 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": server.model_name, "object": "model"}]})
+                data = [{"id": name, "object": "model"} for name in server.models]
+                self._send(200, {"object": "list", "data": data})
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if self.path.rstrip("/") == "/v1/load_lora_adapter":
+                body = json.loads(raw)
+                server.models[body["lora_name"]] = LocalBackend(
+                    body["lora_path"], batch_size=server.batch_size
+                )
+                self._send(200, {"status": "loaded"})
+                return
             if self.path.rstrip("/") != "/v1/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -114,16 +129,21 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (ValueError, KeyError, TypeError) as exc:
                 self._send(400, {"error": {"message": str(exc)}})
                 return
-            texts = server.backend.generate(prompts, max_new_tokens=max_tokens, stop_strings=stop)
+            model = server.models.get(body.get("model"))
+            if model is None:
+                self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
+                return
+            texts = model.generate(prompts, max_new_tokens=max_tokens, stop_strings=stop)
+            finish = "length" if server.cut_answers else "stop"
             self._send(
                 200,
                 {
                     "id": f"cmpl-{server.requests}",
                     "object": "text_completion",
                     "created": int(time.time()),
-                    "model": server.model_name,
+                    "model": body.get("model"),
                     "choices": [
-                        {"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
+                        {"index": i, "text": t, "logprobs": None, "finish_reason": finish}
                         for i, t in enumerate(texts)
                     ],
                 },
@@ -147,20 +167,40 @@ TINY_TEST_CONFIG: dict[str, Any] = {
 }
 
 
-def build_test_hero() -> tuple[Any, Any]:
-    """(model, tokenizer): a random tiny hero over realm's character tokenizer."""
+def build_test_hero(seed: int = 0) -> tuple[Any, Any]:
+    """(model, tokenizer): a random tiny hero (weights from `seed`) over realm's character tokenizer."""
     from realm_pipeline.skills import CHARACTERS
     from realm_pipeline.training.hero import build_tiny_hero
     from realm_pipeline.training.tokenizer import build_char_tokenizer
 
     tokenizer = build_char_tokenizer(CHARACTERS)
-    return build_tiny_hero(TINY_TEST_CONFIG, tokenizer), tokenizer
+    return build_tiny_hero({**TINY_TEST_CONFIG, "seed": seed}, tokenizer), tokenizer
 
 
-def save_test_hero(directory: str | Path) -> Path:
+def save_test_hero(directory: str | Path, seed: int = 0) -> Path:
     """Save a random tiny hero and its tokenizer like a training checkpoint; returns the directory."""
-    model, tokenizer = build_test_hero()
+    model, tokenizer = build_test_hero(seed)
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def main() -> None:
+    """`python tests/openai_server.py --model-dir D --name N --port P`: serve until terminated (a serve_command)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    server = OpenAIServer(args.model_dir, model_name=args.name)
+    server._httpd = ThreadingHTTPServer(("127.0.0.1", args.port), _make_handler(server))
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server._httpd.shutdown).start())
+    server._httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -99,14 +99,13 @@ def test_served_hero_scores_like_the_local_one_under_its_own_fingerprint(
 
     secret = "sk-test-never-stored-0451"
     monkeypatch.setenv(KEY_ENV, secret)
-    with OpenAIServer(evaluable, model_name="tiny-served", api_key=secret) as server:
+    with OpenAIServer(evaluable, model_name=CHECKPOINT, api_key=secret) as server:
         _edit_yaml(
             config_dir / "heroes" / "tiny.yaml",
             lambda d: d.update(
                 eval={
                     "backend": "openai",
                     "base_url": f"{server.url}/v1",
-                    "model": "tiny-served",
                     "api_key_env": KEY_ENV,
                 }
             ),
@@ -123,7 +122,7 @@ def test_served_hero_scores_like_the_local_one_under_its_own_fingerprint(
         assert (backend["kind"], backend["base_url"], backend["model"]) == (
             "openai",
             f"{server.url}/v1",
-            "tiny-served",
+            CHECKPOINT,  # the served name is the checkpoint's, proven on /v1/models
         )
     assert len({o for _, o, _ in _outputs(realm_env, local[0][1])}) > 3, (
         "degenerate outputs make agreement vacuous"
@@ -175,7 +174,7 @@ def test_a_level_needing_more_than_the_eval_ceiling_is_refused(
 @pytest.mark.parametrize(
     ("eval_cfg", "expected"),
     [
-        ({"backend": "openai", "base_url": "http://127.0.0.1:8000/v1"}, r"field 'eval': .*needs model"),
+        ({"backend": "openai"}, r"field 'eval': .*needs base_url"),
         ({"backend": "local", "model": "m"}, r"field 'eval': .*backend 'local' takes no model"),
         (
             {"backend": "openai", "base_url": "ftp://host", "model": "m"},

@@ -7,10 +7,13 @@ completion text, so the same scorer and fingerprint apply whichever backend prod
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -28,6 +31,14 @@ _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 class BackendError(RuntimeError):
     """A backend could not produce completions (the message names the URL or model and the cause)."""
+
+
+class ServedModelError(BackendError):
+    """The server does not serve the checkpoint being scored: nothing may be recorded against it."""
+
+
+class TruncatedAnswerError(BackendError):
+    """The server cut an answer at its own limit (finish_reason `length`): the level's score is refused."""
 
 
 @runtime_checkable
@@ -245,10 +256,38 @@ class OpenAICompatibleBackend:
 
     def _parse(self, resp: Any) -> str:
         try:
-            choices = resp.json()["choices"]
-            return str(min(choices, key=lambda c: c.get("index", 0))["text"])
+            choice = min(resp.json()["choices"], key=lambda c: c.get("index", 0))
+            text = str(choice["text"])
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise BackendError(f"POST {self.url}: unexpected response {resp.text[:300]!r}") from exc
+        if choice.get("finish_reason") == "length":
+            # A cut answer is not a wrong one: scoring it would count the server's limit as the hero's miss.
+            raise TruncatedAnswerError(
+                f"POST {self.url} (model {self.model}): the server cut an answer at its length limit "
+                f"(finish_reason 'length', max_tokens {self.max_new_tokens}): {text[:80]!r}; score refused"
+            )
+        return text
+
+    def served_models(self) -> list[str]:
+        """The model names the server's `/v1/models` lists."""
+        import httpx
+
+        url = self.url.removesuffix("/completions") + "/models"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            resp = httpx.get(url, headers=headers, timeout=self.timeout)
+            resp.raise_for_status()
+            return [str(m["id"]) for m in resp.json()["data"]]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise ServedModelError(f"GET {url}: cannot list the served models: {exc}") from exc
+
+    def prove_served(self) -> None:
+        """Refuse (ServedModelError) unless `/v1/models` lists exactly this backend's model name."""
+        served = self.served_models()
+        if self.model not in served:
+            raise ServedModelError(
+                f"server {self.base_url} serves {served}, not checkpoint {self.model!r}: refusing to score it"
+            )
 
     def describe(self) -> dict:
         """Server URL, served model name (and weights sha when given) and decoding settings."""
@@ -266,6 +305,65 @@ class OpenAICompatibleBackend:
         }
 
 
+def _wait_for_models(backend: OpenAICompatibleBackend, process: Any, timeout_s: float, command: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise ServedModelError(
+                f"serve command exited with {process.returncode} before serving: {command}"
+            )
+        try:
+            backend.served_models()
+            return
+        except ServedModelError:
+            if time.monotonic() >= deadline:
+                raise ServedModelError(
+                    f"serve command did not answer {backend.base_url}/v1/models within {timeout_s:g} s: {command}"
+                ) from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def served_checkpoint(
+    hero_eval: HeroEval, backend: OpenAICompatibleBackend, checkpoint_id: str, checkpoint_dir: str | Path
+) -> Iterator[OpenAICompatibleBackend]:
+    """Put the checkpoint into the server (start `serve_command`, or POST `load_endpoint`), prove that
+    `/v1/models` lists its name, yield the backend; a started server is stopped afterwards."""
+    import httpx
+
+    process = None
+    fields = {"checkpoint": checkpoint_id, "checkpoint_dir": str(checkpoint_dir)}
+    if hero_eval.serve_command:
+        command = hero_eval.serve_command.format(**fields)
+        process = subprocess.Popen(shlex.split(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if process is not None:
+            _wait_for_models(backend, process, hero_eval.startup_timeout_s, command)
+        elif hero_eval.load_endpoint:  # vLLM's body for /v1/load_lora_adapter
+            url = backend.base_url.removesuffix("/v1") + hero_eval.load_endpoint
+            headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+            body = {"lora_name": checkpoint_id, "lora_path": str(checkpoint_dir)}
+            try:
+                resp = httpx.post(url, json=body, headers=headers, timeout=backend.timeout)
+            except httpx.HTTPError as exc:
+                raise ServedModelError(f"POST {url}: cannot load checkpoint {checkpoint_id}: {exc}") from exc
+            if resp.status_code != 200:
+                raise ServedModelError(
+                    f"POST {url}: loading checkpoint {checkpoint_id} failed with HTTP {resp.status_code}: "
+                    f"{resp.text[:300]}"
+                )
+        backend.prove_served()
+        yield backend
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def build_backend(
     hero_eval: HeroEval,
     model_dir: str | Path,
@@ -274,6 +372,7 @@ def build_backend(
     max_new_tokens: int,
     device: str = "cpu",
     environ: Mapping[str, str] | None = None,
+    checkpoint_id: str | None = None,
 ) -> LocalBackend | OpenAICompatibleBackend:
     """The backend a hero's `eval` config (settings.HeroEval) names, over checkpoint `model_dir`.
 
@@ -292,7 +391,8 @@ def build_backend(
             )
     return OpenAICompatibleBackend(
         hero_eval.base_url,
-        hero_eval.model,
+        # the served name is the checkpoint's: `served_checkpoint` proves the server serves that one
+        checkpoint_id or hero_eval.model or "",
         max_new_tokens=max_new_tokens,
         timeout=hero_eval.timeout_s,
         api_key=api_key,

@@ -1,5 +1,6 @@
 """`eval_scores`: one checkpoint evaluated on one skill, on the `gpu` pool."""
 
+import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -119,6 +120,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
             batch_size=eval_cfg.batch_size,
             max_new_tokens=eval_cfg.max_new_tokens,
             device=profile.device,
+            checkpoint_id=checkpoint_id,
         )
     except BackendError as exc:
         raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc
@@ -134,18 +136,23 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
         profile.device,
         ceiling_name=f"{settings.config_dir / 'realm.yaml'} eval.max_new_tokens",
     )
+    # A served eval first puts this checkpoint into the server and proves /v1/models lists its name.
+    with _serving(hero_cfg.eval, backend, checkpoint_id, path):
+        if bench is not None:
+            confirmed = _confirm(
+                context, scored, ledger_db, bench, items_by_level, settings.realm.regression.tau, check_result
+            )
+        else:
+            scores, generations, metadata = [], [], {}
+            for level, items in items_by_level.items():
+                row, gens, result = scored.level(level, items, EVAL_SAMPLE)
+                scores.append(row)
+                generations.extend(gens)
+                metadata[f"L{level}_accuracy"] = result.accuracy
+                metadata[f"L{level}_max_new_tokens"] = scored.budgets[level]
     if bench is not None:
-        yield _confirm(
-            context, scored, ledger_db, bench, items_by_level, settings.realm.regression.tau, check_result
-        )
+        yield confirmed
         return
-    scores, generations, metadata = [], [], {}
-    for level, items in items_by_level.items():
-        row, gens, result = scored.level(level, items, EVAL_SAMPLE)
-        scores.append(row)
-        generations.extend(gens)
-        metadata[f"L{level}_accuracy"] = result.accuracy
-        metadata[f"L{level}_max_new_tokens"] = scored.budgets[level]
     with ledger_db.get_connection() as con:
         # Keyed by (checkpoint, skill, level, fingerprint): a re-run with the same fingerprint replaces.
         con.execute("BEGIN TRANSACTION")
@@ -169,6 +176,21 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     )
 
 
+@contextlib.contextmanager
+def _serving(hero_eval, backend, checkpoint_id: str, path: str):
+    """The served checkpoint for an `openai` backend (refused unless proven), nothing for a local one."""
+    from realm_pipeline.evaluation.backends import BackendError, OpenAICompatibleBackend, served_checkpoint
+
+    if not isinstance(backend, OpenAICompatibleBackend):
+        yield backend
+        return
+    try:
+        with served_checkpoint(hero_eval, backend, checkpoint_id, path) as served:
+            yield served
+    except BackendError as exc:
+        raise dg.Failure(f"eval {checkpoint_id}: {exc}", allow_retries=False) from exc
+
+
 class _Scorer:
     """Scores one checkpoint on one skill, level by level, into eval_scores / eval_generations rows."""
 
@@ -186,6 +208,7 @@ class _Scorer:
 
         The level generates its longest reference answer in the checkpoint's own tokens + the margin;
         a level needing more than realm.yaml's ceiling fails here rather than score truncated answers."""
+        from realm_pipeline.evaluation.backends import TruncatedAnswerError
         from realm_pipeline.evaluation.fingerprint import fingerprint
         from realm_pipeline.evaluation.runner import evaluate_items
         from realm_pipeline.evaluation.scores import protocol_key, protocol_spec
@@ -206,7 +229,12 @@ class _Scorer:
         self.backend.max_new_tokens = budget  # both backends read it per call; describe() reports it
         self.budgets[level] = budget
         started = time.perf_counter()
-        result = evaluate_items(self.backend, self.skill, items)
+        try:
+            result = evaluate_items(self.backend, self.skill, items)
+        except TruncatedAnswerError as exc:  # refused with the reason, never counted as wrong answers
+            raise dg.Failure(
+                f"eval {self.checkpoint_id} x {self.skill.name} L{level} refused: {exc}", allow_retries=False
+            ) from exc
         seconds = time.perf_counter() - started
         fp, fp_dict = fingerprint(
             eval_set_hash=set_hash,
