@@ -197,3 +197,22 @@ def test_a_bad_eval_backend_is_refused_naming_file_field_and_value(
     with pytest.raises(ConfigError, match=expected) as err:
         _ = Settings(config_dir).heroes
     assert str(hero_file) in str(err.value)
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_server_not_serving_the_checkpoint_or_cutting_answers_is_refused(
+    realm_env: Path, config_dir: Path, evaluable: Path, monkeypatch: pytest.MonkeyPatch, cut: bool
+) -> None:
+    # cut: it serves the checkpoint but cuts its answers; else it serves another model under another name
+    name = CHECKPOINT if cut else "tiny-served"
+    with OpenAIServer(evaluable, model_name=name, cut_answers=cut) as server:
+        _edit_yaml(
+            config_dir / "heroes" / "tiny.yaml",
+            lambda d: d.update(eval={"backend": "openai", "base_url": f"{server.url}/v1"}),
+        )
+        result = _run(_defs(config_dir, monkeypatch), "eval_job", PARTITION, ok=False)
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    expected = "finish_reason 'length'" if cut else f"not checkpoint '{CHECKPOINT}': refusing to score"
+    assert expected in message
+    with connect(realm_env / "realm.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM eval_scores").fetchone()[0] == 0  # refused, not scored wrong
