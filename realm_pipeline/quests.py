@@ -18,7 +18,6 @@ import shutil
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,32 +96,16 @@ def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@lru_cache(maxsize=64)
-def _skill_eval_prompts(skill_name: str, version: str, max_level: int, count: int) -> dict[str, str]:
-    # Keyed by the skill's version too: a changed generator has other eval prompts.
-    from realm_pipeline.skills import get_skill
-    from realm_pipeline.skills.heldout import eval_items
-
-    skill = get_skill(skill_name)
-    found: dict[str, str] = {}
-    for level in range(1, max_level + 1):
-        for item in eval_items(skill, level, count):
-            found.setdefault(item.prompt.strip(), f"{skill_name} L{level}")
-    return found
-
-
 def eval_prompt_index(settings: Settings) -> dict[str, str]:
-    """{eval prompt: "skill Ln"} over every level of every configured skill, at its eval_items_per_level."""
+    """{held-out prompt: "eval|reserve prompt of skill Ln"} of every configured skill: skills.heldout's
+    one index (eval sets and reserve samples), at each skill's eval_items_per_level."""
     from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import heldout_index
 
     index: dict[str, str] = {}
     for name, cfg in sorted(settings.skills.items()):
-        skill = get_skill(name)
-        # every level the generator has, not only up to level_cap: a cap raised later must not leak
-        for prompt, where in _skill_eval_prompts(
-            name, skill.version, skill.max_level, cfg.eval_items_per_level
-        ).items():
-            index.setdefault(prompt, where)
+        for prompt, where in heldout_index(get_skill(name), cfg.eval_items_per_level).items():
+            index.setdefault(prompt.strip(), where)
     return index
 
 
@@ -185,7 +168,7 @@ def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -
     for i, m in enumerate(messages):
         where = eval_prompts.get(m["content"].strip()) if m["role"] == "user" else None
         if where is not None:
-            problems += bad("eval_prompt", f"messages[{i}] is a held-out eval prompt of {where}")
+            problems += bad("eval_prompt", f"messages[{i}] is a held-out {where}")
             break
     return problems
 

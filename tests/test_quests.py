@@ -214,3 +214,39 @@ def test_busy_ledger_skips(env) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_reserve_prompt_quest_line_is_refused_through_quest_add_and_the_asset(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reserve sample that confirms regressions is held out from quests as the eval set is."""
+    from click.testing import CliRunner
+
+    from realm_pipeline.cli import main
+    from realm_pipeline.skills import get_skill
+    from realm_pipeline.skills.heldout import eval_prompts, heldout_index, reserve_items, training_items
+
+    home, resources, instance = env
+    count = resources["realm"].settings.skills["bin"].eval_items_per_level
+    skill = get_skill("bin")
+    reserve = next(
+        i
+        for i in reserve_items(skill, 2, count)
+        if all(i.prompt not in eval_prompts(skill, lv, count) for lv in (1, 2, 3))
+    )
+    # the one index: the training stream skips what the quest check refuses
+    assert heldout_index(skill, count)[reserve.prompt] == "reserve prompt of bin L2"
+    stream = training_items(skill, 2, seed=1, eval_count=count)
+    assert all(next(stream).prompt != reserve.prompt for _ in range(2000))
+    src = write(home.parent / "mine.jsonl", [example(0), {"messages": reserve.messages}])
+    monkeypatch.setenv("REALM_HOME", str(home))
+    out = CliRunner().invoke(main, ["quest", "add", str(src)])
+    assert out.exit_code == 0, out.output
+    (queued,) = (home / "inbox").glob("*.jsonl")
+    config = {"ops": {"quests": {"config": {"files": [str(queued)]}}}}
+    assert dg.materialize([quests], instance=instance, resources=resources, run_config=config).success
+    report = json.loads((home / "inbox" / "rejected" / "mine.jsonl.error.json").read_text())
+    assert (report["line"], report["rule"]) == (2, "eval_prompt")
+    assert "held-out reserve prompt of bin L2" in report["problem"]
+    with resources["ledger_db"].read() as con:
+        assert con.execute("SELECT count(*) FROM quests").fetchone()[0] == 0  # nothing of it trains

@@ -38,7 +38,7 @@ LARGE_SPACE_SAMPLE = 500
 TRAIN_STRIDE = 1 << 40
 _MAX_RETRIES = 1000
 
-_HELDOUT_PROMPTS: dict[tuple[str, str, int], frozenset[str]] = {}
+_HELDOUT_INDEX: dict[tuple[str, str, int], dict[str, str]] = {}
 
 
 def _check_count(count: int) -> None:
@@ -113,19 +113,27 @@ def eval_prompts(skill: Skill, level: int, count: int = DEFAULT_EVAL_COUNT) -> f
     return frozenset(item.prompt for item in eval_items(skill, level, count))
 
 
-def heldout_prompts(skill: Skill, count: int = DEFAULT_EVAL_COUNT) -> frozenset[str]:
-    """Every prompt of every level's eval set and reserve sample: what no training stream may yield.
+def heldout_index(skill: Skill, count: int = DEFAULT_EVAL_COUNT) -> dict[str, str]:
+    """The one held-out index: {prompt: "eval prompt of <skill> L<n>" | "reserve prompt of <skill> L<n>"}
+    over every level's eval set and reserve sample, every level the generator has (a cap raised later
+    must not leak). The training stream, the quest check and the Mirror's probes all read it.
 
     Cached by (skill name, version, count); `count` is the skill's configured eval_items_per_level.
     """
     key = (skill.name, skill.version, count)
-    if key not in _HELDOUT_PROMPTS:
-        prompts: set[str] = set()
+    if key not in _HELDOUT_INDEX:
+        index: dict[str, str] = {}
         for level in range(1, skill.max_level + 1):
-            prompts.update(i.prompt for i in eval_items(skill, level, count))
-            prompts.update(i.prompt for i in reserve_items(skill, level, count))
-        _HELDOUT_PROMPTS[key] = frozenset(prompts)
-    return _HELDOUT_PROMPTS[key]
+            for sample, items in (("eval", eval_items), ("reserve", reserve_items)):
+                for item in items(skill, level, count):
+                    index.setdefault(item.prompt, f"{sample} prompt of {skill.name} L{level}")
+        _HELDOUT_INDEX[key] = index
+    return _HELDOUT_INDEX[key]
+
+
+def heldout_prompts(skill: Skill, count: int = DEFAULT_EVAL_COUNT) -> frozenset[str]:
+    """Every prompt of the held-out index (`heldout_index`): what no training stream may yield."""
+    return frozenset(heldout_index(skill, count))
 
 
 def training_items(
