@@ -255,7 +255,8 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
         sheet = curriculum_state(con, settings, hero).hero_sheet()
         ckpts = hero_checkpoints(con, hero)
         tops = con.execute(
-            "SELECT bench, lane, round(accuracy, 3) FROM leaderboard_rows WHERE hero = ? AND rank = 1 "
+            "SELECT bench, lane, round(accuracy, 3), round(chance_accuracy, 3) FROM leaderboard_rows "
+            "WHERE hero = ? AND rank = 1 "
             "ORDER BY bench",
             [hero],
         ).fetchall()
@@ -266,8 +267,8 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     click.echo(f"  champion   {sheet['champion'] or '-'}")
     hint = f"  (hint: {sheet['hint']})" if sheet["hint"] else ""
     click.echo(f"  zone       {sheet['zone'] or '-'}{hint}")
-    for bench, lane, acc in tops:
-        click.echo(f"  #1 {bench:<8} {lane} accuracy {acc}")
+    for bench, lane, acc, chance in tops:  # chance: what always giving the commonest answer scores
+        click.echo(f"  #1 {bench:<8} {lane} accuracy {acc} (chance {chance if chance is not None else '-'})")
     click.echo(f"  status     {why}")
 
 

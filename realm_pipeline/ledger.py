@@ -73,6 +73,8 @@ TABLES: dict[str, Table] = {
                 # share of eval items whose facts (operands, operation) also occur in training
                 _c("shared_facts_share", "DOUBLE", public=PUB),
                 _c("reserve_hash", "VARCHAR", public=PUB),  # the reserve sample confirming re-runs score
+                # accuracy of always giving the set's most frequent answer (uniform rate for multi-choice)
+                _c("chance_accuracy", "DOUBLE", public=PUB),
             ),
             ("skill", "level"),
         ),
@@ -211,6 +213,7 @@ TABLES: dict[str, Table] = {
                 _c("champion", "BOOLEAN", public=PUB),
                 _c("confirmed_regression", "BOOLEAN", public=PUB),
                 _c("built_at", "TIMESTAMP", public=PUB),
+                _c("chance_accuracy", "DOUBLE", public=PUB),  # the bench's eval set's (eval_sets)
             ),
             ("bench", "lane"),
         ),

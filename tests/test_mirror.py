@@ -43,6 +43,7 @@ REVIEWED_PRIVATE = {
     "quests": {"source_path"},
     "quest_examples": {"quest_id", "example_index", "messages_json"},
     "schema_version": {"version", "applied_at"},
+    "protocols_in_force": {"spec_json"},  # a serve command may name paths and hosts
 }
 
 

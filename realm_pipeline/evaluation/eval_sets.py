@@ -6,7 +6,13 @@ import hashlib
 from dataclasses import dataclass
 
 from realm_pipeline.skills import get_skill
-from realm_pipeline.skills.heldout import eval_items, eval_set_hash, reserve_items, shared_facts_share
+from realm_pipeline.skills.heldout import (
+    chance_accuracy,
+    eval_items,
+    eval_set_hash,
+    reserve_items,
+    shared_facts_share,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ def build_eval_sets(skill_name: str, level_cap: int, items_per_level: int) -> Ev
                 "skill_version": skill.version,
                 "shared_facts_share": shared_facts_share(skill, level, items, items_per_level),
                 "reserve_hash": eval_set_hash(reserve_items(skill, level, items_per_level)),
+                "chance_accuracy": chance_accuracy(items),
             }
         )
         rows.extend(

@@ -47,6 +47,7 @@ COLUMNS = (
     "champion",
     "confirmed_regression",
     "built_at",
+    "chance_accuracy",
 )
 
 _A_CHOICES = ("a", "lane_a")
@@ -122,9 +123,11 @@ SELECT w.bench, w.lane, w.hero, w.step,
        CASE WHEN coalesce(v.votes, 0) >= p.vote_minimum THEN v.wins / v.votes END,
        ch.lane IS NOT NULL,
        rg.lane IS NOT NULL,
-       p.built_at
+       p.built_at,
+       es.chance_accuracy
 FROM wilson w
 CROSS JOIN params p
+LEFT JOIN eval_sets es ON es.skill = w.skill AND es.level = w.level
 LEFT JOIN champions ch ON ch.lane = w.lane
 LEFT JOIN lane_votes v ON v.lane = w.lane
 LEFT JOIN regressions rg ON rg.lane = w.lane AND rg.skill = w.skill AND rg.level = w.level
@@ -229,6 +232,12 @@ def leaderboard_python_sqlite(
         q = "SELECT checkpoint_id, skill, level FROM curriculum_events WHERE event = 'confirmed_regression'"
         regressed = {tuple(r) for r in sqlite_con.execute(q)}
 
+    chance: dict[tuple, float] = {}
+    if _table_exists(sqlite_con, "eval_sets"):
+        chance = {
+            (s, lv): c
+            for s, lv, c in sqlite_con.execute("SELECT skill, level, chance_accuracy FROM eval_sets")
+        }
     rows: list[dict] = []
     lane_accs: dict[tuple, list] = {}  # (hero, lane) -> [accuracies, max step]
     for key, row in latest.items():
@@ -253,6 +262,7 @@ def leaderboard_python_sqlite(
                     else None
                 ),
                 "confirmed_regression": key in regressed,
+                "chance_accuracy": chance.get((skill, level)),
             }
         )
         entry = lane_accs.setdefault((row["hero"], lane), [[], row["step"]])

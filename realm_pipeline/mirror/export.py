@@ -106,9 +106,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
     scores = read_public(
         con, "current_scores", ("hero", "checkpoint_id", "step", "skill", "level", "n", "accuracy")
     )
-    shared_facts = {
-        (r["skill"], r["level"]): r["shared_facts_share"]
-        for r in read_public(con, "eval_sets", ("skill", "level", "shared_facts_share"))
+    eval_sets = {
+        (r["skill"], r["level"]): r
+        for r in read_public(con, "eval_sets", ("skill", "level", "shared_facts_share", "chance_accuracy"))
     }
     ckpts = read_public(con, "checkpoints", ("hero", "checkpoint_id", "step"))
     events = read_public(
@@ -138,7 +138,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 "n": r["n"],
                 "checkpoint_id": ckpt,
                 # share of these eval items whose facts also occur in training (small item spaces)
-                "shared_facts_share": _jsonable(shared_facts.get((skill, level))),
+                "shared_facts_share": _jsonable(eval_sets.get((skill, level), {}).get("shared_facts_share")),
+                # what a constant answer scores on these items: the accuracy's floor
+                "chance_accuracy": _jsonable(eval_sets.get((skill, level), {}).get("chance_accuracy")),
             }
         )
     ups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))

@@ -189,3 +189,16 @@ def _stream(skill: Skill, level: int, seed: int, start: int, excluded: frozenset
         else:  # only reachable if nearly the whole prompt space were held out
             raise RuntimeError(f"{skill.name} L{level}: no non-eval prompt in {_MAX_RETRIES} draws")
         position += 1
+
+
+def chance_accuracy(items: list[SkillItem]) -> float:
+    """What a constant answer scores on `items`: the share of the most frequent answer, or for multi-choice
+    items (tags["choices"]: the number of options) the uniform rate when that is higher."""
+    if not items:
+        return 0.0
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.answer.strip()] = counts.get(item.answer.strip(), 0) + 1
+    share = max(counts.values()) / len(items)
+    choices = [int(i.tags["choices"]) for i in items if i.tags.get("choices")]
+    return max(share, 1 / min(choices)) if choices else share

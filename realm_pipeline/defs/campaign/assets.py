@@ -39,6 +39,10 @@ def curriculum(
         trained = [
             r[0] for r in con.execute("SELECT DISTINCT hero FROM checkpoints ORDER BY hero").fetchall()
         ]
+        chance = {
+            (s, lv): c
+            for s, lv, c in con.execute("SELECT skill, level, chance_accuracy FROM eval_sets").fetchall()
+        }
         for hero in sorted({*trained, *settings.realm.campaign.active_heroes}):
             if hero not in settings.heroes:
                 continue  # a hero whose YAML was removed keeps its history but gets no new state
@@ -51,6 +55,8 @@ def curriculum(
             statuses[hero] = decision.status
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
+            # beside each skill's level: what a constant answer scores there (its accuracy's floor)
+            sheets[hero]["chance"] = {skill: chance.get((skill, lv)) for skill, lv in state.levels().items()}
             strain = strain_state(con, hero, state)
             primitives[hero] = primitive_accuracy(con, settings, hero)
             # The hint is read from the strain trend over segments, not from one value (none: too few yet).
