@@ -211,18 +211,21 @@ def _decide(hero: str, settings: Settings) -> Decision:
         return hero_decision(instance, con, settings, hero)
 
 
-def _confirm_drops(done: set[str], *, verbose: bool) -> None:
-    """Run the confirming re-runs the regression sensor would raise for the newest leaderboard check."""
+def _confirm_drops(done: set[str], *, verbose: bool) -> int:
+    """Run the confirming re-runs the regression sensor would raise for the newest leaderboard check;
+    returns how many of them failed."""
     import dagster as dg
 
     from realm_pipeline.defs.evaluation.sensors import confirming_requests
 
     with dg.DagsterInstance.get() as instance:
         _, requests = confirming_requests(instance)
+    failed = 0
     for req in requests:
         if req.run_key not in done:
             done.add(req.run_key)
-            _execute("eval_job", req.partition_key, verbose=verbose, tags=req.tags)
+            failed += not _execute("eval_job", req.partition_key, verbose=verbose, tags=req.tags)
+    return failed
 
 
 def _execute_step(step: Step, *, verbose: bool) -> bool:
@@ -269,7 +272,22 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     click.echo(f"  zone       {sheet['zone'] or '-'}{hint}")
     for bench, lane, acc, chance in tops:  # chance: what always giving the commonest answer scores
         click.echo(f"  #1 {bench:<8} {lane} accuracy {acc} (chance {chance if chance is not None else '-'})")
+    _print_unconfirmed(hero)
     click.echo(f"  status     {why}")
+
+
+def _print_unconfirmed(hero: str) -> None:
+    """Drops whose confirming re-run failed: neither confirmed nor refuted, so said out loud."""
+    import dagster as dg
+
+    from realm_pipeline.defs.evaluation.sensors import unconfirmed_regressions
+
+    with dg.DagsterInstance.get() as instance:
+        for u in unconfirmed_regressions(instance, hero):
+            click.echo(
+                f"  UNCONFIRMED regression {u['bench']} of {u['checkpoint']}: "
+                f"its confirming run {u['run_id'][:8]} failed (re-run it: realm campaign)"
+            )
 
 
 @main.command()
@@ -290,7 +308,7 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     if not verbose:
         _quiet_deepspeed()
     click.echo(f"campaign {hero}: up to {segments} segment(s); REALM_HOME={realm_home()}")
-    trained, done = 0, set()
+    trained, done, failures = 0, set(), 0  # failures: runs this invocation started that failed
     while True:
         decision = _decide(hero, settings)
         steps = [s for s in decision.steps if not (s.job == TRAIN_JOB and trained >= segments)]
@@ -303,8 +321,9 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
             ok = _execute_step(step, verbose=verbose)
             trained += step.job == TRAIN_JOB
             if not ok:
+                failures += 1
                 break  # the next decision names the failure
-        _confirm_drops(done, verbose=verbose)
+        failures += _confirm_drops(done, verbose=verbose)
         if decision.stop:
             break
     if decision.stop or decision.waiting_on or not any(s.job == TRAIN_JOB for s in decision.steps):
@@ -314,7 +333,9 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     _print_hero_sheet(hero, settings, why)
     click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
     click.echo(f"Dagster UI: DAGSTER_HOME={dagster_home()} make dev")
-    if decision.failed:
+    if decision.failed or failures:  # a run it started failed for good (none is retried in-process)
+        if failures:
+            click.echo(f"{hero}: {failures} run(s) this campaign started failed", err=True)
         sys.exit(1)
 
 

@@ -16,6 +16,7 @@ from realm_pipeline.campaign import (
 )
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.campaign.decision import hero_decision
+from realm_pipeline.defs.evaluation.sensors import unconfirmed_regressions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.scores import declare_protocols
 
@@ -56,6 +57,8 @@ def curriculum(
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
             # beside each skill's level: what a constant answer scores there (its accuracy's floor)
+            # drops whose confirming run failed: neither confirmed nor refuted, shown rather than lost
+            sheets[hero]["unconfirmed_regressions"] = unconfirmed_regressions(context.instance, hero)
             sheets[hero]["chance"] = {skill: chance.get((skill, lv)) for skill, lv in state.levels().items()}
             strain = strain_state(con, hero, state)
             primitives[hero] = primitive_accuracy(con, settings, hero)
@@ -136,6 +139,7 @@ def curriculum(
         metadata[f"{hero}/champion"] = sheet["champion"] or "n/a"
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
         metadata[f"{hero}/maxed_out_reason"] = sheet["maxed_out_reason"]
+        metadata[f"{hero}/unconfirmed_regressions"] = len(sheet["unconfirmed_regressions"])
         metadata[f"{hero}/maintenance_multiplier"] = sheet["window_maintenance_multiplier"]
         for skill, slope in sheet["trend"].items():
             if slope is not None:  # accuracy slope per eval at the level being learned

@@ -28,6 +28,25 @@ def confirming_request(drop: Drop) -> dg.RunRequest:
     )
 
 
+def unconfirmed_regressions(instance: dg.DagsterInstance, hero: str) -> list[dict]:
+    """Drops whose confirming re-run failed and was not re-run successfully since: {bench, checkpoint,
+    run_id}, newest first. Neither confirmed nor refuted, they must be shown, never silently dropped."""
+    newest: dict[tuple, dg.DagsterRun] = {}
+    for record in instance.get_run_records(dg.RunsFilter(tags={"realm/hero": hero})):  # newest first
+        run = record.dagster_run
+        if CONFIRM_TAG in run.tags:
+            newest.setdefault((run.tags[CONFIRM_TAG], run.tags.get("realm/baseline_version")), run)
+    return [
+        {
+            "bench": bench,
+            "checkpoint": run.tags.get("dagster/partition/checkpoint") or run.tags.get("dagster/partition"),
+            "run_id": run.run_id,
+        }
+        for (bench, _version), run in newest.items()
+        if run.status == dg.DagsterRunStatus.FAILURE
+    ]
+
+
 def _drops(record) -> list[Drop]:
     evaluation = record.event.asset_check_evaluation if record.event is not None else None
     if evaluation is None or evaluation.passed:
