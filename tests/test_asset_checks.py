@@ -28,6 +28,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+@pytest.mark.proof
 @pytest.mark.slow  # a real training segment and two evals: ~100 s on two shared cores
 def test_checkpoint_and_eval_checks_in_real_runs(realm_env: Path) -> None:
     from realm_pipeline.definitions import build_defs

@@ -92,6 +92,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
+@pytest.mark.proof
 @pytest.mark.slow
 def test_two_rank_deepspeed_segment_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "tiny.000006"
@@ -109,6 +110,7 @@ def test_two_rank_deepspeed_segment_on_cpu(tmp_path: Path) -> None:
     assert reported and all(r["sha256"] == written["sha256"] for r in reported)
 
 
+@pytest.mark.proof
 @pytest.mark.slow
 def test_two_rank_segment_killed_after_a_save_resumes(tmp_path: Path) -> None:
     out = tmp_path / "tiny.000012"
