@@ -96,6 +96,28 @@ def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def inbox_entries(home: Path | str) -> list[Path]:
+    """Everything named `*.jsonl` in the inbox, files or not: each gets a run, and a report if refused."""
+    inbox = inbox_dir(home)
+    return sorted(inbox.glob("*.jsonl")) if inbox.is_dir() else []
+
+
+def entry_kind(path: Path) -> str:
+    """'file' for a regular file; else what it is instead (a quest must be a plain file in the inbox)."""
+    if path.is_symlink():
+        return "symlink"
+    if path.is_dir():
+        return "directory"
+    return "file" if path.is_file() else "special file"
+
+
+def entry_run_key(path: Path) -> str:
+    """A run key naming this entry's content and arrival: the same bytes dropped again get a new run."""
+    stat = path.lstat()
+    content = file_sha256(path) if entry_kind(path) == "file" else entry_kind(path)
+    return f"{content}:{path.name}:{stat.st_mtime_ns}"
+
+
 def eval_prompt_index(settings: Settings) -> dict[str, str]:
     """{held-out prompt: "eval|reserve prompt of skill Ln"} of every configured skill: skills.heldout's
     one index (eval sets and reserve samples), at each skill's eval_items_per_level."""
@@ -134,6 +156,12 @@ def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -
             return bad("role", f"{where}.role must be one of {list(ROLES)}, got {m.get('role')!r}")
         if not isinstance(m.get("content"), str):
             return bad("content_type", f"{where}.content must be a string")
+        try:
+            m["content"].encode("utf-8")
+        except (
+            UnicodeEncodeError
+        ) as exc:  # a lone surrogate such as "\ud800": no text, and no ledger, holds it
+            return bad("invalid_unicode", f"{where}.content holds {exc.object[exc.start]!r}, not a character")
     problems: list[LineProblem] = []
     roles = [m["role"] for m in messages]
     if roles[-1] != "assistant":
@@ -188,6 +216,9 @@ def validate_quest_file(
     """
     path = Path(path)
     eval_prompts = eval_prompts or {}
+    kind = entry_kind(path)
+    if kind != "file":
+        raise QuestRejected(f"not a quest file: {path.name} is a {kind}; drop a plain JSONL file", rule=kind)
     size = path.stat().st_size
     if size > max_bytes:
         raise QuestRejected(f"oversized: {size} bytes > {max_bytes}", rule="oversized")
@@ -204,6 +235,9 @@ def validate_quest_file(
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(LineProblem(number, "not_json", f"not JSON: {exc}"))
+            continue
+        except RecursionError:
+            problems.append(LineProblem(number, "too_deep", "nested too deeply to be a chat example"))
             continue
         found = _example_problems(obj, number, eval_prompts)
         if found:
@@ -253,7 +287,7 @@ def reject(path: Path | str, home: Path | str, error: QuestRejected) -> Path:
     dest = _free_name(rejected, src.name)
     report = {
         "file": src.name,
-        "sha256": file_sha256(src),
+        "sha256": file_sha256(src) if entry_kind(src) == "file" else None,
         "line": error.line,
         "rule": error.rule,
         "problem": error.reason,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -17,13 +19,29 @@ HOME_ENV = "REALM_HOME"
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
+# Shapes of API keys and tokens (OpenAI, Hugging Face, GitHub, Slack, AWS, or 32+ bare letters and digits):
+# never echoed into a terminal or a CI log, whichever field they were pasted into.
+_SECRET_VALUE = re.compile(
+    r"(?:sk-|hf_|ghp_|gho_|github_pat_|xox[abpr]-|AKIA)[A-Za-z0-9_\-]{8,}|\b[A-Za-z0-9]{32,}\b"
+)
+
+
+def redact_text(text: str) -> str:
+    """The text with every key-shaped token replaced by <redacted>."""
+    return _SECRET_VALUE.sub("<redacted>", text)
+
+
 class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file, line, field and value."""
+    """A config file that cannot be used; the message names the file, line, field and value (keys redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_text(message))
 
 
 class _Strict(BaseModel):
-    # Unknown keys are refused: a typo in a YAML key must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are refused: a typo in a YAML key must not be silently ignored. No config number means
+    # anything as .inf or .nan (a budget, a multiplier, a size), so YAML's infinities are refused everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- realm.yaml
@@ -78,13 +96,18 @@ class RealmConfig(_Strict):
 # ---------------------------------------------------------------- skills, profiles, heroes
 
 
+MAX_EVAL_ITEMS_PER_LEVEL = 1000
+
+
 class SkillConfig(_Strict):
     """`configs/skills/<name>.yaml`: which generator, the campaign's level cap, eval set size."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     display_name: str
     level_cap: int = Field(ge=1)
-    eval_items_per_level: int = Field(50, ge=1, le=10_000)
+    # Every level's eval set is built, stored and scored on every checkpoint: past this, a campaign's evals
+    # outweigh its training and building the sets alone takes hours.
+    eval_items_per_level: int = Field(50, ge=1, le=MAX_EVAL_ITEMS_PER_LEVEL)
 
 
 Method = Literal["full", "lora", "qlora", "galore"]
@@ -150,6 +173,14 @@ class HeroCampaign(_Strict):
     skills: list[str] = Field(min_length=1)
     segment_steps: int = Field(ge=1)
     segment_budget: int = Field(ge=1)
+
+    @field_validator("skills")
+    @classmethod
+    def _each_skill_once(cls, skills: list[str]) -> list[str]:
+        twice = sorted({s for s in skills if skills.count(s) > 1})
+        if twice:
+            raise ValueError(f"skill named more than once: {', '.join(twice)}")
+        return skills
 
 
 class HeroEval(_Strict):
@@ -259,22 +290,85 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
 
 
 _UNION_MEMBER_TAGS = {"int", "float", "str", "bool"}
+# A config is a few hundred nodes; anchors and aliases may share a few, never expand into millions (an
+# "alias bomb" would hang validation).
+MAX_YAML_NODES = 20_000
+_SECRET_FIELD = re.compile(r"(api_?key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
 
 
-def load_model(path: Path, model: type[BaseModel]) -> Any:
-    """Parse and validate one YAML file; every failure is a ConfigError naming file, line, field, value."""
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes the document holds once every alias is expanded (shared nodes counted per use)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_YAML_NODES + 1)
+    return memo[id(node)]
+
+
+def redact(field: str, value: Any) -> Any:
+    """A config value fit to print: whatever stands under a key-like field name is hidden."""
+    return "<redacted>" if _SECRET_FIELD.search(field) and value not in (None, "<missing>") else value
+
+
+def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
+    """Parse one YAML file into (node tree, data); any failure is a ConfigError naming the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{path}: anchors and aliases expand to more than {MAX_YAML_NODES} values; "
+                "a config needs far fewer (write the values out)"
+            )
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: {where}YAML syntax error: {problem}") from exc
+        raise ConfigError(f"{path}: {where}YAML syntax error: {problem}") from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def load_model(path: Path, model: type[BaseModel]) -> Any:
+    """Parse and validate one YAML file; every failure is a ConfigError naming file, line, field, value."""
+    node, data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: line 1: expected a mapping of keys to values, got {type(data).__name__}")
     try:
@@ -292,9 +386,10 @@ def load_model(path: Path, model: type[BaseModel]) -> Any:
             merged.setdefault(loc, (err["type"], []))[1].append(err["msg"])
         problems = []
         for loc, (kind, msgs) in merged.items():
-            value = "<missing>" if kind == "missing" else _value_at(data, loc)
+            field = ".".join(map(str, loc))
+            value = "<missing>" if kind == "missing" else redact(field, _value_at(data, loc))
             problems.append(
-                f"{path}: line {_line_of(node, loc)}: field '{'.'.join(map(str, loc)) or '(top level)'}': "
+                f"{path}: line {_line_of(node, loc)}: field '{field or '(top level)'}': "
                 f"value {value!r}: {' / '.join(dict.fromkeys(msgs))}"
             )
         raise ConfigError("\n".join(problems)) from None
@@ -340,7 +435,18 @@ class Settings:
 
     def _load_dir(self, sub: str, model: type[BaseModel]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for path in sorted((self.config_dir / sub).glob("*.yaml")):
+        folder = self.config_dir / sub
+        for path in sorted(folder.glob("*.yml")):
+            # read only *.yaml, but never ignore a config without a word
+            raise ConfigError(
+                f"{path}: realm reads only *.yaml files; rename it to {path.stem}.yaml"
+                + (
+                    " (a file of that name exists too: keep one)"
+                    if path.with_suffix(".yaml").exists()
+                    else ""
+                )
+            )
+        for path in sorted(folder.glob("*.yaml")):
             cfg = load_model(path, model)
             if cfg.name != path.stem:
                 raise ConfigError(
@@ -363,11 +469,12 @@ class Settings:
                     f"(known: {', '.join(sorted(SKILLS))})"
                 )
             if cfg.level_cap > SKILLS[name].max_level:
-                line = _line_of(yaml.compose(path.read_text(), Loader=yaml.SafeLoader), ("level_cap",))
+                line = _line_of(read_yaml(path)[0], ("level_cap",))
                 raise ConfigError(
                     f"{path}: line {line}: field 'level_cap': value {cfg.level_cap}: "
                     f"above the skill's max level {SKILLS[name].max_level}"
                 )
+            self._check_eval_items(path, cfg)
         return skills
 
     @cached_property
@@ -381,7 +488,7 @@ class Settings:
         heroes = self._load_dir("heroes", HeroConfig)
         for name, hero in heroes.items():
             path = self.config_dir / "heroes" / f"{name}.yaml"
-            node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+            node = read_yaml(path)[0]
             if hero.memory_profile not in self.memory_profiles:
                 raise ConfigError(
                     f"{path}: line {_line_of(node, ('memory_profile',))}: field 'memory_profile': "
@@ -448,9 +555,49 @@ class Settings:
                         f"max_length or lower configs/skills/{skill_name}.yaml level_cap below {level}"
                     )
 
+    def _check_eval_items(self, path: Path, cfg: SkillConfig) -> None:
+        """Refuse an eval set size some level (up to level_cap) cannot hold, instead of shrinking it silently."""
+        from realm_pipeline.skills import SKILLS
+        from realm_pipeline.skills.heldout import eval_size
+
+        for level in range(1, cfg.level_cap + 1):
+            fits = eval_size(SKILLS[cfg.name], level, cfg.eval_items_per_level)
+            if fits < cfg.eval_items_per_level:
+                line = _line_of(read_yaml(path)[0], ("eval_items_per_level",))
+                raise ConfigError(
+                    f"{path}: line {line}: field 'eval_items_per_level': value {cfg.eval_items_per_level}: "
+                    f"level {level} has room for {fits} held-out eval items (its prompt space is small); "
+                    f"use at most {fits} or lower level_cap below {level}"
+                )
+
+    @cached_property
+    def deepspeed_configs(self) -> dict[str, dict[str, Any]]:
+        """`deepspeed/*.json`, parsed now so a broken file is named at init, not when a segment starts."""
+        from realm_pipeline.training.distributed import load_stage_file
+
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.config_dir / "deepspeed").glob("*.json")):
+            try:
+                found[path.stem] = load_stage_file(path)
+            except UnicodeDecodeError:
+                raise ConfigError(f"{path}: not UTF-8; save the file as UTF-8") from None
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"{path}: line {exc.lineno}, column {exc.colno}: JSON error: {exc.msg}"
+                ) from None
+            except ValueError as exc:  # load_stage_file's own messages name the file
+                raise ConfigError(str(exc)) from None
+        for name, profile in self.memory_profiles.items():
+            if profile.deepspeed is not None and profile.deepspeed not in found:
+                raise ConfigError(
+                    f"{self.config_dir / 'memory_profiles' / f'{name}.yaml'}: field 'deepspeed': value "
+                    f"{profile.deepspeed!r}: no {self.config_dir / 'deepspeed' / f'{profile.deepspeed}.json'}"
+                )
+        return found
+
     def validate_all(self) -> None:
         """Load every file so that any error surfaces now, not mid-campaign."""
-        _ = self.realm, self.skills, self.memory_profiles, self.heroes
+        _ = self.realm, self.skills, self.memory_profiles, self.heroes, self.deepspeed_configs
 
 
 def realm_home() -> Path:

@@ -23,7 +23,9 @@ ZERO3_OFFLOAD_CONFIG = DEEPSPEED_CONFIG_DIR / "zero3_offload.json"
 
 def load_stage_file(stage_file: Path) -> dict[str, Any]:
     """Read a DeepSpeed JSON config and check it has a zero_optimization.stage."""
-    cfg = json.loads(Path(stage_file).read_text())
+    cfg = json.loads(Path(stage_file).read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("zero_optimization", {}), dict):
+        raise ValueError(f"{stage_file}: expected a JSON object with a zero_optimization object")
     stage = cfg.get("zero_optimization", {}).get("stage")
     if stage not in (0, 1, 2, 3):
         raise ValueError(f"{stage_file}: zero_optimization.stage must be 0-3, got {stage!r}")

@@ -1,5 +1,6 @@
 """`quests`: registers validated inbox files (quest + example rows) in the ledger, one transaction a file."""
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,12 +19,19 @@ quest_inbox = dg.AssetSpec(
 
 
 class QuestsConfig(dg.Config):
-    """Run config of `quests`: the inbox files to register."""
+    """Run config of `quests`: the inbox files to register (none named: every entry in the inbox)."""
 
-    files: list[str]
+    files: list[str] = []
 
 
-@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=[quest_inbox])
+# A failed write (a busy ledger) is retried; a file the run cannot read is filed under rejected/ instead,
+# so no inbox entry can fail run after run.
+@dg.asset(
+    group_name="campaign",
+    kinds={"duckdb"},
+    deps=[quest_inbox],
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2),
+)
 def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
     """Validates each file, registers it whole or not at all, then moves it to inbox/accepted/ or rejected/.
 
@@ -32,9 +40,9 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
     home = realm.home_path
     registered, skipped, rejected = [], [], []
     eval_prompts = q.eval_prompt_index(realm.settings)
-    for name in config.files:
+    for name in config.files or [str(p) for p in q.inbox_entries(home)]:
         path = Path(name)
-        if not path.exists():
+        if not os.path.lexists(path):
             skipped.append(f"{name}: gone (already moved)")
             continue
         with ledger_db.get_connection() as con:
@@ -42,6 +50,11 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
             try:
                 # Re-validate: the file may have changed since the sensor looked at it.
                 quest = q.validate_quest_file(path, registered_sha256s=known, eval_prompts=eval_prompts)
+            except OSError as exc:  # unreadable: a report says so, rather than a run failing on it for ever
+                exc = q.QuestRejected(f"unreadable: {exc.strerror}", rule="unreadable")
+                rejected.append(f"{name}: {exc}")
+                q.reject(path, home, exc)
+                continue
             except q.QuestRejected as exc:
                 # a bad file, or a copy of a registered one: kept under rejected/ with the reason beside it
                 rejected.append(f"{name}: {exc}")

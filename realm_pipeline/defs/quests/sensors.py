@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from realm_pipeline import quests as q
-from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
+from realm_pipeline.defs.resources import RealmResource
 
 QUESTS_JOB = "quests_job"
 REMEMBERED_KEYS = 200  # recent run keys: a file whose run is in flight should not take a slot every tick
@@ -22,31 +22,28 @@ def quests_run_config(path: str) -> dict:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
-    """One `quests` run per inbox/*.jsonl (run_key = the file's sha256), capped per tick.
+def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
+    """One `quests` run per inbox/*.jsonl entry (run_key = sha256, name and mtime), capped per tick.
 
-    A copy of content already registered gets a run too (keyed by its name and mtime as well, since its
-    sha256 was spent), which files it under rejected/ as a duplicate.
+    Any entry gets a run, a directory or a symlink too, and a copy of a registered or rejected file (the
+    mtime tells the drops apart): the asset files every one under accepted/ or rejected/ with a report.
 
     Validation, registration and every move (to accepted/ or rejected/, with the reason) happen in the
     `quests` asset, so evaluating this sensor (as the UI's preview does) changes nothing.
     """
     cap = realm.settings.realm.sensors.max_runs_per_tick
-    inbox = q.inbox_dir(realm.home)
-    files = sorted(inbox.glob("*.jsonl")) if inbox.is_dir() else []
+    files = q.inbox_entries(realm.home)
     if not files:
-        return dg.SkipReason(f"no *.jsonl in {inbox}")
-    try:
-        with ledger_db.read(wait=False) as con:
-            registered = q.registered_sha256s(con)
-    except LedgerBusy as exc:
-        return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
+        return dg.SkipReason(f"no *.jsonl in {q.inbox_dir(realm.home)}")
     remembered: list[str] = json.loads(context.cursor)["requested"] if context.cursor else []
     seen = set(remembered)
     requests: list[dg.RunRequest] = []
     for path in files:
-        sha = q.file_sha256(path)
-        run_key = f"{sha}:{path.name}:{path.stat().st_mtime_ns}" if sha in registered else sha
+        try:
+            run_key = q.entry_run_key(path)
+        except OSError as exc:  # gone or unreadable between listing and reading: the asset reports it
+            context.log.warning(f"{path.name}: {exc.strerror}; retried next tick")
+            continue
         if run_key in seen or len(requests) >= cap:
             continue  # in flight already, or over this tick's cap: the next tick sees the file again
         seen.add(run_key)

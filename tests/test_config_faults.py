@@ -1,0 +1,170 @@
+"""Config files a user gets wrong: each is refused in one line naming file, line and field; none is changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from realm_pipeline.cli import main
+from realm_pipeline.settings import MAX_EVAL_ITEMS_PER_LEVEL, ConfigError, Settings
+from realm_pipeline.skills import SKILLS
+from realm_pipeline.skills.heldout import eval_size
+
+
+def _refused(config_dir: Path, path: Path) -> str:
+    """Validate the directory; the error's message, with the refused file checked to be untouched."""
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(ConfigError) as info:
+        Settings(config_dir).validate_all()
+    if before is not None:
+        assert path.read_bytes() == before  # refused input is kept as it was, for inspection
+    return str(info.value)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(path.read_text() + "seed: 7\n")  # tiny.yaml already sets seed
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "duplicate key 'seed'" in msg
+    first = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("seed:"))
+    assert f"first on line {first}" in msg and f"line {len(path.read_text().splitlines())}," in msg
+
+
+@pytest.mark.timeout(60)  # without the bound, validating the expanded document never finishes
+def test_an_alias_bomb_is_refused_not_expanded(config_dir: Path) -> None:
+    path = config_dir / "realm.yaml"
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path.write_text(path.read_text() + "junk:\n" + "".join(f"  {line}\n" for line in bomb))
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "anchors and aliases expand to more than" in msg
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(config_dir: Path) -> None:
+    path = config_dir / "skills" / "bin.yaml"
+    path.write_bytes(path.read_bytes() + b"# caf\xe9 latin-1\n")
+    msg = _refused(config_dir, path)
+    lines = path.read_bytes().count(b"\n")
+    assert str(path) in msg and "not UTF-8" in msg and f"line {lines}:" in msg and "0xe9" in msg
+
+
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "field"),
+    [
+        ("realm.yaml", "maintenance_multiplier_max: 2.0", "maintenance_multiplier_max: .inf", "maintenance"),
+        ("memory_profiles/24gb_qlora.yaml", "vram_gb: 24", "vram_gb: .inf", "vram_gb"),
+        ("memory_profiles/24gb_qlora.yaml", "vram_gb: 24", "vram_gb: .nan", "vram_gb"),
+    ],
+)
+def test_infinities_and_nan_are_refused(
+    config_dir: Path, relative: str, old: str, new: str, field: str
+) -> None:
+    path = config_dir / relative
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "field '" in msg and field in msg and "finite" in msg
+
+
+def test_a_skill_named_twice_is_refused(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    text = path.read_text()
+    skills_line = next(line for line in text.splitlines() if line.strip().startswith("skills:"))
+    path.write_text(text.replace(skills_line, "  skills: [bin, bin]"))
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "field 'campaign.skills'" in msg and "more than once: bin" in msg
+
+
+def test_an_eval_set_a_level_cannot_hold_is_refused_with_the_limit(config_dir: Path) -> None:
+    # the smallest level of any shipped skill, computed from the generator: valid whatever its version
+    name, level, room = min(
+        (
+            (n, lvl, eval_size(SKILLS[n], lvl, MAX_EVAL_ITEMS_PER_LEVEL))
+            for n in SKILLS
+            for lvl in range(1, 11)
+        ),
+        key=lambda t: t[2],
+    )
+    assert room < MAX_EVAL_ITEMS_PER_LEVEL, "no shipped level is small enough to test the refusal"
+    path = config_dir / "skills" / f"{name}.yaml"
+    text = path.read_text()
+    assert "eval_items_per_level" in text
+    path.write_text(
+        "\n".join(
+            f"eval_items_per_level: {room + 1}" if line.startswith("eval_items_per_level") else line
+            for line in text.splitlines()
+        )
+        + "\n"
+    )
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and f"value {room + 1}" in msg
+    first_short = next(lvl for lvl in range(1, 11) if eval_size(SKILLS[name], lvl, room + 1) < room + 1)
+    assert f"level {first_short} has room for" in msg and "use at most" in msg
+
+
+def test_an_eval_set_too_costly_to_build_is_refused(config_dir: Path) -> None:
+    path = config_dir / "skills" / "bin.yaml"
+    path.write_text(
+        "\n".join(
+            "eval_items_per_level: 10000" if line.startswith("eval_items_per_level") else line
+            for line in path.read_text().splitlines()
+        )
+        + "\n"
+    )
+    msg = _refused(config_dir, path)
+    assert "field 'eval_items_per_level'" in msg and "10000" in msg and str(MAX_EVAL_ITEMS_PER_LEVEL) in msg
+
+
+def test_a_yml_file_is_named_not_ignored(config_dir: Path) -> None:
+    src = config_dir / "heroes" / "tiny.yaml"
+    path = config_dir / "heroes" / "big.yml"
+    path.write_text(src.read_text().replace("name: tiny", "name: big"))
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "rename it to big.yaml" in msg
+
+
+def test_a_broken_deepspeed_config_is_refused_at_doctor(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config_dir / "deepspeed" / "zero2.json"
+    path.write_text(path.read_text().rstrip().rstrip("}") + ",\n")  # truncated: no closing brace
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "JSON error" in msg and "line " in msg
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(path) in result.output and "JSON error" in result.output
+
+
+def test_a_deepspeed_config_without_a_stage_is_refused(config_dir: Path) -> None:
+    path = config_dir / "deepspeed" / "zero3_offload.json"
+    path.write_text("[1, 2]\n")
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and "zero_optimization" in msg
+
+
+SECRET = "sk-proj-Zx81QmT4uVw0RkL2sN9aB7cD3eF5gH6j"
+
+
+@pytest.mark.parametrize("field", ["api_key", "openai_token"])
+def test_a_pasted_api_key_is_never_echoed(config_dir: Path, field: str) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(path.read_text() + f"eval:\n  backend: local\n  {field}: {SECRET}\n")
+    msg = _refused(config_dir, path)
+    assert f"field 'eval.{field}'" in msg and "<redacted>" in msg
+    assert SECRET not in msg and SECRET[:12] not in msg
+
+
+def test_a_key_shaped_value_under_an_innocent_field_is_redacted(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(path.read_text().replace("memory_profile: cpu_tiny", f"memory_profile: [{SECRET}]"))
+    msg = _refused(config_dir, path)
+    assert "field 'memory_profile'" in msg and SECRET not in msg
+
+
+def test_the_shipped_configs_still_load_through_the_strict_loader() -> None:
+    settings = Settings()
+    settings.validate_all()
+    assert set(settings.deepspeed_configs) == {"zero2", "zero3_offload"}
