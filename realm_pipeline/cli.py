@@ -163,8 +163,12 @@ def _execute(
     from realm_pipeline.definitions import build_defs
 
     # Built for this REALM_HOME now: the module's `defs` was built for whatever it was at first import.
+    from realm_pipeline.defs.training.workers import IN_PROCESS_TAG, WORKER_TAG, worker_id
+
     defs = build_defs()
     run_id = str(uuid.uuid4())
+    # who runs it: if this process dies, the next `realm campaign` / `realm status` sees it and retries
+    tags = {**(tags or {}), WORKER_TAG: worker_id(), IN_PROCESS_TAG: "true"}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         progress = None
@@ -209,6 +213,17 @@ def _decide(hero: str, settings: Settings) -> Decision:
 
     with dg.DagsterInstance.get() as instance, _ledger().read() as con:
         return hero_decision(instance, con, settings, hero)
+
+
+def _notice_dead_runs() -> None:
+    """Report runs whose worker died (a killed `realm campaign`, a reboot) failed, so they are retried."""
+    import dagster as dg
+
+    from realm_pipeline.defs.training.workers import fail_dead_runs
+
+    with dg.DagsterInstance.get() as instance:
+        for line in fail_dead_runs(instance):
+            click.echo(line)
 
 
 def _confirm_drops(done: set[str], *, verbose: bool) -> int:
@@ -308,6 +323,7 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     if not verbose:
         _quiet_deepspeed()
     click.echo(f"campaign {hero}: up to {segments} segment(s); REALM_HOME={realm_home()}")
+    _notice_dead_runs()
     trained, done, failures = 0, set(), 0  # failures: runs this invocation started that failed
     while True:
         decision = _decide(hero, settings)
@@ -354,6 +370,7 @@ def train(hero: str, verbose: bool) -> None:
     init_instance()
     if not verbose:
         _quiet_deepspeed()
+    _notice_dead_runs()
     decision = _decide(hero, settings)
     train_steps = [s for s in decision.steps if s.job == TRAIN_JOB]
     if not train_steps:
@@ -371,6 +388,7 @@ def status(heroes: tuple[str, ...]) -> None:
     """The hero sheet of HEROES (default: the active ones): levels, champion, zone, what comes next."""
     settings = Settings()
     init_instance()
+    _notice_dead_runs()
     for hero in heroes or settings.realm.campaign.active_heroes:
         if hero not in settings.heroes:
             raise click.ClickException(f"no hero {hero!r} (known: {', '.join(settings.heroes)})")
@@ -387,6 +405,7 @@ def retry(hero: str) -> None:
 
     settings = _hero_settings(hero)
     init_instance()
+    _notice_dead_runs()
     decision = _decide(hero, settings)
     if not decision.failed:
         click.echo(f"{hero}: nothing failed to retry ({decision.status})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,6 +26,56 @@ def result_metadata(result: SegmentResult) -> dict[str, Any]:
 
 
 HELDOUT_CHECK = "heldout_loss_finite"
+# The pid of the process that launched the segment (the Dagster step); when it dies, so does the segment.
+PARENT_PID_ENV = "REALM_PARENT_PID"
+ORPHANED_EXIT = 75  # the segment stopped because its parent died; its last save is kept for the retry
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(poll_s: float = 1.0) -> None:
+    """Exit when the launching process dies, instead of training on with nobody to record the result.
+
+    On Linux the kernel sends SIGKILL when the direct parent exits (PR_SET_PDEATHSIG); a watchdog thread
+    also polls the launcher's pid from the environment, which covers other systems and every rank of a
+    DeepSpeed segment (whose direct parent is the launcher). The resume save is atomic, so a kill never
+    leaves a half-written one.
+    """
+    import signal
+    import threading
+    import time
+
+    expected = os.environ.get(PARENT_PID_ENV, "")
+    launcher = int(expected) if expected.isdigit() else None
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def gone() -> bool:
+        if launcher is not None:
+            try:
+                os.kill(launcher, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return launcher == parent and os.getppid() != parent
+
+    if gone():  # it died before the signal was armed
+        os._exit(ORPHANED_EXIT)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(poll_s)
+        print(
+            f"segment: launcher pid {launcher or parent} is gone; stopping (the last save is kept)",
+            flush=True,
+        )
+        os._exit(ORPHANED_EXIT)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def heldout_check(result: SegmentResult) -> tuple[bool, dict[str, Any]]:
@@ -64,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "--deepspeed_config", help="DeepSpeed JSON: train with the engine (deepspeed launcher)"
     )
     args = parser.parse_args(argv)
+    die_with_parent()
 
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 

@@ -377,10 +377,19 @@ def _spar(spec: SegmentSpec, model: Any, tokenizer: Any, staged: Path) -> Any:
 
 
 def _finished(out: Path) -> SegmentResult | None:
+    """The result of a segment already saved in `out`, adopted only if its weights still hash to it.
+
+    A checkpoint whose process died before the ledger recorded it is adopted this way on the retry; one
+    whose files no longer match its result (truncated, edited) is removed and the segment trained again.
+    """
     _recover(out)
     f = out / RESULT_FILE
     if f.exists() and not (out / RESUME_DIR).exists():
-        return SegmentResult(**json.loads(f.read_text()))
+        result = SegmentResult(**json.loads(f.read_text()))
+        if weights_sha256(out) == result.sha256:
+            return result
+        print(f"{out}: weights do not match {RESULT_FILE} (sha256); removed, training it again", flush=True)
+        shutil.rmtree(out)
     return None
 
 

@@ -1,6 +1,7 @@
 """`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool, via Pipes."""
 
 import json
+import os
 import socket
 from datetime import UTC, datetime
 
@@ -15,8 +16,9 @@ from realm_pipeline.campaign import (
     strain_state,
 )
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.defs.training.workers import WORKER_TAG, worker_id
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
-from realm_pipeline.training.segment import HELDOUT_CHECK
+from realm_pipeline.training.segment import HELDOUT_CHECK, PARENT_PID_ENV
 from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -119,10 +121,14 @@ def checkpoints(
     command = segment_command(
         spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
     )
+    if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
+        context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
     invocation = pipes_subprocess_client.run(
         command=command,
         context=context,
         extras={"spec": spec_dict},
+        # the segment exits when this process dies (kill -9, OOM): no orphan trains on unrecorded
+        env={PARENT_PID_ENV: str(os.getpid())},
     )
     reported_result = invocation.get_materialize_result()
     reported = reported_result.metadata
