@@ -329,8 +329,12 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 
 def redact(field: str, value: Any) -> Any:
-    """A config value fit to print: whatever stands under a key-like field name is hidden."""
-    return "<redacted>" if _SECRET_FIELD.search(field) and value not in (None, "<missing>") else value
+    """A config value fit to print: whatever stands under a key-like field name is hidden.
+
+    `*_env` fields name an environment variable, not a secret (a key pasted there is caught by its shape).
+    """
+    secret_field = _SECRET_FIELD.search(field) and not field.endswith("_env")
+    return "<redacted>" if secret_field and value not in (None, "<missing>") else value
 
 
 def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:

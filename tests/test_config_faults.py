@@ -168,3 +168,17 @@ def test_the_shipped_configs_still_load_through_the_strict_loader() -> None:
     settings = Settings()
     settings.validate_all()
     assert set(settings.deepspeed_configs) == {"zero2", "zero3_offload"}
+
+
+def test_a_key_pasted_into_api_key_env_is_redacted_but_a_variable_name_is_shown(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    original = path.read_text()
+    path.write_text(
+        original + f"eval:\n  backend: openai\n  base_url: http://127.0.0.1:1/v1\n  api_key_env: {SECRET}\n"
+    )
+    msg = _refused(config_dir, path)
+    assert "field 'eval.api_key_env'" in msg and SECRET not in msg
+    path.write_text(
+        original + "eval:\n  backend: openai\n  base_url: http://127.0.0.1:1/v1\n  api_key_env: MY-KEY\n"
+    )
+    assert "value 'MY-KEY'" in _refused(config_dir, path)
