@@ -399,6 +399,32 @@ def load_model(path: Path, model: type[BaseModel]) -> Any:
         raise ConfigError("\n".join(problems)) from None
 
 
+def load_stage_file(stage_file: Path) -> dict[str, Any]:
+    """Read a DeepSpeed JSON config and check it has a zero_optimization.stage."""
+    cfg = json.loads(Path(stage_file).read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("zero_optimization", {}), dict):
+        raise ValueError(f"{stage_file}: expected a JSON object with a zero_optimization object")
+    stage = cfg.get("zero_optimization", {}).get("stage")
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"{stage_file}: zero_optimization.stage must be 0-3, got {stage!r}")
+    _reject_auto(cfg, str(stage_file))
+    return cfg
+
+
+def _reject_auto(node: Any, where: str) -> None:
+    # "auto" is only resolved by the HF Trainer integration; a raw deepspeed.initialize() would choke on it.
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _reject_auto(value, f"{where}:{key}")
+    elif isinstance(node, list):
+        for item in node:
+            _reject_auto(item, where)
+    elif node == "auto":
+        raise ValueError(
+            f"{where} is 'auto'; realm configs carry concrete values filled by build_deepspeed_config"
+        )
+
+
 def find_config_dir() -> Path:
     """Where configs live: $REALM_CONFIG_DIR, else ./configs of the working directory, else the shipped ones."""
     env = os.environ.get(CONFIG_DIR_ENV)
@@ -577,8 +603,6 @@ class Settings:
     @cached_property
     def deepspeed_configs(self) -> dict[str, dict[str, Any]]:
         """`deepspeed/*.json`, parsed now so a broken file is named at init, not when a segment starts."""
-        from realm_pipeline.training.distributed import load_stage_file
-
         found: dict[str, dict[str, Any]] = {}
         for path in sorted((self.config_dir / "deepspeed").glob("*.json")):
             try:

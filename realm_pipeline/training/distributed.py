@@ -14,37 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from realm_pipeline.settings import DEFAULT_CONFIG_DIR
+# load_stage_file lives with the other config readers (settings validates these files at init)
+from realm_pipeline.settings import DEFAULT_CONFIG_DIR, load_stage_file
 
 DEEPSPEED_CONFIG_DIR = DEFAULT_CONFIG_DIR / "deepspeed"
 ZERO2_CONFIG = DEEPSPEED_CONFIG_DIR / "zero2.json"
 ZERO3_OFFLOAD_CONFIG = DEEPSPEED_CONFIG_DIR / "zero3_offload.json"
-
-
-def load_stage_file(stage_file: Path) -> dict[str, Any]:
-    """Read a DeepSpeed JSON config and check it has a zero_optimization.stage."""
-    cfg = json.loads(Path(stage_file).read_text(encoding="utf-8"))
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("zero_optimization", {}), dict):
-        raise ValueError(f"{stage_file}: expected a JSON object with a zero_optimization object")
-    stage = cfg.get("zero_optimization", {}).get("stage")
-    if stage not in (0, 1, 2, 3):
-        raise ValueError(f"{stage_file}: zero_optimization.stage must be 0-3, got {stage!r}")
-    _reject_auto(cfg, str(stage_file))
-    return cfg
-
-
-def _reject_auto(node: Any, where: str) -> None:
-    # "auto" is only resolved by the HF Trainer integration; a raw deepspeed.initialize() would choke on it.
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _reject_auto(value, f"{where}:{key}")
-    elif isinstance(node, list):
-        for item in node:
-            _reject_auto(item, where)
-    elif node == "auto":
-        raise ValueError(
-            f"{where} is 'auto'; realm configs carry concrete values filled by build_deepspeed_config"
-        )
 
 
 def build_deepspeed_config(
