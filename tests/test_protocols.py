@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -16,8 +15,8 @@ from realm_pipeline.evaluation.scores import (
     stale_scores,
 )
 from realm_pipeline.settings import Settings
+from tests.test_sensors_regression import T0, score  # one score-row builder for both
 
-T0 = datetime(2026, 1, 1, 12, 0, 0)
 CKPTS = ["tiny.000150", "tiny.000300", "tiny.000450", "tiny.000600"]
 
 
@@ -25,23 +24,6 @@ def _in_force(con, level: int = 1) -> str:
     return con.execute(
         "SELECT protocol FROM protocols_in_force WHERE hero = 'tiny' AND skill = 'bin' AND level = ?", [level]
     ).fetchone()[0]
-
-
-def _score(ckpt: str, accuracy: float, protocol: str, *, t: int, level: int = 1) -> dict:
-    return {
-        "checkpoint_id": ckpt,
-        "hero": "tiny",
-        "step": int(ckpt.split(".")[1]),
-        "skill": "bin",
-        "level": level,
-        "fingerprint": f"{ckpt}:{level}:{protocol}",
-        "n": 50,
-        "correct": round(accuracy * 50),
-        "accuracy": accuracy,
-        "created_at": T0 + timedelta(minutes=t),
-        "protocol": protocol,
-        "sample": "eval",
-    }
 
 
 def _ledger_with_history(tmp_path: Path, settings: Settings):
@@ -69,7 +51,7 @@ def _ledger_with_history(tmp_path: Path, settings: Settings):
     )
     declare_protocols(con, settings)
     p = _in_force(con)
-    ledger.upsert(con, "eval_scores", [_score(c, 0.9, p, t=i) for i, c in enumerate(CKPTS[:3])])
+    ledger.upsert(con, "eval_scores", [score(c, 1, 0.9, t=i, protocol=p) for i, c in enumerate(CKPTS[:3])])
     return con, p
 
 
@@ -81,7 +63,7 @@ def test_rescoring_one_checkpoint_another_way_changes_no_other_score(
     before = current_scores(con, hero="tiny")
     assert {r["protocol"] for r in before} == {p} and len(before) == 3
     # One checkpoint re-scored later under another protocol (another backend, dtype or library version):
-    ledger.upsert(con, "eval_scores", [_score(CKPTS[1], 0.1, "another", t=60)])
+    ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.1, t=60, protocol="another")])
     after = current_scores(con, hero="tiny")
     assert after == before  # not current because newer: every score, that checkpoint's included, stands
     assert stale_scores(con) == []  # each checkpoint still has its score under the protocol in force
