@@ -42,5 +42,6 @@ def eval_sets(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db
             "eval_set_hash": rows.combined_hash,
             "smallest_level_items": min(s["n_items"] for s in rows.sets),
         },
-        data_version=dg.DataVersion(rows.combined_hash),
+        # downstream evals react to a changed data version only: a byte-identical rebuild requests nothing
+        data_version=dg.DataVersion(rows.content_hash),
     )
