@@ -211,6 +211,9 @@ class HeroFacts:
     last_eval_at: float | None  # newest eval_scores materialization of its newest checkpoint (unix time)
     last_rollup_at: float | None  # newest curriculum materialization (unix time)
     runs: tuple[RunOutcome, ...] = ()  # the newest run of each step it may need now
+    # confirming verdicts recorded on its newest checkpoint (`bin@1:v3`, oldest first): a rollup after
+    # them is new work, so its run key names them
+    confirmations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,8 +318,10 @@ def decide_next(facts: HeroFacts) -> Decision:
                 want(Step(EVAL_JOB, partition, f"eval:{partition}", checkpoint=latest, skill=skill))
             return decision()
         if facts.last_rollup_at is None or (facts.last_eval_at or 0.0) > facts.last_rollup_at:
-            # fully evaluated: refresh the hero sheet and the ranks once per checkpoint
-            want(Step(ROLLUP_JOB, None, f"rollup:{latest}", checkpoint=latest))
+            # fully evaluated (or re-scored by a confirming eval since): refresh the hero sheet and the
+            # ranks, under a key naming what changed since the checkpoint's first rollup
+            key = "".join([f"rollup:{latest}", *(f"+confirm:{c}" for c in facts.confirmations)])
+            want(Step(ROLLUP_JOB, None, key, checkpoint=latest))
     if facts.paused:
         return decision("paused (`realm resume` lets it train again)")
     if len(facts.checkpoints) >= facts.segment_budget:
@@ -356,4 +361,15 @@ def hero_facts(
         last_eval_at=last_eval_at,
         last_rollup_at=last_rollup_at,
         runs=tuple(runs),
+        confirmations=confirmations_of(con, hero, ckpts[-1]["checkpoint_id"]) if ckpts else (),
     )
+
+
+def confirmations_of(con: duckdb.DuckDBPyConnection, hero: str, checkpoint_id: str) -> tuple[str, ...]:
+    """The confirming verdicts recorded on `checkpoint_id` (`bench:v<baseline version>`), oldest first."""
+    rows = con.execute(
+        "SELECT bench, baseline_version FROM regression_checks WHERE hero = ? AND checkpoint_id = ? "
+        "ORDER BY created_at, bench, baseline_version",
+        [hero, checkpoint_id],
+    ).fetchall()
+    return tuple(f"{bench}:v{version}" for bench, version in rows)

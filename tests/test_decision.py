@@ -92,6 +92,12 @@ TABLE = [
         ["rollup:tiny.000150", "tiny.000300"],
         None,
     ),
+    (
+        "a confirming eval re-scored the rolled-up checkpoint: a rollup under a key naming the verdict",
+        replace(READY, last_eval_at=300.0, confirmations=("bin@1:v2",)),
+        ["rollup:tiny.000150+confirm:bin@1:v2", "tiny.000300"],
+        None,
+    ),
     ("never rolled up", replace(READY, last_rollup_at=None), ["rollup:tiny.000150", "tiny.000300"], None),
     ("rolled up: the next segment", READY, ["tiny.000300"], None),
     ("paused", replace(READY, paused=True), [], "paused"),
