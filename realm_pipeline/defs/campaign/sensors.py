@@ -13,6 +13,8 @@ from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResou
     jobs=[eval_sets_job, train_job, eval_job, rollup_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Each active hero's next step from campaign.decide_next: eval sets, evals, the rollup, "
+    "the next segment; the skip reason says why not.",
 )
 def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
     """Eval sets, then per checkpoint its evals, a rollup and the next segment, until a hero stops.

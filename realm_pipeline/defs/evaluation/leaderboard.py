@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline.defs.automation import rollup_condition
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
 from realm_pipeline.evaluation.regressions import Drop, find_drops, record_standings
@@ -18,6 +19,7 @@ REGRESSION_CHECK_NAME = "leaderboard_regression"
 human_votes = dg.AssetSpec(
     "human_votes",
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     description="Human preference votes on compare runs (`realm pref`), in the ledger's human_prefs.",
 )
@@ -25,6 +27,7 @@ human_votes = dg.AssetSpec(
 
 @dg.asset(
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     deps=["eval_scores", "curriculum", human_votes, "checkpoints"],
     automation_condition=rollup_condition("eval_scores", "curriculum", human_votes.key),

@@ -6,12 +6,14 @@ from pathlib import Path
 import dagster as dg
 
 from realm_pipeline import quests as q
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 # External: people drop quest files into $REALM_HOME/inbox/; quest_inbox_sensor asks for a run per file.
 quest_inbox = dg.AssetSpec(
     "quest_inbox",
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"file"},
     description="Quest files (*.jsonl) people drop into $REALM_HOME/inbox/; registered by `quests`.",
 )
@@ -23,7 +25,7 @@ class QuestsConfig(dg.Config):
     files: list[str]
 
 
-@dg.asset(group_name="campaign", kinds={"duckdb"}, deps=[quest_inbox])
+@dg.asset(group_name="campaign", owners=REALM_OWNERS, kinds={"duckdb"}, deps=[quest_inbox])
 def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
     """Validates each file, registers it whole or not at all, then moves it to inbox/accepted/ or rejected/.
 
@@ -68,4 +70,8 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
     )
 
 
-quests_job = dg.define_asset_job("quests_job", selection=[quests])
+quests_job = dg.define_asset_job(
+    "quests_job",
+    selection=[quests],
+    description="Register the quest files of the inbox given in its run config.",
+)

@@ -21,6 +21,7 @@ def quests_run_config(path: str) -> dict:
     job_name=QUESTS_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="One quests run per JSONL file dropped into $REALM_HOME/inbox/ (run key = its sha256).",
 )
 def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
     """One `quests` run per inbox/*.jsonl (run_key = the file's sha256), capped per tick.

@@ -14,6 +14,7 @@ from realm_pipeline.campaign import (
     quest_examples,
     strain_state,
 )
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
 from realm_pipeline.training.segment import HELDOUT_CHECK
@@ -42,6 +43,7 @@ PLOTTED = (
     partitions_def=checkpoint_partitions,
     pool="gpu",
     group_name="training",
+    owners=REALM_OWNERS,
     kinds={"pytorch"},
     # What a segment reads: every eval set (the training stream skips their prompts) and the quests. It
     # also reads the eval history of its hero's earlier checkpoints (the curriculum mix), which cannot be
