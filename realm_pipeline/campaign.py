@@ -246,6 +246,9 @@ class HeroFacts:
     last_eval_at: float | None  # newest eval_scores materialization of its newest checkpoint (unix time)
     last_rollup_at: float | None  # newest curriculum materialization (unix time)
     runs: tuple[RunOutcome, ...] = ()  # the newest run of each step it may need now
+    # confirming verdicts recorded on its newest checkpoint (`bin@1:v3`, oldest first): a rollup after
+    # them is new work, so its run key names them
+    confirmations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,9 @@ class Step:
     checkpoint: str | None = None  # the checkpoint it trains or evaluates
     skill: str | None = None  # the skill it builds or evaluates
     assets: tuple[str, ...] | None = None  # a subset of the job's assets to run (None: all of them)
+    # Requested under the daemon by the assets' automation conditions alone (evals of a new checkpoint,
+    # the rollup), so the campaign sensor leaves it to them; `realm campaign` runs every step itself.
+    automated: bool = False
 
 
 @dataclass(frozen=True)
@@ -277,7 +283,13 @@ class Decision:
             return f"stopped: {self.stop}"
         parts = []
         if self.steps:
-            parts.append("next " + ", ".join(_job_and_partition(s.job, s.partition) for s in self.steps))
+            parts.append(
+                "next "
+                + ", ".join(
+                    _job_and_partition(s.job, s.partition) + (" (automation)" if s.automated else "")
+                    for s in self.steps
+                )
+            )
         if self.waiting_on:
             parts.append(
                 "waiting on "
@@ -321,8 +333,10 @@ def decide_next(facts: HeroFacts) -> Decision:
             steps.append(step)
         elif run.status == IN_FLIGHT:
             waiting.append(run)
-        elif run.acknowledged:
-            steps.append(replace(step, run_key=f"{step.run_key}#retry-after-{run.run_id[:8]}"))
+        elif run.acknowledged:  # a person asked: no automation condition re-asks for a failed run
+            steps.append(
+                replace(step, run_key=f"{step.run_key}#retry-after-{run.run_id[:8]}", automated=False)
+            )
         else:
             failed.append(run)
 
@@ -347,11 +361,22 @@ def decide_next(facts: HeroFacts) -> Decision:
         if unevaluated:
             for skill in unevaluated:
                 partition = eval_partition(latest, skill)
-                want(Step(EVAL_JOB, partition, f"eval:{partition}", checkpoint=latest, skill=skill))
+                want(
+                    Step(
+                        EVAL_JOB,
+                        partition,
+                        f"eval:{partition}",
+                        checkpoint=latest,
+                        skill=skill,
+                        automated=True,
+                    )
+                )
             return decision()
         if facts.last_rollup_at is None or (facts.last_eval_at or 0.0) > facts.last_rollup_at:
-            # fully evaluated: refresh the hero sheet and the ranks once per checkpoint
-            want(Step(ROLLUP_JOB, None, f"rollup:{latest}", checkpoint=latest))
+            # fully evaluated (or re-scored by a confirming eval since): refresh the hero sheet and the
+            # ranks, under a key naming what changed since the checkpoint's first rollup
+            key = "".join([f"rollup:{latest}", *(f"+confirm:{c}" for c in facts.confirmations)])
+            want(Step(ROLLUP_JOB, None, key, checkpoint=latest, automated=True))
     if facts.paused:
         return decision("paused (`realm resume` lets it train again)")
     if len(facts.checkpoints) >= facts.segment_budget:
@@ -391,4 +416,15 @@ def hero_facts(
         last_eval_at=last_eval_at,
         last_rollup_at=last_rollup_at,
         runs=tuple(runs),
+        confirmations=confirmations_of(con, hero, ckpts[-1]["checkpoint_id"]) if ckpts else (),
     )
+
+
+def confirmations_of(con: duckdb.DuckDBPyConnection, hero: str, checkpoint_id: str) -> tuple[str, ...]:
+    """The confirming verdicts recorded on `checkpoint_id` (`bench:v<baseline version>`), oldest first."""
+    rows = con.execute(
+        "SELECT bench, baseline_version FROM regression_checks WHERE hero = ? AND checkpoint_id = ? "
+        "ORDER BY created_at, bench, baseline_version",
+        [hero, checkpoint_id],
+    ).fetchall()
+    return tuple(f"{bench}:v{version}" for bench, version in rows)

@@ -97,9 +97,19 @@ def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     assert [(r.run_key, r.partition_key) for r in again.run_requests] == [
         (f"tiny.000150#retry-after-{run_id[:8]}", "tiny.000150")
     ]
+    with dg.DagsterInstance.get() as instance:  # where the automation stands before the segment lands
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
     assert _launch(defs, again.run_requests[0]).success
+    # its evals are the automation conditions' alone: the campaign sensor names them and asks nothing
     evals = _tick(defs)
-    assert [r.run_key for r in evals.run_requests] == ["eval:tiny.000150|bin"]
+    assert isinstance(evals, dg.SkipReason), evals
+    assert "next eval_job tiny.000150|bin (automation)" in evals.skip_message
+    with dg.DagsterInstance.get() as instance:
+        automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    (requested,) = [
+        r for r in automation.results if r.key == dg.AssetKey("eval_scores") and r.true_subset.size
+    ]
+    assert requested.true_subset.expensively_compute_partition_keys() == {"tiny.000150|bin"}
     assert "nothing failed to retry" in runner.invoke(main, ["retry", "tiny"]).output
 
 

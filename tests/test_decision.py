@@ -92,6 +92,12 @@ TABLE = [
         ["rollup:tiny.000150", "tiny.000300"],
         None,
     ),
+    (
+        "a confirming eval re-scored the rolled-up checkpoint: a rollup under a key naming the verdict",
+        replace(READY, last_eval_at=300.0, confirmations=("bin@1:v2",)),
+        ["rollup:tiny.000150+confirm:bin@1:v2", "tiny.000300"],
+        None,
+    ),
     ("never rolled up", replace(READY, last_rollup_at=None), ["rollup:tiny.000150", "tiny.000300"], None),
     ("rolled up: the next segment", READY, ["tiny.000300"], None),
     ("paused", replace(READY, paused=True), [], "paused"),
@@ -189,3 +195,28 @@ def test_waiting_and_next_steps_read_in_the_status() -> None:
     waiting = decide_next(replace(READY, runs=(run("train_job", "tiny.000300", IN_FLIGHT),)))
     assert waiting.status == "waiting on train_job tiny.000300 (run train_jo)"
     assert decide_next(READY).status == "next train_job tiny.000300"
+
+
+def test_evals_of_a_new_checkpoint_and_rollups_are_the_automations_and_nothing_else() -> None:
+    def automated(facts: HeroFacts) -> dict[str, bool]:
+        return {s.run_key: s.automated for s in decide_next(facts).steps}
+
+    assert automated(replace(READY, evaluated=frozenset({("tiny.000150", "bin")}))) == {
+        "eval:tiny.000150|sy": True
+    }
+    assert automated(replace(READY, last_rollup_at=50.0)) == {
+        "rollup:tiny.000150": True,
+        "tiny.000300": False,
+    }
+    assert decide_next(replace(READY, last_rollup_at=50.0)).status == (
+        "next rollup_job (automation), train_job tiny.000300"
+    )
+    # what no automation condition asks for stays the campaign sensor's: eval sets, a person's retry,
+    # the curriculum run that records a failure
+    assert automated(replace(READY, eval_sets_done=frozenset({"bin"}))) == {"eval_sets:sy": False}
+    retried = run("eval_job", "tiny.000150|sy", FAILED, acknowledged=True, ended_at=300.0)
+    assert automated(replace(READY, evaluated=frozenset({("tiny.000150", "bin")}), runs=(retried,))) == {
+        "eval:tiny.000150|sy#retry-after-eval_job": False
+    }
+    failed = run("train_job", "tiny.000300", FAILED, ended_at=300.0)
+    assert list(automated(replace(READY, runs=(failed,))).values()) == [False]

@@ -16,6 +16,20 @@ def test_definitions_validate_loadable() -> None:
     assert defs.resolve_assets_def("eval_sets") is not None
 
 
+def test_every_sensor_and_job_is_described_and_every_asset_owned() -> None:
+    from realm_pipeline.definitions import defs
+
+    undescribed = [s.name for s in defs.sensors if not s.description]
+    undescribed += [
+        j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__") and not j.description
+    ]
+    assert undescribed == []  # what the UI's Jobs and Automation pages show beside each name
+    graph = defs.resolve_asset_graph()
+    unowned = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).owners]
+    assert unowned == []
+    assert graph.get(dg.AssetKey("knowledge_documents")).is_observable  # still observed, not built
+
+
 def test_loading_definitions_imports_no_torch() -> None:
     code = (
         "import sys, realm_pipeline.definitions as d; d.defs.resolve_all_job_defs();"

@@ -126,6 +126,17 @@ def test_dtype_cast_is_restored_exactly(hero, prompts):
     assert all(after[k].dtype == v.dtype and after[k].equal(v) for k, v in before.items())
 
 
+def test_decoding_uses_the_current_cache_api(hero, prompts):
+    """No `past_key_values is deprecated` FutureWarning: a campaign's terminal holds only realm's lines."""
+    import warnings
+
+    model, tokenizer = hero
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        texts = generate_batch(model, tokenizer, prompts[:4], max_new_tokens=4, batch_size=2)
+    assert len(texts) == 4
+
+
 def test_evaluation_package_imports_without_torch():
     code = (
         "import sys; import realm_pipeline.lm.generate, realm_pipeline.evaluation.backends, "

@@ -93,13 +93,31 @@ def test_a_reserve_sample_at_the_baseline_refutes_the_drop(tmp_path: Path) -> No
         assert events == [(CKPTS[1], 0.7)]
 
 
+def test_materializing_the_leaderboard_alone_records_its_regression_check(realm_env: Path) -> None:
+    from realm_pipeline.definitions import build_defs
+    from realm_pipeline.defs.evaluation.leaderboard import leaderboard
+    from realm_pipeline.defs.evaluation.sensors import REGRESSION_CHECK, confirming_requests
+
+    defs = build_defs()
+    resources = {k: defs.resources[k] for k in ("realm", "ledger_db")}
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_latest_asset_check_evaluation_record(REGRESSION_CHECK) is None
+        result = dg.materialize([leaderboard], instance=instance, resources=resources)
+        assert result.success
+        (evaluation,) = result.get_asset_check_evaluations()
+        assert evaluation.asset_check_key == REGRESSION_CHECK and evaluation.passed
+        record = instance.get_latest_asset_check_evaluation_record(REGRESSION_CHECK)
+        assert record is not None and record.run_id == result.run_id
+        assert confirming_requests(instance) == (record.id, [])  # the sensor has a verdict to read
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
     realm_env: Path, tmp_path: Path
 ) -> None:
     from realm_pipeline.campaign import curriculum_state
     from realm_pipeline.definitions import build_defs
-    from realm_pipeline.defs.evaluation.leaderboard import leaderboard, leaderboard_regression
+    from realm_pipeline.defs.evaluation.leaderboard import leaderboard
     from realm_pipeline.defs.evaluation.sensors import leaderboard_regression_sensor
 
     defs = build_defs()
@@ -130,9 +148,8 @@ def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
             ledger.upsert(con, "eval_scores", [score(CKPTS[0], 1, 0.9, t=0)])
 
         def build() -> None:
-            result = dg.materialize(
-                [leaderboard, leaderboard_regression], instance=instance, resources=resources
-            )
+            # the leaderboard alone, as the staleness sensor builds it: its check comes with it
+            result = dg.materialize([leaderboard], instance=instance, resources=resources)
             assert result.success
 
         def tick(cursor: str | None):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from realm_pipeline.settings import Settings
 
@@ -46,9 +47,15 @@ def requested(result: dg.EvaluateAutomationConditionsResult) -> dict[dg.AssetKey
     return out
 
 
-def report(instance: dg.DagsterInstance, key: dg.AssetKey | str, partition: str | None = None) -> None:
-    """A runless materialization: what a finished run of `key` records."""
-    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+def report(
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey | str,
+    partition: str | None = None,
+    data_version: str | None = None,
+) -> None:
+    """A runless materialization: what a finished run of `key` records (with its data version, if any)."""
+    tags = {DATA_VERSION_TAG: data_version} if data_version else None
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition, tags=tags))
 
 
 def eval_key(checkpoint: str, skill: str) -> str:
@@ -76,7 +83,7 @@ def campaign_skills() -> list[str]:
 def with_eval_sets(instance: dg.DagsterInstance) -> None:
     """Every skill's eval set built."""
     for skill in sorted(Settings().skills):
-        report(instance, EVAL_SETS, skill)
+        report(instance, EVAL_SETS, skill, data_version=f"{skill}-v1")
 
 
 def test_staleness_sensor_is_dagsters_automation_sensor(realm) -> None:
@@ -157,8 +164,34 @@ def test_changed_scorer_version_rebuilds_eval_sets_then_re_evaluates(realm, monk
     rebuilt = requested(ticker.tick(new_defs))
     assert rebuilt == {EVAL_SETS: set(Settings().skills)}  # every built eval set, regenerated
     assert requested(ticker.tick()) == {}
-    report(instance, EVAL_SETS, skill)  # the rebuilt eval set of the skill lands
+    # the rebuilt eval set of the skill lands: its rows name the new version, so its data version moved
+    report(instance, EVAL_SETS, skill, data_version=f"{skill}-v2")
     assert requested(ticker.tick()) == {EVAL_SCORES: {eval_key(CKPT, skill)}}
+
+
+def test_an_identical_eval_set_rebuild_requests_nothing(realm) -> None:
+    defs, instance, ticker = realm
+    eval_sets_job = defs.resolve_job_def("eval_sets_job")
+
+    def build_eval_set(skill: str) -> str:
+        """A real eval_sets run of the skill; the data version it recorded."""
+        result = eval_sets_job.execute_in_process(instance=instance, partition_key=skill)
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node("eval_sets")
+        return materialization.tags[DATA_VERSION_TAG]
+
+    versions = {skill: build_eval_set(skill) for skill in campaign_skills()}
+    instance.add_dynamic_partitions("checkpoints", [CKPT])
+    report(instance, CHECKPOINTS, CKPT)
+    assert requested(ticker.tick())[EVAL_SCORES] == {eval_key(CKPT, s) for s in campaign_skills()}
+    for skill in campaign_skills():
+        report(instance, EVAL_SCORES, eval_key(CKPT, skill))
+    ticker.tick()  # the rollups
+    assert requested(ticker.tick()) == {}
+    # a second, byte-identical build (a click in the UI): a new materialization, the same data version
+    skill = campaign_skills()[0]
+    assert build_eval_set(skill) == versions[skill]
+    assert requested(ticker.tick()) == {}  # no re-evaluation, no rollup
 
 
 def test_stale_mirror_is_rebuilt(realm) -> None:

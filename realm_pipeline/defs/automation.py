@@ -3,8 +3,9 @@
 What goes stale, and the condition that refreshes it (the UI's Automation tab shows, per asset and tick,
 which sub-condition held):
 
-* eval_scores     a new (or re-trained) checkpoint, or its skill's eval set re-materialized; only the
-                  skills of the checkpoint's hero's campaign (`in_hero_campaign`)
+* eval_scores     a new (or re-trained) checkpoint, or its skill's eval set with a new data version
+                  (an identical rebuild counts for nothing); only the skills of the checkpoint's hero's
+                  campaign (`in_hero_campaign`)
 * eval_sets       the skills' generator/scorer versions (its code_version) changed
 * curriculum, leaderboard, public_mirror   an upstream they roll up updated (eval scores, votes, the
                   rollup before); checkpoints are read, not waited for
@@ -56,8 +57,28 @@ class InHeroCampaign(dg.AutomationCondition):
 
 
 def eval_scores_condition() -> dg.AutomationCondition:
-    """Evaluate a new checkpoint, or again when its skill's eval set (so its scorer version) changed."""
-    return (AC.eager() & InHeroCampaign()).with_label("eager, for the hero's campaign skills")
+    """Evaluate a new checkpoint, or again when its skill's eval set (so its scorer version) changed.
+
+    eager(), except that an eval set counts only when its data version (the hash of what it stored)
+    changed: rebuilding an identical eval set re-evaluates nothing.
+    """
+    new_checkpoint = AC.any_deps_match(
+        (AC.newly_updated() & ~AC.executed_with_root_target()) | AC.will_be_requested()
+    ).allow(dg.AssetSelection.assets("checkpoints"))
+    changed_eval_set = AC.any_deps_match(AC.data_version_changed()).allow(
+        dg.AssetSelection.assets("eval_sets")
+    )
+    return (
+        (
+            AC.newly_missing()
+            | new_checkpoint.with_label("a new checkpoint")
+            | changed_eval_set.with_label("eval set data version changed")
+        ).since_last_handled()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & InHeroCampaign()
+    ).with_label("new checkpoint or changed eval set, for the hero's campaign skills")
 
 
 def eval_sets_condition() -> dg.AutomationCondition:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from realm_pipeline.skills import get_skill
@@ -22,6 +23,12 @@ class EvalSetRows:
     sets: list[dict]
     items: list[dict]
     combined_hash: str
+
+    @property
+    def content_hash(self) -> str:
+        """A hash of every `eval_sets` row (item hashes, reserve hashes, skill version): equal iff a
+        rebuild stored the same thing, so scores made against the old rows still hold."""
+        return hashlib.sha256(json.dumps(self.sets, sort_keys=True).encode()).hexdigest()
 
 
 def build_eval_sets(skill_name: str, level_cap: int, items_per_level: int) -> EvalSetRows:

@@ -220,6 +220,7 @@ def _decode_chunk(
     # Positions count real tokens only, so a padded row gets exactly the RoPE positions it gets alone.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
+    cache_kw = {_cache_kwarg(model): cache}
     generated: list[list[int]] = [[] for _ in range(n)]
     close_call: set[int] = set()
     alive = list(range(n))  # batch slot -> row; finished rows are dropped from the batch
@@ -227,7 +228,7 @@ def _decode_chunk(
         input_ids=input_ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **cache_kw,
         use_cache=True,
         logits_to_keep=1,
     )
@@ -265,7 +266,7 @@ def _decode_chunk(
             input_ids=next_ids[:, None],
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            **cache_kw,
             use_cache=True,
         )
     texts: list[str | None] = []
@@ -276,3 +277,13 @@ def _decode_chunk(
         text = tokenizer.decode(generated[row], skip_special_tokens=True)
         texts.append(_trim_stop(text, stops)[0] if stops else text)
     return texts
+
+
+def _cache_kwarg(model) -> str:
+    """`cache`, the KV cache's keyword since transformers renamed it (`past_key_values` warns there);
+    `past_key_values` on the older releases pyproject still allows."""
+    import inspect
+
+    # a PEFT wrapper forwards **kwargs: the base model's signature decides
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

@@ -17,12 +17,14 @@ from realm_pipeline.campaign import (
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.campaign.decision import hero_decision
 from realm_pipeline.defs.evaluation.sensors import unconfirmed_regressions
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.scores import declare_protocols
 
 
 @dg.asset(
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     deps=["eval_scores", "checkpoints"],
     automation_condition=rollup_condition("eval_scores"),

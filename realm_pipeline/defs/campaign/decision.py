@@ -130,9 +130,9 @@ def newest_run(
     instance: dg.DagsterInstance, job: str, partition: str | None, *, exclude_run_id: str | None = None
 ) -> RunOutcome | None:
     """The newest run of `job` (or of any job materializing its asset) for `partition`, if any."""
-    filters = (
-        dg.RunsFilter(job_name=job) if partition is None else dg.RunsFilter(tags={PARTITION_TAG: partition})
-    )
+    # Unpartitioned (the rollup): the newest runs of any job, since staleness_sensor's rollups run as
+    # Dagster's implicit asset job; a partition's runs carry its tag whatever their job.
+    filters = None if partition is None else dg.RunsFilter(tags={PARTITION_TAG: partition})
     asset = ASSET_OF_JOB.get(job)
     for record in instance.get_run_records(filters=filters, limit=RUNS_LOOKED_AT):
         run = record.dagster_run

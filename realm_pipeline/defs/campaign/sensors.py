@@ -13,9 +13,11 @@ from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResou
     jobs=[eval_sets_job, train_job, eval_job, rollup_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Each active hero's next segment (and its eval sets, and retries a person asked for) "
+    "from campaign.decide_next; evals and rollups are the automation conditions'. The skip reason says why.",
 )
 def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
-    """Eval sets, then per checkpoint its evals, a rollup and the next segment, until a hero stops.
+    """Eval sets and the next segment, until a hero stops; evals and rollups are left to automation.
 
     Reads only: a failed run is reported in the skip reason (and, through one rollup, in the hero's
     status), never requested again under its spent run key.
@@ -31,7 +33,9 @@ def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, l
         return dg.SkipReason(f"ledger busy, will retry next tick: {exc}")
     for decision in decisions:
         context.log.info(f"{decision.hero}: {decision.status}")
-    requests = [run_request(step) for decision in decisions for step in decision.steps]
+    # One owner per asset: evals of a new checkpoint and rollups are staleness_sensor's (the assets'
+    # automation conditions); this sensor requests what those cannot: eval sets, segments, retries.
+    requests = [run_request(s) for decision in decisions for s in decision.steps if not s.automated]
     requests = requests[: settings.realm.sensors.max_runs_per_tick]
     if not requests:
         return dg.SkipReason(

@@ -11,6 +11,7 @@ from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
 from realm_pipeline.defs.automation import eval_scores_condition
 from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.assets import checkpoint_partitions
@@ -27,6 +28,7 @@ EVAL_SET_CHECK = "eval_set_matches_stored_hash"
     partitions_def=eval_partitions,
     pool="gpu",
     group_name="evaluation",
+    owners=REALM_OWNERS,
     kinds={"pytorch", "duckdb"},
     # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill).
     deps=["checkpoints", "eval_sets"],

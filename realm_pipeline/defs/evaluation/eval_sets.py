@@ -4,6 +4,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.defs.automation import eval_sets_condition
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.eval_sets import build_eval_sets
@@ -18,6 +19,7 @@ def skills_code_version() -> str:
 @dg.asset(
     partitions_def=skill_partitions,
     group_name="evaluation",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     code_version=skills_code_version(),
     automation_condition=eval_sets_condition(),
@@ -42,5 +44,6 @@ def eval_sets(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db
             "eval_set_hash": rows.combined_hash,
             "smallest_level_items": min(s["n_items"] for s in rows.sets),
         },
-        data_version=dg.DataVersion(rows.combined_hash),
+        # downstream evals react to a changed data version only: a byte-identical rebuild requests nothing
+        data_version=dg.DataVersion(rows.content_hash),
     )

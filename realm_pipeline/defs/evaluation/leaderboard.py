@@ -1,5 +1,6 @@
 """`leaderboard`: ranked rows per (bench, lane), rebuilt in DuckDB SQL from the current scores; each build
-also records every hero's standing per bench, which the `leaderboard_regression` check compares."""
+also records every hero's standing per bench and compares it with the previous build's in its
+`leaderboard_regression` check, which runs with every materialization (whichever job or sensor asked)."""
 
 import json
 from datetime import UTC, datetime
@@ -7,14 +8,18 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline.defs.automation import rollup_condition
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
-from realm_pipeline.evaluation.regressions import find_drops, latest_version, record_standings
+from realm_pipeline.evaluation.regressions import Drop, find_drops, record_standings
+
+REGRESSION_CHECK_NAME = "leaderboard_regression"
 
 # External: people vote with `realm pref`, which records the vote in the ledger and reports this asset.
 human_votes = dg.AssetSpec(
     "human_votes",
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     description="Human preference votes on compare runs (`realm pref`), in the ledger's human_prefs.",
 )
@@ -22,13 +27,25 @@ human_votes = dg.AssetSpec(
 
 @dg.asset(
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     deps=["eval_scores", "curriculum", human_votes, "checkpoints"],
     automation_condition=rollup_condition("eval_scores", "curriculum", human_votes.key),
+    check_specs=[
+        dg.AssetCheckSpec(
+            REGRESSION_CHECK_NAME,
+            asset="leaderboard",
+            description=(
+                "WARN when a hero's standing on a bench (mastered levels included) fell more than tau "
+                "below the previous build's; the regression sensor raises a confirming re-run for each."
+            ),
+        )
+    ],
 )
 def leaderboard(realm: RealmResource, ledger_db: LedgerResource) -> dg.MaterializeResult:
     """Rank every checkpoint on every skill@level; mark each hero's champion; record hero standings."""
     lb = realm.settings.realm.leaderboard
+    tau = realm.settings.realm.regression.tau
     built_at = datetime.now(UTC).replace(tzinfo=None)
     with ledger_db.get_connection() as con:
         rows = rebuild_leaderboard(
@@ -44,6 +61,7 @@ def leaderboard(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materiali
         con.execute("BEGIN TRANSACTION")
         version = record_standings(con, mastered, built_at=built_at)
         con.execute("COMMIT")
+        drops = find_drops(con, tau, version)
         benches, lanes = con.execute(
             "SELECT count(DISTINCT bench), count(DISTINCT lane) FROM leaderboard_rows"
         ).fetchone()
@@ -59,19 +77,15 @@ def leaderboard(realm: RealmResource, ledger_db: LedgerResource) -> dg.Materiali
             "lanes": lanes,
             "champions": dg.MetadataValue.json(champions),
             "standings_version": version or 0,
-        }
+        },
+        check_results=[regression_check_result(drops, tau=tau, version=version)],
     )
 
 
-@dg.asset_check(asset=leaderboard, name="leaderboard_regression")
-def leaderboard_regression(realm: RealmResource, ledger_db: LedgerResource) -> dg.AssetCheckResult:
-    """WARN when a hero's standing on a bench (mastered levels included) fell more than tau below the
-    previous build's; the regression sensor raises a confirming re-run on the reserve sample for each."""
-    tau = realm.settings.realm.regression.tau
-    with ledger_db.read() as con:
-        version = latest_version(con)
-        drops = find_drops(con, tau, version)
+def regression_check_result(drops: list[Drop], *, tau: float, version: int | None) -> dg.AssetCheckResult:
+    """The `leaderboard_regression` verdict on this build's drops (from `find_drops`): WARN when any."""
     return dg.AssetCheckResult(
+        check_name=REGRESSION_CHECK_NAME,
         passed=not drops,
         severity=dg.AssetCheckSeverity.WARN,
         description=(

@@ -71,6 +71,7 @@ def confirming_requests(instance: dg.DagsterInstance) -> tuple[int | None, list[
     job_name=EVAL_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="One confirming eval on the reserve sample per drop the leaderboard_regression check reported.",
 )
 def leaderboard_regression_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
     """Reads the newest `leaderboard_regression` check result; requests a confirming run per drop."""

@@ -10,6 +10,7 @@ import dagster as dg
 
 from realm_pipeline.defs.automation import knowledge_index_condition
 from realm_pipeline.defs.knowledge.resources import VectorIndexResource
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.knowledge import build_documents, format_answer, refresh_index
 from realm_pipeline.knowledge.documents import KNOWLEDGE_DIR, knowledge_files, knowledge_files_fingerprint
@@ -19,11 +20,17 @@ from realm_pipeline.knowledge.retrieval_eval import ask
 NOT_WORSE_CHECK = "not_worse_than_live"
 
 
-@dg.observable_source_asset(
-    name="knowledge_documents",
-    group_name="knowledge",
-    description="The documents people add under $REALM_HOME/knowledge/ (*.md, *.txt); "
-    "data version = sha256 of their paths and bytes.",
+# a multi_observable_source_asset of one spec: the single-asset decorator takes no owners
+@dg.multi_observable_source_asset(
+    specs=[
+        dg.AssetSpec(
+            "knowledge_documents",
+            group_name="knowledge",
+            owners=REALM_OWNERS,
+            description="The documents people add under $REALM_HOME/knowledge/ (*.md, *.txt); "
+            "data version = sha256 of their paths and bytes.",
+        )
+    ],
 )
 def knowledge_documents(realm: RealmResource) -> dg.ObserveResult:
     """Observe the knowledge folder: its fingerprint is the data version, so only a changed file is news."""
@@ -37,6 +44,7 @@ def knowledge_documents(realm: RealmResource) -> dg.ObserveResult:
 @dg.asset(
     pool="gpu",
     group_name="knowledge",
+    owners=REALM_OWNERS,
     kinds={"postgres"},
     # what it reads: the documents, and the checkpoint, eval and curriculum reports in the ledger; only new documents
     # trigger a re-index (reports join at the next one), so a rollup never costs a GPU re-embedding

@@ -12,6 +12,7 @@ from realm_pipeline.knowledge.documents import KNOWLEDGE_DIR, knowledge_files, k
     asset_selection=[knowledge_documents],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="An observation of $REALM_HOME/knowledge/ when its files changed (none when they did not).",
 )
 def knowledge_documents_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
     """Requests one observation of `knowledge_documents` per change of the folder's fingerprint, else skips.

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from realm_pipeline.defs.automation import rollup_condition
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.mirror.export import build_mirror, leaderboard_row_count, write_mirror
 from realm_pipeline.mirror.leakcheck import Finding, private_values, scan
@@ -35,6 +36,7 @@ def _redact(value: str) -> str:
 
 @dg.asset(
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb", "html"},
     # One exporter at a time, by Dagster's pool (limit 1 from dagster.yaml), not a lock of our own:
     # write_mirror may then treat any staging dir it finds as a crashed export's litter.

@@ -7,12 +7,14 @@ from pathlib import Path
 import dagster as dg
 
 from realm_pipeline import quests as q
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 
 # External: people drop quest files into $REALM_HOME/inbox/; quest_inbox_sensor asks for a run per file.
 quest_inbox = dg.AssetSpec(
     "quest_inbox",
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"file"},
     description="Quest files (*.jsonl) people drop into $REALM_HOME/inbox/; registered by `quests`.",
 )
@@ -28,6 +30,7 @@ class QuestsConfig(dg.Config):
 # so no inbox entry can fail run after run.
 @dg.asset(
     group_name="campaign",
+    owners=REALM_OWNERS,
     kinds={"duckdb"},
     deps=[quest_inbox],
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2),
@@ -81,4 +84,8 @@ def quests(config: QuestsConfig, realm: RealmResource, ledger_db: LedgerResource
     )
 
 
-quests_job = dg.define_asset_job("quests_job", selection=[quests])
+quests_job = dg.define_asset_job(
+    "quests_job",
+    selection=[quests],
+    description="Register the quest files of the inbox given in its run config.",
+)

@@ -21,6 +21,7 @@ def quests_run_config(path: str) -> dict:
     job_name=QUESTS_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="One quests run per JSONL file dropped into $REALM_HOME/inbox/ (run key = its sha256).",
 )
 def quest_inbox_sensor(context: dg.SensorEvaluationContext, realm: RealmResource):
     """One `quests` run per inbox/*.jsonl entry (run_key = sha256, name and mtime), capped per tick.

@@ -15,6 +15,7 @@ from realm_pipeline.campaign import (
     quest_examples,
     strain_state,
 )
+from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.workers import WORKER_TAG, worker_id
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
@@ -44,6 +45,7 @@ PLOTTED = (
     partitions_def=checkpoint_partitions,
     pool="gpu",
     group_name="training",
+    owners=REALM_OWNERS,
     kinds={"pytorch"},
     # What a segment reads: every eval set (the training stream skips their prompts) and the quests. It
     # also reads the eval history of its hero's earlier checkpoints (the curriculum mix), which cannot be

@@ -97,7 +97,9 @@ def apply_checkpoint_retention(
     )
 
 
-@dg.job
+@dg.job(
+    description="Delete checkpoints outside the keep-newest/keep-best sets (a dry run unless configured)."
+)
 def retention_job() -> None:
     """Checkpoint retention (dry run unless configured otherwise)."""
     apply_checkpoint_retention()
