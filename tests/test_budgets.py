@@ -77,7 +77,8 @@ def test_budgets_follow_each_levels_own_answers(char_tokenizer) -> None:
     small = eval_max_new_tokens(char_tokenizer, short, margin=4, ceiling=10_000)
     big = eval_max_new_tokens(char_tokenizer, long, margin=4, ceiling=10_000)
     assert small == max(len(i.answer) for i in short) + 4
-    assert big == max(len(i.answer) for i in long) + 4 and big > 4 * small
+    # BIN v4 asks every operation at every level, so L1 has long [trace] answers too; L20's are still longer
+    assert big == max(len(i.answer) for i in long) + 4 and big > 2 * small
     assert segment_max_length("char", [(bin_skill, 1, 50)], ceiling=4096) < segment_max_length(
         "char", [(bin_skill, 1, 50), (bin_skill, 20, 50)], ceiling=4096
     )
@@ -110,11 +111,17 @@ def test_a_hero_whose_max_length_cannot_fit_a_level_is_refused_naming_it(config_
 
 
 def test_a_hero_level_cap_below_the_long_levels_makes_the_same_max_length_valid(config_dir: Path) -> None:
-    _edit_yaml(config_dir / "heroes" / "tiny.yaml", lambda d: d["training"].update(max_length=200))
     bin_skill = get_skill("bin")
-    fits = max(lv for lv in range(1, 31) if training_tokens("char", level_lengths(bin_skill, lv, 50)) <= 200)
+    ceiling = training_tokens("char", level_lengths(bin_skill, 3, 50))  # fits BIN L1-L3, not L30
+    assert ceiling < training_tokens("char", level_lengths(bin_skill, 30, 50))
+    _edit_yaml(config_dir / "heroes" / "tiny.yaml", lambda d: d["training"].update(max_length=ceiling))
+    with pytest.raises(ConfigError, match="skill bin level"):
+        _ = Settings(config_dir).heroes
+    fits = max(
+        lv for lv in range(1, 31) if training_tokens("char", level_lengths(bin_skill, lv, 50)) <= ceiling
+    )
     _edit_yaml(config_dir / "skills" / "bin.yaml", lambda d: d.update(level_cap=fits))
-    assert Settings(config_dir).heroes["tiny"].training.max_length == 200
+    assert Settings(config_dir).heroes["tiny"].training.max_length == ceiling
 
 
 def test_a_max_length_beyond_the_models_positions_is_refused(config_dir: Path) -> None:
@@ -234,10 +241,14 @@ def test_a_pretrained_heros_byte_bound_holds_for_a_real_byte_level_bpe() -> None
     for name, skill in sorted(SKILLS.items()):
         for level in sorted({1, skill.max_level // 2, skill.max_level}):
             bound = training_tokens("bytes", level_lengths(skill, level, 50))
-            items = eval_items(skill, level, 50)[:15]
+            # the longest of a large eval draw: BIN v4's longest layouts ([trace] chains) are rare
+            items = sorted(eval_items(skill, level, 300), key=lambda i: len((i.prompt + i.answer).encode()))[
+                -8:
+            ]
             for item in items:
                 ids, _ = encoder.encode(item.messages)
                 assert len(ids) <= bound, (name, level, len(ids), bound)
-            # the bound is not vacuous: it is within a small factor of the real count
+            # the bound is not vacuous: it is within a small factor of the real count (x4 of it is the
+            # widest character's bytes charged to every character; BIN's widest notation is rarer still)
             real = max(len(encoder.encode(i.messages)[0]) for i in items)
-            assert bound < 8 * real + 64, (name, level, real, bound)
+            assert bound < 12 * real + 64, (name, level, real, bound)
