@@ -90,3 +90,17 @@ def test_shared_facts_share_is_measured_not_assumed() -> None:
     # Items drawn from the training stream itself share all their facts with training: the measure sees it.
     trained = list(itertools.islice(training_items(skill, 1, seed=1, eval_count=50), 30))
     assert shared_facts_share(skill, 1, trained, 50) == 1.0
+
+
+def test_bins_smallest_level_leaves_training_most_of_its_prompt_space() -> None:
+    """BIN L1 (2 bits) draws 1,637 distinct prompts (saturated over 200k draws); every level's held-out
+    sets at the configured size (50) take 135 of them, so the L1 stream still trains on a wide stream."""
+    skill = get_skill("bin")
+    space = {skill.generate(1, 9, i).prompt for i in range(40_000)}
+    heldout = _all_heldout(skill, 50) & space
+    assert len(space) > 1_000 and len(heldout) < 0.15 * len(space), (len(space), len(heldout))
+    trained = [
+        item.prompt for item in itertools.islice(training_items(skill, 1, seed=2, eval_count=50), 20_000)
+    ]
+    assert not set(trained) & heldout
+    assert len(set(trained)) > 0.75 * (len(space) - len(heldout)), len(set(trained))

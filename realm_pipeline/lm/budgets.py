@@ -10,6 +10,8 @@ Token counts before a tokenizer is loaded (config load, segment planning) come f
   adds a role token and an end marker per turn (exact);
 - a `pretrained` hero uses a byte-level BPE tokenizer (Qwen3): every token covers at least one UTF-8
   byte, so bytes bound the tokens, and CHAT_TURN_TOKENS_BOUND per turn bounds the template's markers.
+  A skill with `longest_bytes(level)` bounds the bytes itself; otherwise every character is charged
+  the level's widest character's bytes (an overstatement where few characters are wide).
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ class BudgetError(ValueError):
 
 @dataclass(frozen=True)
 class LevelLengths:
-    """Upper bounds over anything a level can generate, in characters, and its widest character in bytes."""
+    """Upper bounds over anything a level can generate, in characters, and its widest character in bytes;
+    in UTF-8 bytes too where the skill bounds them (`longest_bytes`)."""
 
     prompt_chars: int
     answer_chars: int
     widest_char_bytes: int
+    prompt_bytes: int | None = None
+    answer_bytes: int | None = None
 
 
 def _widest_char_bytes(texts: Iterable[str]) -> int:
@@ -75,7 +80,9 @@ def _measure_level(skill: Skill, level: int, eval_count: int) -> LevelLengths:
         prompt_chars = math.ceil(SAMPLE_SLACK * max(len(item.prompt) for item in sample))
         answer_chars = math.ceil(SAMPLE_SLACK * max(len(item.answer) for item in sample))
     widest = _widest_char_bytes(text for item in sample for text in (item.prompt, item.answer))
-    return LevelLengths(int(prompt_chars), int(answer_chars), widest)
+    longest_bytes = getattr(skill, "longest_bytes", None)
+    prompt_bytes, answer_bytes = longest_bytes(level) if longest_bytes is not None else (None, None)
+    return LevelLengths(int(prompt_chars), int(answer_chars), widest, prompt_bytes, answer_bytes)
 
 
 def level_lengths(skill: Skill, level: int, eval_count: int) -> LevelLengths:
@@ -98,6 +105,8 @@ def training_tokens(kind: TokenKind, lengths: LevelLengths) -> int:
     chars = lengths.prompt_chars + lengths.answer_chars
     if kind == "char":
         return chars + SKILL_TURNS * CHAR_TURN_TOKENS
+    if lengths.prompt_bytes is not None and lengths.answer_bytes is not None:
+        return lengths.prompt_bytes + lengths.answer_bytes + SKILL_TURNS * CHAT_TURN_TOKENS_BOUND
     return chars * lengths.widest_char_bytes + SKILL_TURNS * CHAT_TURN_TOKENS_BOUND
 
 
