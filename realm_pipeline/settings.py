@@ -108,6 +108,9 @@ class SkillConfig(_Strict):
     # Every level's eval set is built, stored and scored on every checkpoint: past this, a campaign's evals
     # outweigh its training and building the sets alone takes hours.
     eval_items_per_level: int = Field(50, ge=1, le=MAX_EVAL_ITEMS_PER_LEVEL)
+    # How its eval sets are scored: realm's exact scorer (every part of the answer) or, for a skill with
+    # one, the reference system's rule (the response contains the expected result). Part of the protocol.
+    scoring: Literal["exact", "reference"] = "exact"
 
 
 Method = Literal["full", "lora", "qlora", "galore"]
@@ -503,6 +506,12 @@ class Settings:
                 raise ConfigError(
                     f"{path}: line {line}: field 'level_cap': value {cfg.level_cap}: "
                     f"above the skill's max level {SKILLS[name].max_level}"
+                )
+            if cfg.scoring == "reference" and not callable(getattr(SKILLS[name], "score_reference", None)):
+                line = _line_of(read_yaml(path)[0], ("scoring",))
+                raise ConfigError(
+                    f"{path}: line {line}: field 'scoring': value 'reference': skill {name} has no "
+                    f"reference scorer (use 'exact')"
                 )
             self._check_eval_items(path, cfg)
         return skills

@@ -28,6 +28,13 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def skill_identity(skill_name: str, skill_version: str, scoring: str = "exact") -> dict[str, str]:
+    """The skill part of a fingerprint or protocol: name, version and, unless exact, how it is scored.
+    Exact scoring (the default) adds no key, so protocols from before the `scoring` field stay current."""
+    identity = {"name": skill_name, "version": skill_version}
+    return identity if scoring == "exact" else {**identity, "scoring": scoring}
+
+
 def fingerprint(
     *,
     eval_set_hash: str,
@@ -37,12 +44,13 @@ def fingerprint(
     dtype: str,
     checkpoint_sha256: str,
     backend: dict,
+    scoring: str = "exact",
 ) -> tuple[str, dict]:
     """(sha256 hex[:16] of the canonical JSON, the fingerprinted dict); same inputs give the same hash."""
     payload = {
         "schema": FINGERPRINT_SCHEMA,
         "eval_set_hash": eval_set_hash,
-        "skill": {"name": skill_name, "version": skill_version},
+        "skill": skill_identity(skill_name, skill_version, scoring),
         "decoding": decoding,
         "dtype": str(dtype).removeprefix("torch."),
         "checkpoint_sha256": checkpoint_sha256,

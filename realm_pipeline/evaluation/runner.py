@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from realm_pipeline.skills.base import Skill, SkillItem
+from realm_pipeline.skills.base import Score, Skill, SkillItem
 
 from .backends import Backend
 
@@ -27,8 +28,28 @@ class EvalResult:
         return self.n / self.wall_s if self.wall_s > 0 else float("inf")
 
 
-def evaluate_items(backend: Backend, skill: Skill, items: list[SkillItem]) -> EvalResult:
-    """Complete every item's prompt in one backend call and score the outputs with `skill.score`."""
+SCORINGS = ("exact", "reference")
+
+
+def scorer(skill: Skill, scoring: str = "exact") -> Callable[[SkillItem, str], Score]:
+    """The skill's scorer for a `scoring` (a skill config's field): `score` for `exact`, `score_reference`
+    (the reference system's rule: the response contains the expected result) for `reference`."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+    if scoring == "exact":
+        return skill.score
+    reference = getattr(skill, "score_reference", None)
+    if not callable(reference):
+        raise ValueError(f"skill {skill.name} has no reference scorer (scoring 'reference')")
+    return reference
+
+
+def evaluate_items(
+    backend: Backend, skill: Skill, items: list[SkillItem], scoring: str = "exact"
+) -> EvalResult:
+    """Complete every item's prompt in one backend call and score the outputs with the skill's scorer for
+    `scoring` (`scorer`)."""
+    score_item = scorer(skill, scoring)
     start = time.perf_counter()
     # messages[:-1] drops the assistant's reference answer: the model must produce it.
     prompts = [backend.render(item.messages[:-1]) for item in items]
@@ -37,7 +58,7 @@ def evaluate_items(backend: Backend, skill: Skill, items: list[SkillItem]) -> Ev
         raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(items)} prompts")
     rows: list[tuple[int, str, bool, float]] = []
     for i, (item, output) in enumerate(zip(items, outputs, strict=True)):
-        score = skill.score(item, output)
+        score = score_item(item, output)
         rows.append((i, output, bool(score.correct), float(score.partial)))
     n = len(rows)
     correct = sum(r[2] for r in rows)

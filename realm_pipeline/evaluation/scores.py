@@ -23,6 +23,7 @@ from realm_pipeline.evaluation.fingerprint import (  # noqa: F401  (protocol_of:
     canonical_json,
     library_versions,
     protocol_of,
+    skill_identity,
 )
 from realm_pipeline.lm.chat import CHAT_TEMPLATE_OPTIONS
 
@@ -52,7 +53,7 @@ def protocol_spec(
     return {
         "schema": FINGERPRINT_SCHEMA,
         "eval_set_hash": eval_set_hash,
-        "skill": {"name": skill_name, "version": skill_version},
+        "skill": skill_identity(skill_name, skill_version, skill_scoring(settings, skill_name)),
         "decoding": {
             "greedy": True,
             "answer_margin_tokens": eval_cfg.answer_margin_tokens,
@@ -63,6 +64,12 @@ def protocol_spec(
         "backend": backend,
         "versions": library_versions(),
     }
+
+
+def skill_scoring(settings: Settings, skill_name: str) -> str:
+    """How the configuration scores a skill's eval sets (`scoring` of configs/skills; exact if unconfigured)."""
+    cfg = settings.skills.get(skill_name)
+    return cfg.scoring if cfg is not None else "exact"
 
 
 def protocol_key(spec: dict[str, Any]) -> str:

@@ -213,7 +213,7 @@ class _Scorer:
         from realm_pipeline.evaluation.backends import TruncatedAnswerError
         from realm_pipeline.evaluation.fingerprint import fingerprint
         from realm_pipeline.evaluation.runner import evaluate_items
-        from realm_pipeline.evaluation.scores import protocol_key, protocol_spec
+        from realm_pipeline.evaluation.scores import protocol_key, protocol_spec, skill_scoring
         from realm_pipeline.lm.budgets import BudgetError, eval_max_new_tokens
         from realm_pipeline.skills.heldout import eval_set_hash
 
@@ -231,8 +231,9 @@ class _Scorer:
         self.backend.max_new_tokens = budget  # both backends read it per call; describe() reports it
         self.budgets[level] = budget
         started = time.perf_counter()
+        scoring = skill_scoring(self.settings, self.skill.name)
         try:
-            result = evaluate_items(self.backend, self.skill, items)
+            result = evaluate_items(self.backend, self.skill, items, scoring)
         except TruncatedAnswerError as exc:  # refused with the reason, never counted as wrong answers
             raise dg.Failure(
                 f"eval {self.checkpoint_id} x {self.skill.name} L{level} refused: {exc}", allow_retries=False
@@ -248,6 +249,7 @@ class _Scorer:
             # The weights are identified once, by checkpoint_sha256 (which the protocol leaves out); the
             # backend's own copy of that hash would make every checkpoint a protocol of its own.
             backend={k: v for k, v in self.backend.describe().items() if k != "model_sha256"},
+            scoring=scoring,
         )
         row = {
             "checkpoint_id": self.checkpoint_id,
