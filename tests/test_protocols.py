@@ -101,3 +101,25 @@ def test_a_configuration_change_makes_old_scores_stale_but_keeps_levels(
     con.execute("UPDATE checkpoints SET path = NULL WHERE checkpoint_id = ?", [CKPTS[2]])
     assert checkpoints_to_rescore(con, "tiny") == [(CKPTS[0], "bin")]
     assert curriculum_state(con, changed, "tiny").levels()["bin"] == 2
+
+
+def test_bin_v4_makes_the_scores_under_v3_stale(tmp_path: Path, config_dir: Path, monkeypatch) -> None:
+    """The version bump is what re-evaluates BIN: scores recorded under v3's protocol are not current."""
+    from realm_pipeline.skills import get_skill
+
+    bin_skill = get_skill("bin")
+    assert bin_skill.version == "4"
+    settings = Settings(config_dir)
+    with monkeypatch.context() as before_the_bump:
+        before_the_bump.setattr(type(bin_skill), "version", "3")
+        con, v3 = _ledger_with_history(tmp_path, settings)  # scored and declared under v3
+        assert len(current_scores(con, hero="tiny")) == 3
+        state = curriculum_state(con, settings, "tiny")
+        ledger.insert_new(con, "level_ups", level_up_facts(con, "tiny", state.level_ups, T0))
+    declare_protocols(con, settings)  # the running code: v4
+    assert _in_force(con) != v3
+    assert current_scores(con, hero="tiny") == []
+    assert stale_scores(con) == [(c, "bin") for c in CKPTS[:3]]
+    # automation re-scores the checkpoint that earned bin L1; the level stays earned meanwhile
+    assert checkpoints_to_rescore(con, "tiny") == [(CKPTS[2], "bin")]
+    assert curriculum_state(con, settings, "tiny").levels()["bin"] == 2
