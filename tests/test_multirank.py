@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("deepspeed")
 
+from tiny_hero import row_length  # noqa: E402
+
 from realm_pipeline.training.distributed import ZERO2_CONFIG, launch_command, write_deepspeed_config  # noqa: E402
 from realm_pipeline.training.trainer import RESULT_FILE, SegmentSpec, spec_to_json  # noqa: E402
 
@@ -44,7 +46,7 @@ def _launch(tmp_path: Path, out: Path, *, steps: int, save_every: int) -> tuple[
         output_dir=str(out),
         base={"tiny": TINY},
         batch_size=2,
-        max_length=64,
+        max_length=row_length(("bin", 1), eval_count=8),
         steps=steps,
         save_every=save_every,  # sharded DeepSpeed resume saves mid-segment, dropped by the final swap
         seed=5,

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tiny_hero import TINY  # noqa: E402
+from tiny_hero import TINY, row_length  # noqa: E402
 
 from realm_pipeline.training.trainer import SegmentSpec, spec_to_json  # noqa: E402
 
@@ -30,7 +30,7 @@ def _spec_file(tmp_path: Path, name: str) -> tuple[Path, Path]:
         base={"tiny": TINY},
         lr=3e-3,
         batch_size=8,
-        max_length=128,
+        max_length=row_length(("bin", 1), ("bin", 2)),
         steps=120,
         save_every=20,
         seed=7,

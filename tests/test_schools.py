@@ -9,8 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tiny_hero import TINY  # noqa: E402
+from tiny_hero import TINY, row_length  # noqa: E402
 
+from realm_pipeline.lm.budgets import chat_tokens  # noqa: E402
 from realm_pipeline.skills import get_skill  # noqa: E402
 from realm_pipeline.skills.heldout import eval_items, eval_prompts, training_items  # noqa: E402
 from realm_pipeline.training import sparring  # noqa: E402
@@ -69,7 +70,13 @@ def test_oracle_weights_confident_tokens_less_than_uncertain_ones() -> None:
 
 def test_oracle_changes_the_trained_weights(tmp_path: Path) -> None:
     common = dict(
-        base={"tiny": TINY}, batch_size=4, max_length=96, steps=3, save_every=0, seed=3, mix=[("bin", 1, 1.0)]
+        base={"tiny": TINY},
+        batch_size=4,
+        max_length=row_length(("bin", 1)),
+        steps=3,
+        save_every=0,
+        seed=3,
+        mix=[("bin", 1, 1.0)],
     )
     plain = train_segment(SegmentSpec(output_dir=str(tmp_path / "p"), **common))
     oracle = train_segment(SegmentSpec(output_dir=str(tmp_path / "o"), surprise_weighted=True, **common))
@@ -130,7 +137,7 @@ def test_mirror_segment_writes_reflections_and_counts(tmp_path: Path, one_torch_
         output_dir=str(tmp_path / "m"),
         base={"tiny": TINY},
         batch_size=4,
-        max_length=96,
+        max_length=row_length(("bin", 1), ("bin", 2)),
         steps=4,
         save_every=0,
         seed=7,
@@ -154,7 +161,8 @@ def test_mirror_segment_writes_reflections_and_counts(tmp_path: Path, one_torch_
             output_dir=str(tmp_path / "c"),
             parent_dir=str(tmp_path / "m"),
             batch_size=4,
-            max_length=192,  # a reflection is the prompt, the hero's answer and the question
+            # a reflection is the prompt, the hero's answer and the question: longer than a BIN item
+            max_length=max(row_length(("bin", 1)), *(chat_tokens("char", e) for e in examples)),
             steps=2,
             save_every=0,
             seed=8,

@@ -11,7 +11,7 @@ from realm_pipeline.training.strain import zone
 
 torch = pytest.importorskip("torch")
 
-from tiny_hero import TINY  # noqa: E402
+from tiny_hero import TINY, row_length  # noqa: E402
 
 from realm_pipeline.training.data import IGNORE, ExampleEncoder, _chat_ids, pack_examples, token_nll  # noqa: E402
 from realm_pipeline.training.hero import HeroWeightsMissing, build_tiny_hero, load_base  # noqa: E402
@@ -36,12 +36,12 @@ def _spec(out: Path, **kw) -> SegmentSpec:
         base={"tiny": TINY},
         lr=3e-3,
         batch_size=8,
-        max_length=128,
+        max_length=row_length(("bin", 1)),
         steps=30,
         save_every=0,
         seed=1,
         mix=[("bin", 1, 1.0)],
-        heldout=[("bin", 1, 100)],  # capped at 8 for BIN L1
+        heldout=[("bin", 1, 100)],
     )
     base.update(kw)
     return SegmentSpec(**base)

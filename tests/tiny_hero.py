@@ -1,4 +1,4 @@
-"""The tests' tiny hero: one Qwen3 config (~80k parameters) that learns BIN L1 within a few dozen CPU steps."""
+"""The tests' tiny hero: one Qwen3 config (~80k parameters) for a few dozen CPU steps of BIN L1."""
 
 TINY = {
     "hidden_size": 64,
@@ -8,3 +8,15 @@ TINY = {
     "head_dim": 16,
     "intermediate_size": 192,
 }
+
+
+def row_length(*levels: tuple[str, int], eval_count: int = 50) -> int:
+    """The row length (`max_length`) a segment training these (skill, level)s needs, in the tiny hero's
+    character tokens: what the campaign plans (`segment_max_length`), so a test never hard-codes a
+    generator's lengths (BIN v4 L1 has 485-token [trace] chains)."""
+    from realm_pipeline.lm.budgets import segment_max_length
+    from realm_pipeline.skills import get_skill
+
+    return segment_max_length(
+        "char", [(get_skill(skill), level, eval_count) for skill, level in levels], ceiling=4096
+    )
