@@ -109,11 +109,19 @@ def main() -> None:
     p.add_argument("--model", default="tiny", help="tiny | qwen3-0.6b-shaped (random weights)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=128, help="realm's packed row length")
+    p.add_argument(
+        "--max-length", type=int, default=None, help="realm's packed row length (default: what the mix needs)"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak (H100 bf16 dense: 989)")
     args = p.parse_args()
+    if args.max_length is None:  # the row the campaign would plan for MIX (BIN v4 L1-L4: 561 tokens)
+        from realm_pipeline.lm.budgets import segment_max_length
+        from realm_pipeline.skills import get_skill
+
+        levels = [(get_skill(skill), level, 50) for skill, level, _ in MIX]
+        args.max_length = segment_max_length("char", levels, ceiling=4096)
 
     cfg = _model_config(args.model)
     # Shared CPUs are noisy: alternate the two trainers and keep each one's best run.
