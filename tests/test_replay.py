@@ -159,3 +159,50 @@ def test_an_unknown_strategy_is_refused():
     state = hero({"bin": 2}, {"bin": 10})
     with pytest.raises(ValueError, match="skill strategy must be one of"):
         training_mix(state, ["bin"], mastered_share=0.2, strategy="round_robin")
+
+
+def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_from_the_hero(
+    tmp_path, config_dir
+) -> None:
+    """Real DuckDB ledger and hero YAML: three recorded segments trained bin L2 after its drop, so the
+    next mix trains it as a target; the hero's skill schedule reaches the mix."""
+    import json
+
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import next_mix, trained_levels
+    from realm_pipeline.settings import Settings
+
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(path.read_text().replace("  skills: [bin]", "  skills: [bin, sy]"))
+    budget = next(line for line in path.read_text().splitlines() if "segment_budget:" in line)
+    path.write_text(
+        path.read_text().replace(budget, f"{budget}\n  skill_schedule: {{strategy: focus, priority: [sy]}}")
+    )
+    settings = Settings(config_dir)
+    state = hero({"bin": 4, "sy": 1}, {"bin": 10, "sy": 10}, regressed={"bin": [2]})
+    mixes = [
+        [["bin", 4, 0.5], ["bin", 2, 0.3]],
+        [["bin", 4, 0.5], ["bin", 2, 0.3]],
+        [["bin", 2, 0.1], ["bin", 2, 0.2]],
+    ]
+    rows = [
+        {
+            "checkpoint_id": f"tiny.{step:06d}",
+            "hero": "tiny",
+            "step": step,
+            "spec_json": json.dumps({"mix": mix}),
+        }
+        for step, mix in zip((300, 450, 600), mixes, strict=True)
+    ]
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        ledger.upsert(con, "checkpoints", rows)
+        assert trained_levels(con, "tiny")[2] == (600, {("bin", 2): pytest.approx(0.3)})  # summed per level
+        w = weights(next_mix(con, settings, "tiny", state, None))
+        # bin L2 lost: a target beside sy L1 (focus on sy leaves bin's L4 out); bin L1/L3 its review.
+        assert w[("bin", 2)] == w[("sy", 1)] == pytest.approx(0.4)
+        assert ("bin", 4) not in w and review_of(w, "bin", (1, 3)) == pytest.approx(0.2)
+        # One segment fewer after the drop: still maintenance, not lost.
+        two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
+        assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two
+        assert two[("bin", 2)] == pytest.approx(MAINTENANCE_SHARE * BOOST / (BOOST + 2))
