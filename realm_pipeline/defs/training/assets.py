@@ -177,6 +177,8 @@ def checkpoints(
         effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
         max_length=spec.max_length,
+        schedule=spec.schedule,  # the LR schedule across segments; optimizer_carried: the parent's state
+        optimizer_carried=bool(result.get("optimizer_carried")),
         schools=", ".join(hero.schools),
         strain_hint=strain.hint.value if strain.hint else "none",
     )
