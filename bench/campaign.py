@@ -50,6 +50,11 @@ def write_configs(
         hero["campaign"]["segment_steps"] = segment_steps
     realm = yaml.safe_load((dest / "realm.yaml").read_text())
     prog = realm["progression"]
+    if schedule and budget < prog["evals_required"] + prog["maxed_out_window"]:
+        # A short schedule arm: its budget is the segments it runs (continuous decays over exactly
+        # those), so the maxed-out window shrinks to fit; no cap is judged in so few segments anyway.
+        prog["maxed_out_window"] = max(2, budget - prog["evals_required"])
+        prog["maintenance_min"] = min(prog["maintenance_min"], prog["maxed_out_window"])
     # realm refuses a budget in which the level cap could never be found
     hero["campaign"]["segment_budget"] = max(budget, prog["evals_required"] + prog["maxed_out_window"])
     (dest / "heroes" / f"{HERO}.yaml").write_text(yaml.safe_dump(hero, sort_keys=False))
