@@ -14,8 +14,9 @@ Rules, all replayed in step order so the same history always gives the same stat
 * Maintenance: a segment that started while some mastered level was in regression (or had a confirmed
   regression on the newest checkpoint) is a maintenance segment: its mix gives those levels more weight
   (`training_mix`: each skill its own review share); a level still regressed after `maintenance_min`
-  segments trained it is lost (`lost_levels`) and trained as a learning target again. Maintenance multiplier: cost of maintenance segments over the cost of segments that
-  earned a level. Cost is tokens when every segment has tokens, else steps. The denominator is floored at
+  segments trained it is lost (`lost_levels`) and trained as a learning target again.
+  Maintenance multiplier: cost of maintenance segments over the cost of segments that earned a level.
+  Cost is tokens when every segment has tokens, else steps. The denominator is floored at
   one mean segment, so a stall reads "maintenance worth N segments" instead of infinity.
 * Trend: the least-squares slope of a level's accuracy over its last `window` evals (per eval); a level
   is *climbing* (or, regressed, *recovering*) when the slope exceeds `min_trend`. No trend is judged from
