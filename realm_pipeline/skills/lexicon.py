@@ -29,6 +29,56 @@ POINTERS = {
 }
 
 
+# The lexicographer files by number (lexnames(5)): a synset's broad category.
+LEXNAMES = (
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
+)
+
+
 class WordNetMissing(RuntimeError):
     """The WordNet database files are not installed."""
 
@@ -43,6 +93,7 @@ class Synset:
     definition: str
     examples: tuple[str, ...]
     pointers: tuple[tuple[str, str, str], ...]  # (kind, target offset, target pos)
+    category: str = ""  # the lexicographer file (lexnames(5)), e.g. "noun.animal"
 
 
 def _require(directory: Path) -> None:
@@ -71,7 +122,8 @@ def parse_data_line(line: str, pos: str) -> Synset:
     parts = [p.strip() for p in gloss.strip().split(";")]
     definition = "; ".join(p for p in parts if not p.startswith('"'))
     examples = tuple(p.strip('"') for p in parts if p.startswith('"') and p.endswith('"'))
-    return Synset(offset, pos, lemmas, definition, examples, tuple(pointers))
+    category = LEXNAMES[int(fields[1])] if int(fields[1]) < len(LEXNAMES) else ""
+    return Synset(offset, pos, lemmas, definition, examples, tuple(pointers), category)
 
 
 @functools.lru_cache(maxsize=2)

@@ -24,6 +24,7 @@ def test_parse_data_line_reads_lemmas_pointers_gloss_and_examples() -> None:
     )
     assert s.definition == "draw air into, and expel out of, the lungs"
     assert s.examples == ("I can breathe better when the air is clean",)
+    assert s.category == "verb.body"  # lex_filenum 29
 
 
 @pytest.mark.skipif(not (lexicon.WORDNET_DIR / "data.noun").is_file(), reason="wordnet-base not installed")
