@@ -49,6 +49,7 @@ def main() -> None:
             continue
         skill.generate(1, 1, 0)  # warm caches (SY loads its lexicon once)
         for level in levels_for(skill.max_level, name):
+            skill.generate(level, 1, 0)  # one-time loads of the level (SY's etymology data at L9+)
             gen = rate(lambda i, s=skill, lv=level: s.generate(lv, 1, i))
             items = [skill.generate(level, 1, i) for i in range(200)]
             sc = rate(lambda i, s=skill, its=items: s.score(its[i % 200], its[i % 200].answer))

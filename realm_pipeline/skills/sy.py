@@ -293,8 +293,6 @@ class SySkill:
             for attempt in range(2 * DRAWS_PER_SLOT):
                 fallback = attempt >= DRAWS_PER_SLOT
                 entry = rng.choice(pool[count])
-                if entry.word in words or not _fits(board, entry, p.overlap):
-                    continue
                 # the overlap axis: prefer a word sharing a tile with the board
                 if (
                     share
@@ -302,6 +300,8 @@ class SySkill:
                     and attempt < DRAWS_PER_SLOT // 2
                     and not board.keys() & set(entry.syllables)
                 ):
+                    continue
+                if entry.word in words or not _fits(board, entry, p.overlap):
                     continue
                 text = clue(entry.word, universal if fallback else kind)
                 if text:
@@ -409,9 +409,9 @@ def _pool(p: SyParams) -> dict[int, tuple[Entry, ...]]:
 
 def _fits(board: Counter, entry: Entry, cap: float) -> bool:
     """Whether the board plus the word keeps the overlap ratio (tiles - distinct) / tiles within cap."""
-    tiles = board + Counter(entry.syllables)
-    total = sum(tiles.values())
-    return (total - len(tiles)) / total <= cap + 1e-9
+    total = board.total() + len(entry.syllables)
+    distinct = len(board.keys() | set(entry.syllables))
+    return (total - distinct) / total <= cap + 1e-9
 
 
 def overlap_ratio(solutions: list[dict[str, Any]]) -> float:
