@@ -260,3 +260,14 @@ def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
     ledger.upsert(con, "eval_scores", [under("2", ckpts[0]), under("3", ckpts[1])])
     assert stale_scores(con) == [(ckpts[0], "sy")]
     assert [r["checkpoint_id"] for r in current_scores(con, hero="tiny")] == [ckpts[1]]
+
+
+def test_a_word_the_split_refuses_is_never_drawn() -> None:
+    """WordNet and CMUdict both know these, but their spelling cannot be cut into CMUdict's syllable
+    count (syllables.py refuses them): they are not in SY's lexicon, so no level can draw them."""
+    refused = ["algorithm", "announcement", "arrangement"]
+    phones = pronunciations(frozenset(refused))
+    assert all(w in senses() and w in phones and syllabify(w, phones[w]) is None for w in refused)
+    drawable = {e.word for e in lexicon()}
+    assert not drawable & set(refused)
+    assert {"water", "animal", "television"} <= drawable
