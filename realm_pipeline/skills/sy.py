@@ -4,8 +4,13 @@ A puzzle gives a sorted bank of syllable tiles and one clue per answer word. The
 reference's contract (its configs/skills/sy.yaml, `output_schema`): a JSON object
 `{"solutions": [{"ans_num", "syllables", "answer"}], "inventory_check": {...}}`, one solution per clue
 in clue order (ans_num 1, 2, ...), syllables before the word, answers UPPERCASE, every tile used
-exactly once except the stated red herrings. Tiles are real syllables: CMUdict counts them and an
-orthographic split cuts the spelling (skills/syllables.py); a word it cannot split is never drawn.
+exactly once except the stated red herrings. The inventory_check holds the bank's size (total_tiles),
+each tile's count in the bank (usage) and in the solutions (used), the herrings (unused_tiles) and a
+status line. Scoring is exact: each solution at its clue's place with its ans_num, syllables and
+UPPERCASE answer (the reference's rule: a lowercase answer is wrong), and the inventory's counts; the
+status line is free prose, and text around the JSON object is ignored. Tiles are real syllables:
+CMUdict counts them and an orthographic split cuts the spelling (skills/syllables.py); a word it
+cannot split is never drawn.
 
 Levels 1-10 are the reference's level table on its six axes; 11-50 extrapolate:
 - words: puzzle size, a range drawn per puzzle (4 at L1, 9-10 at L10 and beyond);
