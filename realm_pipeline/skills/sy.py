@@ -163,10 +163,18 @@ def _languages() -> dict[str, str]:
     return json.loads(path.read_text("utf-8"))
 
 
-def _clean(text: str, word: str) -> str | None:
-    """The clue text if it is short, plain ASCII and does not give the word away."""
+def _clean(text: str, word: str, stem_ok: bool = False) -> str | None:
+    """The clue text if it is short, plain ASCII and does not give the word away: the word never
+    appears in it (spaces and hyphens ignored), nor, unless `stem_ok` (morphology, etymology), a word
+    sharing its first min(6, len - 1) letters ("orthodox" for ORTHODOXY)."""
     text = " ".join(text.split())
-    if not text or len(text) > MAX_CLUE or not text.isascii() or word in text.lower():
+    if not text or len(text) > MAX_CLUE or not text.isascii():
+        return None
+    low = text.lower()
+    if word in low or word in re.sub(r"[\s-]", "", low):
+        return None
+    stem = word[: min(6, len(word) - 1)]
+    if not stem_ok and any(token.startswith(stem) for token in re.findall(r"[a-z]+", low)):
         return None
     return text
 
@@ -192,7 +200,11 @@ def clue(word: str, kind: str) -> str | None:
         for origin in _etymologies().get(word, []):
             for root, lang in origin.items():
                 name = _languages().get(lang, "")
-                text = _clean(f'from {name} "{root}"', word) if name and root.lower() != word else None
+                text = (
+                    _clean(f'from {name} "{root}"', word, stem_ok=True)
+                    if name and root.lower() != word
+                    else None
+                )
                 if text and not root.startswith("-") and not root.endswith("-") and root.lower() not in word:
                     return text
         return None
@@ -244,7 +256,7 @@ def _sense_clue(word: str, kind: str, sense: Any, synset_table: dict) -> str | N
         if kind == "morphology":  # the derivationally related lemma that shares the word's stem
             lemmas = tuple(x for x in lemmas if x[:3].lower() == word[:3])
         other = _other_lemma(lemmas, word)
-        text = _clean(template.format(other), word) if other else None
+        text = _clean(template.format(other), word, stem_ok=kind == "morphology") if other else None
         if text:
             return text
     return None

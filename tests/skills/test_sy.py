@@ -129,7 +129,10 @@ def test_clues_come_from_wordnet_and_a_word_without_the_drawn_kind_is_not_drawn(
                 word = solution["answer"].lower()
                 kind = _kind(text)
                 assert clue(word, kind) == text  # the clue of its kind that the word has
-                assert word not in text.lower()  # no clue gives the word away
+                assert word not in text.lower().replace(" ", "")  # no clue gives the word away...
+                if kind not in ("morphology", "etymology"):  # ...nor its stem, but where that is the clue
+                    stem = word[: min(6, len(word) - 1)]
+                    assert not any(t.startswith(stem) for t in re.findall(r"[a-z]+", text.lower())), text
                 # syllables: the word's own split; a word the split refuses is never drawn
                 assert syllabify(word, phones[word]) == tuple(solution["syllables"])
                 lemmas_of_senses = {x.lower() for k in index[word] for x in table[k].lemmas}
@@ -137,6 +140,9 @@ def test_clues_come_from_wordnet_and_a_word_without_the_drawn_kind_is_not_drawn(
                     assert text.removeprefix("synonym: ").lower() in lemmas_of_senses
                 if kind == "minimal":
                     assert text == f"starts with {word[0].upper()}, {len(solution['syllables'])} syllables"
+    # WordNet's own gloss of ORTHODOXY names its stem; such a definition is refused
+    orthodoxy = next(synsets()[k] for k in senses()["orthodoxy"])
+    assert "orthodox " in orthodoxy.definition and clue("orthodoxy", "definition") != orthodoxy.definition
     # words lacking a kind exist in every pool (so generation must redraw), e.g. antonyms are rare
     pool = [e.word for entries in SY.pool(7).values() for e in entries]
     assert sum(clue(w, "antonym") is None for w in pool[:300]) > 150
