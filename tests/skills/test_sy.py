@@ -229,9 +229,10 @@ def test_the_scorer_accepts_the_reference_answer_and_rejects_one_change() -> Non
 
 def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
     """An SY score stored under v2's protocol is not current once SY is v3: stale_scores lists it and
-    the automation re-scores it; the same score under v3's protocol is current."""
+    the automation re-scores it (the champion's); the same score under v3's protocol is current."""
     from realm_pipeline import ledger
     from realm_pipeline.evaluation.scores import (
+        checkpoints_to_rescore,
         current_scores,
         declare_protocols,
         protocol_key,
@@ -265,6 +266,8 @@ def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
 
     ledger.upsert(con, "eval_scores", [under("2", ckpts[0]), under("3", ckpts[1])])
     assert stale_scores(con) == [(ckpts[0], "sy")]
+    con.execute("INSERT INTO hero_state (hero, champion) VALUES ('tiny', ?)", [ckpts[0]])
+    assert checkpoints_to_rescore(con, "tiny") == [(ckpts[0], "sy")]  # what the automation re-scores
     assert [r["checkpoint_id"] for r in current_scores(con, hero="tiny")] == [ckpts[1]]
 
 
