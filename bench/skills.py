@@ -2,7 +2,7 @@
 with mean prompt/answer lengths and the skill's longest() bound on them (and longest_bytes(), in UTF-8
 bytes, where the skill has one).
 
-Run: python bench/skills.py   (about 20-40 s). The baseline column times a bare sha256-seeded
+Run: python bench/skills.py [SKILL ...]   (about 20-40 s). The baseline column times a bare sha256-seeded
 random.Random construction, the fixed per-item cost every generator pays before doing any work.
 
 python bench/skills.py --shared-facts bin   (about 2-4 min): per level, the eval set's size, the distinct
@@ -45,16 +45,20 @@ def rate(fn, budget: float = BUDGET_S) -> float:
     return n / elapsed
 
 
-def main() -> None:
+def main(skills: list[str]) -> None:
     """Print the throughput table."""
     baseline = rate(lambda i: random.Random(hashlib.sha256(f"x|1|1|{i}".encode()).digest()).random())
     print(
         f"{'skill':<12} {'level':>5} {'gen/s':>10} {'score/s':>10} {'prompt ch':>9} {'answer ch':>9}"
         f" {'longest()':>10} {'bytes':>10}"
     )
+    only = set(skills)  # e.g. `python bench/skills.py sy`: just the named skills
     for name, skill in SKILLS.items():
+        if only and name not in only:
+            continue
         skill.generate(1, 1, 0)  # warm caches (SY loads its lexicon once)
         for level in levels_for(skill.max_level, name):
+            skill.generate(level, 1, 0)  # one-time loads of the level (SY's etymology data at L9+)
             gen = rate(lambda i, s=skill, lv=level: s.generate(lv, 1, i))
             items = [skill.generate(level, 1, i) for i in range(200)]
             sc = rate(lambda i, s=skill, its=items: s.score(its[i % 200], its[i % 200].answer))
@@ -67,6 +71,12 @@ def main() -> None:
                 f"{name:<12} {level:>5} {gen:>10,.0f} {sc:>10,.0f} {plen:>9.1f} {alen:>9.1f} {bound:>10}"
                 f" {byte_bound:>10}"
             )
+        if hasattr(skill, "vocabulary"):  # SY: the words training can draw per distinct eval word
+            for level in range(1, 11):
+                eval_words, pool = skill.vocabulary(level, 50)
+                print(
+                    f"{name} L{level} vocabulary: {pool:,} words / {eval_words} eval words = {pool / eval_words:.1f}x"
+                )
     print(f"baseline: sha256-seeded Random construction {baseline:,.0f}/s")
 
 
@@ -93,10 +103,11 @@ def shared_facts(name: str, count: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("skills", nargs="*", help="only these skills (default: all)")
     parser.add_argument("--shared-facts", metavar="SKILL", help="the shared-facts table of one skill instead")
     parser.add_argument("--count", type=int, default=50, help="eval items per level (configs/skills)")
     args = parser.parse_args()
     if args.shared_facts:
         shared_facts(args.shared_facts, args.count)
     else:
-        main()
+        main(args.skills)
