@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 import torch  # noqa: E402
-from tiny_hero import TINY  # noqa: E402
+from tiny_hero import TINY, row_length  # noqa: E402
 
 from realm_pipeline.settings import Settings  # noqa: E402
 from realm_pipeline.training.plan import CheckpointKey, segment_spec  # noqa: E402
@@ -43,7 +43,7 @@ def _spec(
         lr=3e-3,
         warmup_steps=3,
         batch_size=4,
-        max_length=96,
+        max_length=row_length(("bin", 1)),
         steps=STEPS,
         save_every=0,
         log_every=1,
