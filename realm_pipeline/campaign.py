@@ -11,6 +11,7 @@ import duckdb
 from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
 from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
+from realm_pipeline.evaluation.verdicts import Check
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import next_key
 from realm_pipeline.training.strain import LevelLoss, StrainReport, floor_for, strain_report
@@ -59,7 +60,35 @@ def curriculum_state(
         maintenance_min=prog.maintenance_min,
         confirmed=confirmed_regressions(con, hero),
         earned=earned_levels(con, hero),
+        trained=trained_tokens(con, hero, before_step),
+        checks=regression_checks(con, hero, before_step),
     )
+
+
+def trained_tokens(
+    con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None
+) -> dict[str, dict[tuple[str, int], int]]:
+    """checkpoint_id -> (skill, level) -> tokens its segment really trained (the trainer's record)."""
+    out: dict[str, dict[tuple[str, int], int]] = {}
+    for ckpt, skill, level, tokens in con.execute(
+        "SELECT checkpoint_id, skill, level, tokens FROM segment_tokens WHERE hero = ? AND step < ? "
+        "ORDER BY step, skill, level",
+        [hero, before_step if before_step is not None else 2**62],
+    ).fetchall():
+        out.setdefault(ckpt, {})[(skill, int(level))] = int(tokens)
+    return out
+
+
+def regression_checks(
+    con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None
+) -> list[Check]:
+    """Every confirming re-run's verdict (confirmed or refuted) on the hero's drops, with its step."""
+    rows = con.execute(
+        "SELECT r.bench, r.checkpoint_id, c.step, r.confirmed FROM regression_checks r "
+        "JOIN checkpoints c USING (checkpoint_id) WHERE r.hero = ? AND c.step < ? ORDER BY c.step, r.created_at",
+        [hero, before_step if before_step is not None else 2**62],
+    ).fetchall()
+    return [Check(*split_bench(bench), ckpt, int(step), bool(ok)) for bench, ckpt, step, ok in rows]
 
 
 def earned_levels(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str, int, float]]:

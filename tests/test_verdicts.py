@@ -315,3 +315,84 @@ def test_cross_skill_blame_goes_to_the_learning_skill():
     sy = state.verdicts.skills["sy"]
     assert sy.multiplier == pytest.approx(6 * 2000 / 3000)
     assert "every skill with levels left is capped" in state.maxed_out_reason
+
+
+def _ledger_from(story: Story, con, *, with_tokens: bool = True) -> None:
+    """Write a Story into a real ledger: checkpoint rows, eval scores, segment tokens, checks."""
+    from datetime import datetime, timedelta
+
+    from realm_pipeline import ledger
+
+    t0 = datetime(2026, 1, 1)
+    for i, (record, scores) in enumerate(story.rows, start=1):
+        at = t0 + timedelta(minutes=i)
+        ledger.upsert(
+            con,
+            "checkpoints",
+            [{"checkpoint_id": ck(i), "hero": "tiny", "step": i * 100, "tokens": 1000, "created_at": at}],
+        )
+        ledger.upsert(
+            con,
+            "eval_scores",
+            [
+                {
+                    "checkpoint_id": ck(i),
+                    "hero": "tiny",
+                    "step": i * 100,
+                    "skill": bench.split("@")[0],
+                    "level": int(bench.split("@")[1]),
+                    "fingerprint": f"{ck(i)}:{bench}",
+                    "n": 50,
+                    "correct": round(acc * 50),
+                    "accuracy": acc,
+                    "created_at": at,
+                    "protocol": "p1",
+                    "sample": "eval",
+                }
+                for bench, acc in scores.items()
+            ],
+        )
+        if with_tokens and record:
+            ledger.upsert(
+                con,
+                "segment_tokens",
+                [
+                    {"checkpoint_id": ck(i), "hero": "tiny", "step": i * 100, "skill": b.split("@")[0]}
+                    | {"level": int(b.split("@")[1]), "tokens": n}
+                    for b, n in record.items()
+                ],
+            )
+    for v, c in enumerate(story.checks, start=1):
+        ledger.upsert(
+            con,
+            "regression_checks",
+            [
+                {"hero": "tiny", "bench": f"{c.skill}@{c.level}", "baseline_version": v}
+                | {"checkpoint_id": c.checkpoint_id, "baseline": 1.0, "reserve_accuracy": 0.5}
+                | {"confirmed": c.confirmed, "created_at": t0}
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    ("confirmed", "with_tokens", "verdict"),
+    [(True, True, "capped"), (True, False, "plateau"), (False, True, "plateau")],
+    ids=["recorded and confirmed", "no token record", "refuted"],
+)
+def test_the_ledger_feeds_the_verdicts(tmp_path, confirmed, with_tokens, verdict):
+    """curriculum_state reads segment_tokens and regression_checks from a real DuckDB ledger."""
+    from pathlib import Path
+
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import curriculum_state
+    from realm_pipeline.settings import Settings
+
+    story = bin_l2_drops([0.6] * 6, confirmed=confirmed)
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        _ledger_from(story, con, with_tokens=with_tokens)
+        state = curriculum_state(con, Settings(Path(__file__).parent.parent / "configs"), "tiny")
+    v = state.verdicts.skills["bin"]
+    assert (v.level, v.verdict) == (3, verdict), v.summary()
+    assert state.maxed_out is (verdict == "capped")
+    assert [e.status for e in state.verdicts.episodes] == ["confirmed" if confirmed else "refuted"]
