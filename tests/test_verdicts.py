@@ -396,3 +396,37 @@ def test_the_ledger_feeds_the_verdicts(tmp_path, confirmed, with_tokens, verdict
     assert (v.level, v.verdict) == (3, verdict), v.summary()
     assert state.maxed_out is (verdict == "capped")
     assert [e.status for e in state.verdicts.episodes] == ["confirmed" if confirmed else "refuted"]
+
+
+def test_curriculum_asset_and_realm_status_show_each_skill_verdict(realm_env, capsys):
+    """The rollup's curriculum asset (real Dagster instance, real ledger) reports every skill's verdict,
+    stores it for the mirror, and the hero sheet `realm status` prints shows its evidence."""
+    import json
+
+    import dagster as dg
+
+    from realm_pipeline import ledger
+    from realm_pipeline.cli import _print_verdicts
+    from realm_pipeline.definitions import build_defs
+
+    with ledger.connect(realm_env / "realm.duckdb") as con:
+        ledger.migrate(con)
+        _ledger_from(bin_l2_drops([0.6] * 6), con)
+    defs = build_defs()
+    with dg.DagsterInstance.get() as instance:
+        defs.resolve_job_def("rollup_job").execute_in_process(instance=instance, raise_on_error=False)
+        meta = instance.fetch_materializations(dg.AssetKey("curriculum"), limit=1).records[0]
+    meta = meta.asset_materialization.metadata
+    assert meta["tiny/bin/verdict"].value == "capped"
+    assert meta["tiny/bin/maintenance_multiplier"].value == pytest.approx(5 * 3000 / 3000)
+    assert meta["tiny/maxed_out"].value is True
+    assert meta["tiny/verdicts"].value["bin"]["knocked_down"][0]["status"] == "confirmed"
+    with ledger.connect(realm_env / "realm.duckdb", read_only=True) as con:
+        stored = json.loads(con.execute("SELECT verdicts_json FROM hero_state").fetchone()[0])
+    assert stored["skills"]["bin"]["verdict"] == "capped"
+
+    _print_verdicts(bin_l2_drops([0.6] * 6).run().hero_sheet())
+    out = capsys.readouterr().out
+    assert "bin        L3 capped: multiplier 5.00x; earned (tokens) L1 3000, L2 3000" in out
+    assert "knocked down bin L2 at step 1000 (confirmed), regressed, 0.60 now" in out
+    assert "maxed out  yes: every skill with levels left is capped" in out
