@@ -293,7 +293,7 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
 
 
 def _print_verdicts(sheet: dict) -> None:
-    """Each skill's verdict with its evidence, and the hero's (maxed out only when every skill left is capped)."""
+    """One line per skill: its verdict, the evidence and why; a line per level its learning knocked down."""
     for skill, v in sorted(sheet.get("verdicts", {}).items()):
         mult = "undefined" if v["multiplier"] is None else f"{v['multiplier']:.2f}x"
         earned = (
@@ -301,7 +301,7 @@ def _print_verdicts(sheet: dict) -> None:
         )
         click.echo(
             f"  {skill:<10} L{v['level']} {v['verdict']}: multiplier {mult}; earned (tokens) {earned}; "
-            f"maintenance {v['maintenance_tokens']} tokens in {v['maintenance_segments']} segments"
+            f"maintenance {v['maintenance_tokens']} tokens in {v['maintenance_segments']} segments; {v['reason']}"
         )
         for e in v["knocked_down"]:
             trend = "-" if e["trend_since_drop"] is None else f"{e['trend_since_drop']:+.3f}/eval"
@@ -310,9 +310,6 @@ def _print_verdicts(sheet: dict) -> None:
                 f"    knocked down {e['skill']} L{e['level']} at step {e['onset_step']} ({e['status']}), "
                 f"{state}, {e['accuracy']:.2f} now, trend since the drop {trend}"
             )
-        click.echo(f"    why: {v['reason']}")
-    if sheet.get("verdicts"):
-        click.echo(f"  maxed out  {'yes' if sheet['maxed_out'] else 'no'}: {sheet['maxed_out_reason']}")
 
 
 def _print_unconfirmed(hero: str) -> None:

@@ -429,4 +429,4 @@ def test_curriculum_asset_and_realm_status_show_each_skill_verdict(realm_env, ca
     out = capsys.readouterr().out
     assert "bin        L3 capped: multiplier 5.00x; earned (tokens) L1 3000, L2 3000" in out
     assert "knocked down bin L2 at step 1000 (confirmed), regressed, 0.60 now" in out
-    assert "maxed out  yes: every skill with levels left is capped" in out
+    assert "maintenance 15000 tokens in 5 segments; no level-up in 6 segments" in out
