@@ -301,8 +301,10 @@ def test_refuted_and_unchecked_drops_are_shown_not_counted():
     assert [e.status for e in refuted.verdicts.episodes] == ["refuted"]
     assert refuted.verdicts.skills["bin"].knocked_down == ()
     assert refuted.hero_sheet()["regressions"][0]["status"] == "refuted"
+    assert refuted.boosted == {}  # and no maintenance weight in the next mix
     unchecked = bin_l2_drops([0.6] * 8, confirmed=None).run()
     assert [e.status for e in unchecked.verdicts.episodes] == ["unconfirmed"]
+    assert unchecked.boosted == {"bin": (2,)}  # until the reserve sample has its say
     # a check older than the drop says nothing about it
     late = bin_l2_drops([0.6] * 8, confirmed=None).check("bin@2", True, at=3).run()
     assert [e.status for e in late.verdicts.episodes] == ["unconfirmed"]

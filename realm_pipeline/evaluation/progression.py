@@ -417,8 +417,14 @@ def apply_progression(
         maintenance_min=maintenance_min,
     )
     newest = snaps[-1][0] if snaps else None
+    # a drop the reserve sample refuted is no regression: it gets no maintenance weight
+    refuted = {(e.skill, e.level) for e in verdicts.episodes if e.open and e.status == "refuted"}
     boosted = {
-        name: tuple(sorted(set(s.regressed) | {lv for sk, lv in confirmed_at.get(newest, ()) if sk == name}))
+        name: tuple(
+            lv
+            for lv in sorted(set(s.regressed) | {lv for sk, lv in confirmed_at.get(newest, ()) if sk == name})
+            if (name, lv) not in refuted
+        )
         for name, s in skills.items()
     }
 
