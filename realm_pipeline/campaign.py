@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
-from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
+from realm_pipeline.evaluation.progression import (
+    CurriculumState,
+    EvalPoint,
+    SegmentPoint,
+    apply_progression,
+    lost_levels,
+)
 from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.evaluation.verdicts import Check
@@ -89,6 +95,56 @@ def regression_checks(
         [hero, before_step if before_step is not None else 2**62],
     ).fetchall()
     return [Check(*split_bench(bench), ckpt, int(step), bool(ok)) for bench, ckpt, step, ok in rows]
+
+
+def trained_levels(
+    con: duckdb.DuckDBPyConnection, hero: str, *, before_step: int | None = None
+) -> list[tuple[int, dict[tuple[str, int], float]]]:
+    """Per finished segment: (its checkpoint's step, what it trained of each (skill, level)).
+
+    The tokens the trainer recorded (`segment_tokens`) where there are any; else the mix of the spec the
+    checkpoint recorded (its weights). This is the interface `progression.lost_levels` takes.
+    """
+    recorded = trained_tokens(con, hero, before_step)
+    trained = []
+    for c in hero_checkpoints(con, hero):
+        if before_step is not None and c["step"] >= before_step:
+            continue
+        if c["checkpoint_id"] in recorded:
+            trained.append((int(c["step"]), {k: float(v) for k, v in recorded[c["checkpoint_id"]].items()}))
+            continue
+        mix = json.loads(c["spec_json"] or "{}").get("mix") or []
+        amounts: dict[tuple[str, int], float] = {}
+        for skill, level, weight in mix:
+            amounts[(skill, int(level))] = amounts.get((skill, int(level)), 0.0) + float(weight)
+        trained.append((int(c["step"]), amounts))
+    return trained
+
+
+def next_mix(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    hero: str,
+    state: CurriculumState,
+    hint,
+    *,
+    before_step: int | None = None,
+) -> list[tuple[str, int, float]]:
+    """The next segment's (skill, level, weight) mix: the hero's mastered share and skill schedule, its
+    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets."""
+    cfg = settings.heroes[hero]
+    lost = lost_levels(
+        state,
+        trained_levels(con, hero, before_step=before_step),
+        after=settings.realm.progression.maintenance_min,
+    )
+    return state.training_mix(
+        cfg.training.mastered_share,
+        list(cfg.campaign.skills),
+        hint=hint,
+        lost=lost,
+        **cfg.campaign.skill_schedule.mix_options(),
+    )
 
 
 def earned_levels(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str, int, float]]:
