@@ -17,6 +17,7 @@ from realm_pipeline.evaluation.progression import (
 )
 from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
+from realm_pipeline.evaluation.verdicts import Check
 from realm_pipeline.settings import Settings
 from realm_pipeline.training.plan import next_key
 from realm_pipeline.training.strain import LevelLoss, StrainReport, floor_for, strain_report
@@ -65,7 +66,35 @@ def curriculum_state(
         maintenance_min=prog.maintenance_min,
         confirmed=confirmed_regressions(con, hero),
         earned=earned_levels(con, hero),
+        trained=trained_tokens(con, hero, before_step),
+        checks=regression_checks(con, hero, before_step),
     )
+
+
+def trained_tokens(
+    con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None
+) -> dict[str, dict[tuple[str, int], int]]:
+    """checkpoint_id -> (skill, level) -> tokens its segment really trained (the trainer's record)."""
+    out: dict[str, dict[tuple[str, int], int]] = {}
+    for ckpt, skill, level, tokens in con.execute(
+        "SELECT checkpoint_id, skill, level, tokens FROM segment_tokens WHERE hero = ? AND step < ? "
+        "ORDER BY step, skill, level",
+        [hero, before_step if before_step is not None else 2**62],
+    ).fetchall():
+        out.setdefault(ckpt, {})[(skill, int(level))] = int(tokens)
+    return out
+
+
+def regression_checks(
+    con: duckdb.DuckDBPyConnection, hero: str, before_step: int | None = None
+) -> list[Check]:
+    """Every confirming re-run's verdict (confirmed or refuted) on the hero's drops, with its step."""
+    rows = con.execute(
+        "SELECT r.bench, r.checkpoint_id, c.step, r.confirmed FROM regression_checks r "
+        "JOIN checkpoints c USING (checkpoint_id) WHERE r.hero = ? AND c.step < ? ORDER BY c.step, r.created_at",
+        [hero, before_step if before_step is not None else 2**62],
+    ).fetchall()
+    return [Check(*split_bench(bench), ckpt, int(step), bool(ok)) for bench, ckpt, step, ok in rows]
 
 
 def trained_levels(
@@ -73,13 +102,16 @@ def trained_levels(
 ) -> list[tuple[int, dict[tuple[str, int], float]]]:
     """Per finished segment: (its checkpoint's step, what it trained of each (skill, level)).
 
-    Read from the mix of the spec each checkpoint recorded (its weights). This is the interface
-    `progression.lost_levels` takes: a ledger table of the tokens each segment trained per level, where
-    there is one, gives the same shape with tokens in place of weights.
+    The tokens the trainer recorded (`segment_tokens`) where there are any; else the mix of the spec the
+    checkpoint recorded (its weights). This is the interface `progression.lost_levels` takes.
     """
+    recorded = trained_tokens(con, hero, before_step)
     trained = []
     for c in hero_checkpoints(con, hero):
         if before_step is not None and c["step"] >= before_step:
+            continue
+        if c["checkpoint_id"] in recorded:
+            trained.append((int(c["step"]), {k: float(v) for k, v in recorded[c["checkpoint_id"]].items()}))
             continue
         mix = json.loads(c["spec_json"] or "{}").get("mix") or []
         amounts: dict[tuple[str, int], float] = {}

@@ -287,8 +287,29 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     click.echo(f"  zone       {sheet['zone'] or '-'}{hint}")
     for bench, lane, acc, chance in tops:  # chance: what always giving the commonest answer scores
         click.echo(f"  #1 {bench:<8} {lane} accuracy {acc} (chance {chance if chance is not None else '-'})")
+    _print_verdicts(sheet)
     _print_unconfirmed(hero)
     click.echo(f"  status     {why}")
+
+
+def _print_verdicts(sheet: dict) -> None:
+    """One line per skill: its verdict, the evidence and why; a line per level its learning knocked down."""
+    for skill, v in sorted(sheet.get("verdicts", {}).items()):
+        mult = "undefined" if v["multiplier"] is None else f"{v['multiplier']:.2f}x"
+        earned = (
+            ", ".join(f"L{lv} {t if t is not None else '?'}" for lv, t in v["earned_tokens"].items()) or "-"
+        )
+        click.echo(
+            f"  {skill:<10} L{v['level']} {v['verdict']}: multiplier {mult}; earned (tokens) {earned}; "
+            f"maintenance {v['maintenance_tokens']} tokens in {v['maintenance_segments']} segments; {v['reason']}"
+        )
+        for e in v["knocked_down"]:
+            trend = "-" if e["trend_since_drop"] is None else f"{e['trend_since_drop']:+.3f}/eval"
+            state = "regressed" if e["recovered_step"] is None else f"recovered at step {e['recovered_step']}"
+            click.echo(
+                f"    knocked down {e['skill']} L{e['level']} at step {e['onset_step']} ({e['status']}), "
+                f"{state}, {e['accuracy']:.2f} now, trend since the drop {trend}"
+            )
 
 
 def _print_unconfirmed(hero: str) -> None:

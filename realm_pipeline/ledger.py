@@ -191,6 +191,8 @@ TABLES: dict[str, Table] = {
                 _c("primitives_json", "VARCHAR", public=PUB),
                 # what it does next or why it stopped; private: a failure's message may name paths (v2)
                 _c("status", "VARCHAR", public=PRIV),
+                # per skill: learning | plateau | capped | complete and its evidence (evaluation/verdicts.py)
+                _c("verdicts_json", "VARCHAR", public=PUB),
             ),
             ("hero",),
         ),
@@ -308,6 +310,21 @@ TABLES: dict[str, Table] = {
                 _c("skill", "VARCHAR", public=PUB),
                 _c("level", "INTEGER", public=PUB),
                 _c("heldout_loss", "DOUBLE", public=PUB),
+            ),
+            ("checkpoint_id", "skill", "level"),
+            since=3,
+        ),
+        Table(
+            # Tokens each segment really trained per skill level (the trainer's count of the examples it
+            # drew from each mix source): "maintenance tried" and the per-skill verdicts count these.
+            "segment_tokens",
+            (
+                _c("checkpoint_id", "VARCHAR", public=PUB),
+                _c("hero", "VARCHAR", public=PUB),
+                _c("step", "BIGINT", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("level", "INTEGER", public=PUB),
+                _c("tokens", "BIGINT", public=PUB),
             ),
             ("checkpoint_id", "skill", "level"),
             since=3,

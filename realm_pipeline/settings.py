@@ -52,7 +52,7 @@ class Progression(_Strict):
     evals_required: int = Field(3, ge=1, le=100)
     maxed_out_window: int = Field(6, ge=2, le=1000)
     maintenance_multiplier_max: float = Field(2.0, gt=0)
-    min_trend: float = Field(0.02, ge=0, lt=1)  # accuracy slope per eval above which a level is "climbing"
+    min_trend: float = Field(0.005, ge=0, lt=1)  # accuracy slope per eval above which a level is "climbing"
     min_trend_points: int = Field(3, ge=2, le=1000)  # no trend is judged from fewer evals
     maintenance_min: int = Field(3, ge=1, le=1000)  # maintenance segments tried before a cap is declared
 

@@ -147,6 +147,10 @@ def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
     _run(defs, "train_job", "tiny.000150")
     with connect(db, read_only=True) as con:
         assert con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall() == first
+        # the tokens it trained, per skill level, written with its row (one mix source: BIN L1, no quests)
+        trained = con.execute("SELECT checkpoint_id, skill, level, tokens FROM segment_tokens").fetchall()
+        tokens = con.execute("SELECT tokens FROM checkpoints").fetchone()[0]
+    assert trained == [("tiny.000150", "bin", 1, tokens)] and tokens > 0
     ckpt = realm_env / "checkpoints" / "tiny" / "tiny.000150"
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from test_verdicts import issue_bin_stuck_at_l4
 
 from realm_pipeline import ledger
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
@@ -18,6 +19,8 @@ from realm_pipeline.mirror.export import EmptyMirror, build_mirror, read_public,
 from realm_pipeline.mirror.leakcheck import private_values, scan
 
 T0 = datetime(2026, 3, 1, 9, 0, 0)
+# a real replay's verdicts (bin capped at L4 while attn_count climbs), as the curriculum asset stores them
+DIO_VERDICTS = issue_bin_stuck_at_l4().run().verdicts.to_json()
 SKILLS = ("binary_add", "sort_words", "parity_check")
 HEROES = {"tiny": 1200, "dio": 800}  # hero -> last step
 
@@ -114,6 +117,8 @@ def populate(con) -> None:
                 "champion": f"{hero}.{last:06d}",
                 "levels_json": json.dumps(levels, sort_keys=True),
                 "updated_at": T0,
+                # dio: the verdicts of the issue-18 campaign (bin capped while attn_count climbs)
+                "verdicts_json": json.dumps(DIO_VERDICTS if hero == "dio" else {}),
             }
         )
     ledger.upsert(con, "checkpoints", ckpts)
@@ -339,6 +344,11 @@ def test_documents_match_schemas(db: Path):
     assert [p["learning"] for p in binary["levels"]][:4] == [1, 1, 1, 2]
     assert binary["level"] == 5 and len(binary["accuracy"]) > 12  # 4 mastered (the cap), learning 5
     assert any(e["event"] == "level_up" and e["step"] == 300 for e in tiny["events"])
+    # each skill's verdict and evidence, as the curriculum wrote it (tests/test_verdicts.py's history)
+    assert dio["verdicts"]["bin"]["verdict"] == "capped" and dio["verdicts"]["bin"]["multiplier"] == 6.0
+    assert dio["verdicts"]["attn_count"]["multiplier"] is None  # undefined, not a count
+    assert {r["status"] for r in dio["regressions"]} == {"confirmed"}
+    assert tiny["verdicts"] == {} and tiny["regressions"] == []
 
 
 CRASH_SCRIPT = """

@@ -66,6 +66,8 @@ def test_page_renders_from_file_url(page: Path, tmp_path: Path):
     assert all(int(n) >= 2 for n in paths)
     assert len(re.findall(r"<svg [^>]*viewBox", dom)) == 4 and "<circle" in dom
     assert "maxed out" in dom and "still levelling" in dom and "level up" in dom
+    # dio's verdict per skill, with its evidence
+    assert 'data-skill="bin" data-verdict="capped"' in dom and "6.00×" in dom and "undefined" in dom
 
 
 def test_screenshot(page: Path, tmp_path: Path):

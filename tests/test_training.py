@@ -148,6 +148,27 @@ def test_surprise_weighted_and_mix_extras(tmp_path: Path) -> None:
     assert r.reflections_trained > 0 and r.mirror_probes == 0  # reflections trained on; no Mirror probing
 
 
+def test_trained_tokens_record_the_mix_it_trained(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from realm_pipeline.training.data import MixStream
+    from realm_pipeline.training.trainer import _sources
+
+    spec = _spec(tmp_path / "m", steps=6, mix=[("bin", 1, 0.7), ("bin", 2, 0.3)], quests=[CHAT], heldout=[])
+    r = train_segment(spec)
+    assert set(r.trained_tokens) == {"bin@1", "bin@2", "quests"}
+    assert sum(r.trained_tokens.values()) == r.tokens  # every packed token belongs to one source
+    # Replay the same stream for the examples the segment consumed, counting tokens per source.
+    encoder = ExampleEncoder(AutoTokenizer.from_pretrained(spec.output_dir))
+    stream = MixStream(_sources(spec), spec.seed, encoder)
+    replayed: dict[str, int] = {}
+    for _ in range(r.examples):
+        name = stream.next_source()
+        replayed[name] = replayed.get(name, 0) + len(stream.consume()[0])
+    assert replayed == r.trained_tokens
+    assert r.trained_tokens["bin@1"] > r.trained_tokens["bin@2"]  # 0.7 against 0.3 of the examples
+
+
 def test_hero_weights_missing(tmp_path: Path) -> None:
     from huggingface_hub import constants
 

@@ -18,15 +18,13 @@ Rules, all replayed in step order so the same history always gives the same stat
   Maintenance multiplier: cost of maintenance segments over the cost of segments that earned a level.
   Cost is tokens when every segment has tokens, else steps. The denominator is floored at
   one mean segment, so a stall reads "maintenance worth N segments" instead of infinity.
-* Trend: the least-squares slope of a level's accuracy over its last `window` evals (per eval); a level
-  is *climbing* (or, regressed, *recovering*) when the slope exceeds `min_trend`. No trend is judged from
-  fewer than `min_trend_points` evals: too few samples means "still climbing".
-* Maxed out (the level cap): every skill completed its cap; or, over the last `window` segments, ALL of:
-  no level-up; no current level climbing; some mastered level in regression and none recovering;
-  maintenance tried (at least `maintenance_min` maintenance segments in the window); and the window's
-  maintenance multiplier above `maintenance_max`. So the hero is called capped only when it cannot hold
-  what it has while learning more, after re-training the lost levels was tried; a plateau with nothing
-  forgotten is reported as such but is no cap.
+* Trend: the least-squares slope of a level's accuracy over its last `window` evals (per eval), shown
+  per checkpoint in the timeline; no trend is judged from fewer than `min_trend_points` evals.
+* Maxed out (the level cap): per skill, as the design defines it (evaluation/verdicts.py): a skill is
+  capped when, after maintenance was really trained (the trainer's per-level token record), the
+  maintenance its learning forced costs more than `maintenance_max` x the tokens that earned its last
+  level, with the confirmed regressions it caused not recovering and its current level flat; the hero
+  is maxed out when every skill with levels left is capped, or every skill completed its cap.
 * Champion: among checkpoints at the highest total level (levels mastered across all skills after the
   checkpoint's evals), the best mean accuracy over the levels it was evaluated as learning; ties go
   to the later step.
@@ -36,11 +34,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from realm_pipeline.evaluation.verdicts import Check, HeroVerdict, judge
+from realm_pipeline.evaluation.verdicts import trend as _slope
 from realm_pipeline.training.strain import Hint, curriculum_hint, zone
 
 # How far the strain hint moves the next segment's mix (see `training_mix`).
@@ -158,6 +157,7 @@ class CurriculumState:
     checkpoint_levels: dict[str, int] = field(default_factory=dict)  # checkpoint -> total levels mastered
     timeline: tuple[TimelineRow, ...] = ()
     boosted: dict[str, tuple[int, ...]] = field(default_factory=dict)  # mastered levels the next mix favours
+    verdicts: HeroVerdict | None = None  # per-skill verdicts and their evidence (evaluation/verdicts.py)
 
     def levels(self) -> dict[str, int]:
         """Current level of every skill."""
@@ -187,6 +187,8 @@ class CurriculumState:
             "trend": self.timeline[-1].to_json()["trend"] if self.timeline else {},
             "maxed_out": self.maxed_out,
             "maxed_out_reason": self.maxed_out_reason,
+            "verdicts": {} if self.verdicts is None else self.verdicts.to_json()["skills"],
+            "regressions": [] if self.verdicts is None else self.verdicts.to_json()["regressions"],
         }
 
     def training_mix(
@@ -207,7 +209,11 @@ class CurriculumState:
 
     def cap_claim(self) -> str:
         """The campaign's claim in one line: levels reached, and whether (and why) that is the cap."""
-        levels = ", ".join(f"{name} L{s.level}" for name, s in self.skills.items())
+        verdicts = self.verdicts.skills if self.verdicts is not None else {}
+        levels = ", ".join(
+            f"{name} L{s.level}" + (f" ({verdicts[name].verdict})" if name in verdicts else "")
+            for name, s in self.skills.items()
+        )
         verdict = "capped there" if self.maxed_out else "no cap found"
         return f"reached {levels}; {verdict}: {self.maxed_out_reason}"
 
@@ -242,11 +248,13 @@ def apply_progression(
     evals_required: int,
     window: int,
     maintenance_max: float,
-    min_trend: float = 0.02,
+    min_trend: float = 0.005,
     min_trend_points: int = 3,
     maintenance_min: int = 3,
     confirmed: Sequence[tuple[str, int, str]] = (),
     earned: Sequence[tuple[str, int, str, int, float]] = (),
+    trained: Mapping[str, Mapping[tuple[str, int], int]] | None = None,
+    checks: Sequence[Check] = (),
 ) -> CurriculumState:
     """Replay evals and segments in step order into the hero's curriculum state (see module docstring).
 
@@ -254,6 +262,8 @@ def apply_progression(
     reproduced): on the checkpoint they name, those levels count as needing maintenance.
     `earned` holds recorded level-up facts (skill, mastered level, checkpoint_id, step, accuracy): a level
     once earned stays earned from that step on, whatever the scores replayed now (stale, deleted) say.
+    `trained` holds, per checkpoint, the tokens its segment really trained per (skill, level) (the
+    trainer's record); `checks` the reserve sample's verdicts on drops. Both feed the per-skill verdicts.
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -280,6 +290,7 @@ def apply_progression(
     ckpt_total: dict[str, int] = {}
     ckpt_score: dict[str, tuple[int, float]] = {}  # checkpoint -> (step, mean acc at learned levels)
     history: dict[tuple[str, int], list[float]] = {}  # (skill, level) -> accuracies in step order
+    points_at: dict[tuple[str, int], list[tuple[int, str, float]]] = {}  # ... with their step, checkpoint
     snaps: list[
         tuple[str, int, dict, dict, dict, dict]
     ] = []  # per checkpoint: id, step, levels, acc, trend, regr
@@ -308,6 +319,7 @@ def apply_progression(
             if not math.isfinite(acc):
                 raise ValueError(f"accuracy of {e} must be finite")
             history.setdefault((e.skill, int(e.level)), []).append(acc)
+            points_at.setdefault((e.skill, int(e.level)), []).append((step, ckpt, acc))
             if e.level == learning[e.skill]:
                 at_level.append(acc)
             if e.level < learning[e.skill] or (s.complete and e.level == s.cap):
@@ -400,21 +412,30 @@ def apply_progression(
                 strain=None if seg is None or seg.strain is None else float(seg.strain),
             )
         )
-    maxed, reason = _maxed_out(
-        skills,
-        history,
-        n_ups[lo:],
-        maint_flags[lo:],
+    verdicts = judge(
+        caps={name: s.cap for name, s in skills.items()},
+        complete={name: s.complete for name, s in skills.items()},
+        level_ups=[(u.skill, u.mastered, u.step) for u in level_ups],
+        history=points_at,
+        segments=[(g.checkpoint_id, int(g.step)) for g in segs],
+        trained=trained or {},
+        checks=checks,
+        threshold=threshold,
+        multiplier_max=maintenance_max,
         window=window,
-        mult=recent_mult,
-        maintenance_max=maintenance_max,
         min_trend=min_trend,
         min_trend_points=min_trend_points,
         maintenance_min=maintenance_min,
     )
     newest = snaps[-1][0] if snaps else None
+    # a drop the reserve sample refuted is no regression: it gets no maintenance weight
+    refuted = {(e.skill, e.level) for e in verdicts.episodes if e.open and e.status == "refuted"}
     boosted = {
-        name: tuple(sorted(set(s.regressed) | {lv for sk, lv in confirmed_at.get(newest, ()) if sk == name}))
+        name: tuple(
+            lv
+            for lv in sorted(set(s.regressed) | {lv for sk, lv in confirmed_at.get(newest, ()) if sk == name})
+            if (name, lv) not in refuted
+        )
         for name, s in skills.items()
     }
 
@@ -442,8 +463,8 @@ def apply_progression(
         maintenance_multiplier=overall,
         window_maintenance_multiplier=recent_mult,
         cost_unit="tokens" if use_tokens else "steps",
-        maxed_out=maxed,
-        maxed_out_reason=reason,
+        maxed_out=verdicts.maxed_out,
+        maxed_out_reason=verdicts.reason,
         latest_step=latest_step,
         xp=int(sum(costs)),
         acc=None if latest_eval is None else latest_eval[1][1],
@@ -453,68 +474,13 @@ def apply_progression(
         checkpoint_levels=ckpt_total,
         timeline=tuple(timeline),
         boosted={k: v for k, v in boosted.items() if v},
+        verdicts=verdicts,
     )
 
 
 def _trend(accuracies: list[float], window: int, min_points: int) -> float | None:
     """Least-squares slope (per eval) of the last `window` accuracies; None below `min_points`."""
-    points = accuracies[-window:]
-    if len(points) < max(min_points, 2):
-        return None
-    if len(set(points)) == 1:
-        return 0.0
-    return statistics.linear_regression(range(len(points)), points).slope
-
-
-def _maxed_out(
-    skills: dict[str, _Skill],
-    history: dict[tuple[str, int], list[float]],
-    ups: list[int],
-    maintenance: list[bool],
-    *,
-    window: int,
-    mult: float,
-    maintenance_max: float,
-    min_trend: float,
-    min_trend_points: int,
-    maintenance_min: int,
-) -> tuple[bool, str]:
-    if skills and all(s.complete for s in skills.values()):
-        return True, "every skill reached its level cap"
-    if len(ups) < window:
-        return False, f"only {len(ups)} of the {window} segments needed to judge"
-    if sum(ups):
-        return False, f"still levelling: {sum(ups)} level-up(s) in the last {window} segments"
-    for name, s in skills.items():
-        if s.complete:
-            continue
-        slope = _trend(history.get((name, s.level), []), window, min_trend_points)
-        if slope is None:
-            return False, f"{name} L{s.level}: too few evals to judge its trend"
-        if slope > min_trend:
-            return False, f"{name} L{s.level} still climbing ({slope:+.3f}/eval)"
-    regressed = [(name, lv) for name, s in skills.items() for lv in sorted(s.regressed)]
-    if not regressed:
-        return (
-            False,
-            f"plateau: no level-up in {window} segments, but nothing forgotten (no cap without forgetting)",
-        )
-    for name, lv in regressed:
-        slope = _trend(history.get((name, lv), []), window, min_trend_points)
-        if slope is not None and slope > min_trend:
-            return False, f"{name} L{lv} regressed but recovering ({slope:+.3f}/eval)"
-    tried = sum(maintenance)
-    if tried < maintenance_min:
-        return (
-            False,
-            f"regressed {regressed}; maintenance tried in {tried} of the {maintenance_min} segments needed",
-        )
-    if mult <= maintenance_max:
-        return False, f"stalled, regressed {regressed}, but maintenance {mult:.2f}x <= {maintenance_max:.2f}x"
-    return True, (
-        f"stalled {window} segments, nothing climbing, {regressed} regressed and not recovering after "
-        f"{tried} maintenance segments costing {mult:.2f}x > {maintenance_max:.2f}x"
-    )
+    return _slope(accuracies, window, min_points)
 
 
 MAINTENANCE_SHARE = 0.5  # at least this share of a maintenance segment goes to mastered levels

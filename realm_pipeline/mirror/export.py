@@ -185,8 +185,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
         try:
             timeline = json.loads(state.get("timeline_json") or "[]")
             primitives = json.loads(state.get("primitives_json") or "{}")
+            verdicts = json.loads(state.get("verdicts_json") or "{}")
         except ValueError:
-            timeline, primitives = [], {}
+            timeline, primitives, verdicts = [], {}, {}
         heroes.append(
             {
                 "hero": hero,
@@ -197,6 +198,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 "timeline": timeline,
                 "primitives": primitives,
                 "weakest_primitive": weakest_primitive(primitives),
+                # per skill: learning | plateau | capped | complete, with its evidence
+                "verdicts": verdicts.get("skills", {}),
+                "regressions": verdicts.get("regressions", []),
                 "paused": state.get("paused"),
                 "updated_at": _jsonable(state.get("updated_at")),
                 "skills": skill_series,

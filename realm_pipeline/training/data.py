@@ -90,10 +90,11 @@ class Source:
 
 @dataclass
 class StreamState:
-    """How far the mix has been consumed: global example count and per-source counts (JSON-able)."""
+    """How far the mix has been consumed: global example count, per-source counts and tokens (JSON-able)."""
 
     position: int = 0
     counts: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # per source: the tokens of its consumed examples
 
 
 class MixStream:
@@ -110,6 +111,8 @@ class MixStream:
         self.state = state or StreamState(0, [0] * len(self.sources))
         if len(self.state.counts) != len(self.sources):
             raise ValueError("stream state does not match the mix")
+        if not self.state.tokens:  # a resume state saved before tokens were counted
+            self.state.tokens = [0] * len(self.sources)
         total = sum(s.weight for s in self.sources)
         self.cum: list[float] = []
         acc = 0.0
@@ -168,7 +171,16 @@ class MixStream:
         self._peeked = None
         self.state.position += 1
         self.state.counts[k] += 1
+        self.state.tokens[k] += len(ids)
         return ids, labels
+
+    def trained_tokens(self) -> dict[str, int]:
+        """Tokens consumed so far per source name (`skill@level`, quests, reflections)."""
+        out: dict[str, int] = {}
+        for src, n in zip(self.sources, self.state.tokens, strict=True):
+            name = src.name or (f"{src.skill}@{src.level}" if src.skill else "examples")
+            out[name] = out.get(name, 0) + n
+        return out
 
 
 @dataclass

@@ -105,6 +105,8 @@ class SegmentResult:
     mirror_probes: int = 0  # the Mirror's probes after this segment, its misses, the reflections made
     mirror_misses: int = 0
     mirror_examples: int = 0
+    # tokens trained per mix source ("skill@level", quests, mirror_reflections): what the mix really was
+    trained_tokens: dict[str, int] = field(default_factory=dict)
     optimizer_carried: bool = False  # the segment started from its parent's optimizer state
 
 
@@ -655,6 +657,7 @@ def train_segment(
         mirror_probes=mirror.probes if mirror else 0,
         mirror_misses=mirror.misses if mirror else 0,
         mirror_examples=mirror.examples if mirror else 0,
+        trained_tokens=stream.trained_tokens(),
         optimizer_carried=carried,
     )
     (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))

@@ -109,6 +109,9 @@ def curriculum(
                     "timeline_json": json.dumps([r.to_json() for r in state.timeline], sort_keys=True),
                     "primitives_json": json.dumps(primitives[hero], sort_keys=True),
                     "status": decision.status,
+                    "verdicts_json": json.dumps(
+                        state.verdicts.to_json() if state.verdicts else {}, sort_keys=True
+                    ),
                 }
             )
     with ledger_db.get_connection() as con:
@@ -142,7 +145,12 @@ def curriculum(
         metadata[f"{hero}/maxed_out"] = sheet["maxed_out"]
         metadata[f"{hero}/maxed_out_reason"] = sheet["maxed_out_reason"]
         metadata[f"{hero}/unconfirmed_regressions"] = len(sheet["unconfirmed_regressions"])
-        metadata[f"{hero}/maintenance_multiplier"] = sheet["window_maintenance_multiplier"]
+        # per skill: its verdict, and its maintenance multiplier where one is defined (never a count)
+        metadata[f"{hero}/verdicts"] = dg.MetadataValue.json(sheet["verdicts"])
+        for skill, verdict in sheet["verdicts"].items():
+            metadata[f"{hero}/{skill}/verdict"] = verdict["verdict"]
+            if verdict["multiplier"] is not None:
+                metadata[f"{hero}/{skill}/maintenance_multiplier"] = verdict["multiplier"]
         for skill, slope in sheet["trend"].items():
             if slope is not None:  # accuracy slope per eval at the level being learned
                 metadata[f"{hero}/{skill}/trend"] = slope

@@ -161,9 +161,19 @@ def checkpoints(
         "created_at": datetime.now(UTC).replace(tzinfo=None),
     }
     with ledger_db.get_connection() as con:
-        # Keyed by checkpoint_id: re-materializing replaces the row, never adds a second one.
-        ledger.upsert(con, "checkpoints", [row])
-        ledger.upsert(con, "level_losses", _level_loss_rows(key, result.get("level_losses") or {}))
+        # One transaction: the row, its level losses and the tokens it trained land together or not at all.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            # Keyed by checkpoint_id: re-materializing replaces the row, never adds a second one.
+            ledger.upsert(con, "checkpoints", [row])
+            ledger.upsert(con, "level_losses", _level_loss_rows(key, result.get("level_losses") or {}))
+            # what the segment really trained per skill level (quests, reflections have no level)
+            con.execute("DELETE FROM segment_tokens WHERE checkpoint_id = ?", [str(key)])
+            ledger.upsert(con, "segment_tokens", _segment_token_rows(key, result.get("trained_tokens") or {}))
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
     metadata = {k: result[k] for k in PLOTTED if result.get(k) is not None}
     metadata.update(
         # the campaign's step (the subprocess counts the segment's own steps, the same every segment)
@@ -212,6 +222,26 @@ def _level_loss_rows(key: CheckpointKey, level_losses: dict) -> list[dict]:
                 "skill": skill,
                 "level": int(level),
                 "heldout_loss": float(loss),
+            }
+        )
+    return rows
+
+
+def _segment_token_rows(key: CheckpointKey, trained_tokens: dict) -> list[dict]:
+    """Ledger rows of the tokens the segment trained per skill level ("skill@level" -> tokens)."""
+    rows = []
+    for name, tokens in sorted(trained_tokens.items()):
+        skill, sep, level = name.rpartition("@")
+        if not sep or not level.isdigit():
+            continue  # quests, Mirror reflections: not a skill level
+        rows.append(
+            {
+                "checkpoint_id": str(key),
+                "hero": key.hero,
+                "step": key.step,
+                "skill": skill,
+                "level": int(level),
+                "tokens": int(tokens),
             }
         )
     return rows
