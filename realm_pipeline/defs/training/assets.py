@@ -42,6 +42,12 @@ PLOTTED = (
 )
 
 
+class CheckpointsConfig(dg.Config):
+    """Run config of `checkpoints`: set `retrain` to train again a checkpoint the ledger already holds."""
+
+    retrain: bool = False
+
+
 @dg.asset(
     partitions_def=checkpoint_partitions,
     pool="gpu",
@@ -64,6 +70,7 @@ PLOTTED = (
 )
 def checkpoints(
     context: dg.AssetExecutionContext,
+    config: CheckpointsConfig,
     realm: RealmResource,
     ledger_db: LedgerResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
@@ -79,11 +86,16 @@ def checkpoints(
     profile = settings.memory_profiles[hero.memory_profile]
 
     with ledger_db.read() as con:
-        earlier = [c for c in hero_checkpoints(con, key.hero) if c["step"] < key.step]
-        state = curriculum_state(con, settings, key.hero)
+        recorded = hero_checkpoints(con, key.hero)
+        earlier = [c for c in recorded if c["step"] < key.step]
+        # the curriculum as its parent left it, so a retrained checkpoint gets the mix it first had
+        state = curriculum_state(con, settings, key.hero, before_step=key.step)
         strain = strain_state(con, key.hero, state)
         mix = next_mix(con, settings, key.hero, state, strain.hint)
         quests = quest_examples(con)
+    existing = next((c for c in recorded if c["step"] == key.step), None)
+    if existing is not None and not config.retrain:
+        raise dg.Failure(already_trained_message(key, existing["sha256"]), allow_retries=False)
     parent = earlier[-1] if earlier else None
     if parent is None and key.step != hero.campaign.segment_steps:
         raise dg.Failure(
@@ -114,8 +126,13 @@ def checkpoints(
         raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
     _refuse_if_it_will_not_fit(spec, hero, profile)
 
-    from realm_pipeline.training.trainer import spec_to_json
+    from realm_pipeline.training.trainer import RESULT_FILE, spec_to_json
 
+    if existing is not None:
+        # retrain on purpose: without its result file the saved segment is not adopted; its weights stay
+        # on disk until the new ones are swapped in whole
+        (output_dir / RESULT_FILE).unlink(missing_ok=True)
+        context.log.info(f"{key}: retraining on request (was sha256 {(existing['sha256'] or '?')[:12]})")
     spec_dict = json.loads(spec_to_json(spec))
     context.log.info(
         f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
@@ -196,6 +213,16 @@ def checkpoints(
         metadata=metadata,
         data_version=dg.DataVersion(result["sha256"]),
         check_results=list(reported_result.check_results or []),
+    )
+
+
+def already_trained_message(key: CheckpointKey, sha256: str | None) -> str:
+    """The one line that refuses to record a checkpoint the ledger already holds, with the way to retrain it."""
+    retrain = json.dumps({"ops": {"checkpoints": {"config": {"retrain": True}}}})
+    return (
+        f"checkpoint {key} is already trained (sha256 {(sha256 or '?')[:12]}); nothing was recorded. To train it again "
+        f"on purpose: dagster asset materialize -m realm_pipeline.definitions --select checkpoints "
+        f"--partition {key} --config-json '{retrain}'"
     )
 
 
