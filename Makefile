@@ -9,9 +9,9 @@ DAGSTER_HOME ?= $(REALM_HOME)/dagster
 export REALM_HOME DAGSTER_HOME
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test test-all dev defs lint bench clean
+.PHONY: setup browser wordnet run test test-all dev defs lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed wordnet
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed: the mirror page test will be skipped"; }
+
+# Debian's WordNet 3.0 database (/usr/share/wordnet) is SY's lexical source (skills/lexicon.py): the
+# distribution ships it, pip cannot, and the files are read offline; installed when we may (root).
+wordnet:
+	@[ -f /usr/share/wordnet/data.noun ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null) \
+		|| echo "wordnet-base not installed: run 'apt-get install -y wordnet-base' as root (SY needs it)"; }
 
 run: setup
 	$(BIN)/realm init

@@ -10,6 +10,12 @@ half the earlier one, while the window's maintenance multiplier exceeds the maxi
 same history, with the segment at which it would have declared a cap.
 
     .venv/bin/python bench/campaign.py --segments 40 [--home DIR] [--skills bin,seq_reverse,attn_count]
+
+Arms for the schedule across segments (training.schedule): one campaign per schedule, same segments x
+steps and the same seeds (the hero's seed and the checkpoint keys), each in HOME/<schedule>; then a table
+of levels reached, held-out accuracy of every mastered level at the last checkpoint, and wall time:
+
+    .venv/bin/python bench/campaign.py --skills bin --segments 9 --schedules restart,carry,continuous
 """
 
 from __future__ import annotations
@@ -29,14 +35,26 @@ REPO = Path(__file__).resolve().parent.parent
 HERO = "tiny_bench"
 
 
-def write_configs(dest: Path, skills: list[str], budget: int) -> Path:
-    """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget."""
+def write_configs(
+    dest: Path, skills: list[str], budget: int, schedule: str | None = None, segment_steps: int | None = None
+) -> Path:
+    """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
+    the LR schedule across segments and steps per segment, when given)."""
     shutil.copytree(REPO / "configs", dest)
     hero = yaml.safe_load((dest / "heroes" / "tiny.yaml").read_text())
     hero["name"] = HERO
     hero["campaign"]["skills"] = skills
+    if schedule:
+        hero["training"]["schedule"] = schedule
+    if segment_steps:
+        hero["campaign"]["segment_steps"] = segment_steps
     realm = yaml.safe_load((dest / "realm.yaml").read_text())
     prog = realm["progression"]
+    if schedule and budget < prog["evals_required"] + prog["maxed_out_window"]:
+        # A short schedule arm: its budget is the segments it runs (continuous decays over exactly
+        # those), so the maxed-out window shrinks to fit; no cap is judged in so few segments anyway.
+        prog["maxed_out_window"] = max(2, budget - prog["evals_required"])
+        prog["maintenance_min"] = min(prog["maintenance_min"], prog["maxed_out_window"])
     # realm refuses a budget in which the level cap could never be found
     hero["campaign"]["segment_budget"] = max(budget, prog["evals_required"] + prog["maxed_out_window"])
     (dest / "heroes" / f"{HERO}.yaml").write_text(yaml.safe_dump(hero, sort_keys=False))
@@ -117,44 +135,115 @@ def report(home: Path, config_dir: Path, wall_s: float) -> None:
     print(f"wall time {wall_s / 60:.1f} min for {len(state.timeline)} segments on {os.cpu_count()} cores")
 
 
-def main() -> None:
-    """Run the campaign, then report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segments", type=int, default=40)
-    parser.add_argument("--skills", default="bin,seq_reverse,attn_count")
-    parser.add_argument("--home", type=Path, default=None, help="REALM_HOME (default: a fresh temp dir)")
-    parser.add_argument("--report-only", action="store_true", help="report on an existing --home")
-    args = parser.parse_args()
-    home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
-    config_dir = home.parent / f"{home.name}-configs"
-    if not args.report_only:
-        if config_dir.exists():
-            shutil.rmtree(config_dir)
-        write_configs(config_dir, args.skills.split(","), max(args.segments, 1))
+def arm_summary(home: Path, config_dir: Path) -> dict:
+    """One arm's outcome: levels, the held-out accuracy of each mastered level on the newest checkpoint
+    evaluated at it, and the segment of each level-up."""
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import curriculum_state, latest_scores
+    from realm_pipeline.settings import Settings
+
+    settings = Settings(config_dir)
+    with ledger.connect(home / "realm.duckdb", read_only=True) as con:
+        state = curriculum_state(con, settings, HERO)
+        newest: dict[tuple[str, int], tuple[int, float]] = {}
+        for r in latest_scores(con, HERO):
+            key = (r["skill"], int(r["level"]))
+            if key not in newest or r["step"] > newest[key][0]:
+                newest[key] = (int(r["step"]), float(r["accuracy"]))
+    steps = settings.heroes[HERO].campaign.segment_steps
+    return {
+        "levels": state.levels(),
+        "held": {
+            f"{s}@{lv}": round(newest[(s, lv)][1], 2)
+            for s, sk in state.skills.items()
+            for lv in sk.mastered
+            if (s, lv) in newest
+        },
+        "level_ups": [f"{u.skill}@{u.mastered}:seg{u.step // steps}" for u in state.level_ups],
+        "segments": len(state.timeline),
+    }
+
+
+def run_campaign(home: Path, config_dir: Path, segments: int) -> float:
+    """`realm campaign` for the bench hero into `home`; its wall seconds."""
     env = {
         **os.environ,
         "REALM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "REALM_CONFIG_DIR": str(config_dir),
     }
-    wall = 0.0
+    realm = Path(sys.executable).with_name("realm")
+    started = time.perf_counter()
+    log = home / "campaign.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as fh:  # streamed, so a long campaign can be watched with tail -f
+        proc = subprocess.run(
+            [str(realm), "campaign", "--hero", HERO, "--segments", str(segments)],
+            env=env,
+            text=True,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        print(log.read_text()[-4000:])
+        raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {log}")
+    return time.perf_counter() - started
+
+
+def schedule_arms(args: argparse.Namespace, home: Path) -> None:
+    """One campaign per LR schedule across segments, equal segments x steps and seeds; a table of them."""
+    rows = []
+    for schedule in args.schedules.split(","):
+        arm = home / schedule
+        config_dir = home / f"{schedule}-configs"
+        if not args.report_only:
+            for d in (arm, config_dir):
+                if d.exists():
+                    shutil.rmtree(d)
+            write_configs(config_dir, args.skills.split(","), args.segments, schedule, args.segment_steps)
+            wall = run_campaign(arm, config_dir, args.segments)
+        else:
+            wall = float("nan")
+        rows.append((schedule, wall, arm_summary(arm, config_dir)))
+        print(f"{schedule}: {rows[-1][2]} wall {wall:.0f} s", flush=True)
+    print()
+    print(
+        "| schedule | segments | levels | held-out accuracy, mastered levels (last checkpoint) | level-ups | wall s |"
+    )
+    print("|---|---|---|---|---|---|")
+    for schedule, wall, r in rows:
+        levels = ", ".join(f"{s} L{lv}" for s, lv in r["levels"].items())
+        held = " ".join(f"{k}={v:.2f}" for k, v in r["held"].items()) or "-"
+        print(
+            f"| {schedule} | {r['segments']} | {levels} | {held} | {' '.join(r['level_ups']) or '-'} | {wall:.0f} |"
+        )
+    print(f"\n{os.cpu_count()} cores; shared machine: wall times are noisy")
+
+
+def main() -> None:
+    """Run the campaign (or one per --schedules arm), then report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, default=40)
+    parser.add_argument("--skills", default="bin,seq_reverse,attn_count")
+    parser.add_argument("--home", type=Path, default=None, help="REALM_HOME (default: a fresh temp dir)")
+    parser.add_argument("--report-only", action="store_true", help="report on an existing --home")
+    parser.add_argument(
+        "--schedules", default=None, help="arms: comma-separated training.schedule values (restart,carry,...)"
+    )
+    parser.add_argument("--segment-steps", type=int, default=None, help="steps per segment (default: tiny's)")
+    args = parser.parse_args()
+    home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
+    if args.schedules:
+        schedule_arms(args, home)
+        return
+    config_dir = home.parent / f"{home.name}-configs"
     if not args.report_only:
-        realm = Path(sys.executable).with_name("realm")
-        started = time.perf_counter()
-        log = home / "campaign.log"
-        home.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as fh:  # streamed, so a long campaign can be watched with tail -f
-            proc = subprocess.run(
-                [str(realm), "campaign", "--hero", HERO, "--segments", str(args.segments)],
-                env=env,
-                text=True,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            print(log.read_text()[-4000:])
-            raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {log}")
+        if config_dir.exists():
+            shutil.rmtree(config_dir)
+        write_configs(
+            config_dir, args.skills.split(","), max(args.segments, 1), segment_steps=args.segment_steps
+        )
+    wall = 0.0 if args.report_only else run_campaign(home, config_dir, args.segments)
     report(home, config_dir, wall)
 
 

@@ -1,7 +1,7 @@
 """Throughput of every skill: items generated and scored per second at low, middle and top levels,
 with mean prompt/answer lengths and the skill's longest() bound on them.
 
-Run: python bench/skills.py   (about 20-40 s). The baseline column times a bare sha256-seeded
+Run: python bench/skills.py [SKILL ...]   (about 20-40 s). The baseline column times a bare sha256-seeded
 random.Random construction, the fixed per-item cost every generator pays before doing any work.
 """
 
@@ -43,9 +43,13 @@ def main() -> None:
         f"{'skill':<12} {'level':>5} {'gen/s':>10} {'score/s':>10} {'prompt ch':>9} {'answer ch':>9}"
         f" {'longest()':>10}"
     )
+    only = set(sys.argv[1:])  # e.g. `python bench/skills.py sy`: just the named skills
     for name, skill in SKILLS.items():
+        if only and name not in only:
+            continue
         skill.generate(1, 1, 0)  # warm caches (SY loads its lexicon once)
         for level in levels_for(skill.max_level, name):
+            skill.generate(level, 1, 0)  # one-time loads of the level (SY's etymology data at L9+)
             gen = rate(lambda i, s=skill, lv=level: s.generate(lv, 1, i))
             items = [skill.generate(level, 1, i) for i in range(200)]
             sc = rate(lambda i, s=skill, its=items: s.score(its[i % 200], its[i % 200].answer))
@@ -53,6 +57,12 @@ def main() -> None:
             alen = sum(len(it.answer) for it in items) / len(items)
             bound = "{}/{}".format(*skill.longest(level))  # upper bound of prompt/answer characters
             print(f"{name:<12} {level:>5} {gen:>10,.0f} {sc:>10,.0f} {plen:>9.1f} {alen:>9.1f} {bound:>10}")
+        if hasattr(skill, "vocabulary"):  # SY: the words training can draw per distinct eval word
+            for level in range(1, 11):
+                eval_words, pool = skill.vocabulary(level, 50)
+                print(
+                    f"{name} L{level} vocabulary: {pool:,} words / {eval_words} eval words = {pool / eval_words:.1f}x"
+                )
     print(f"baseline: sha256-seeded Random construction {baseline:,.0f}/s")
 
 

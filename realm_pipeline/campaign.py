@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
-from realm_pipeline.evaluation.progression import CurriculumState, EvalPoint, SegmentPoint, apply_progression
+from realm_pipeline.evaluation.progression import (
+    CurriculumState,
+    EvalPoint,
+    SegmentPoint,
+    apply_progression,
+    lost_levels,
+)
 from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
 from realm_pipeline.settings import Settings
@@ -59,6 +65,53 @@ def curriculum_state(
         maintenance_min=prog.maintenance_min,
         confirmed=confirmed_regressions(con, hero),
         earned=earned_levels(con, hero),
+    )
+
+
+def trained_levels(
+    con: duckdb.DuckDBPyConnection, hero: str, *, before_step: int | None = None
+) -> list[tuple[int, dict[tuple[str, int], float]]]:
+    """Per finished segment: (its checkpoint's step, what it trained of each (skill, level)).
+
+    Read from the mix of the spec each checkpoint recorded (its weights). This is the interface
+    `progression.lost_levels` takes: a ledger table of the tokens each segment trained per level, where
+    there is one, gives the same shape with tokens in place of weights.
+    """
+    trained = []
+    for c in hero_checkpoints(con, hero):
+        if before_step is not None and c["step"] >= before_step:
+            continue
+        mix = json.loads(c["spec_json"] or "{}").get("mix") or []
+        amounts: dict[tuple[str, int], float] = {}
+        for skill, level, weight in mix:
+            amounts[(skill, int(level))] = amounts.get((skill, int(level)), 0.0) + float(weight)
+        trained.append((int(c["step"]), amounts))
+    return trained
+
+
+def next_mix(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    hero: str,
+    state: CurriculumState,
+    hint,
+    *,
+    before_step: int | None = None,
+) -> list[tuple[str, int, float]]:
+    """The next segment's (skill, level, weight) mix: the hero's mastered share and skill schedule, its
+    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets."""
+    cfg = settings.heroes[hero]
+    lost = lost_levels(
+        state,
+        trained_levels(con, hero, before_step=before_step),
+        after=settings.realm.progression.maintenance_min,
+    )
+    return state.training_mix(
+        cfg.training.mastered_share,
+        list(cfg.campaign.skills),
+        hint=hint,
+        lost=lost,
+        **cfg.campaign.skill_schedule.mix_options(),
     )
 
 

@@ -111,6 +111,9 @@ class SkillConfig(_Strict):
 
 
 Method = Literal["full", "lora", "qlora", "galore"]
+LrSchedule = Literal["restart", "carry", "continuous", "constant"]
+# Schedules that carry the optimizer state from the parent checkpoint into the next segment.
+CARRYING_SCHEDULES = ("carry", "continuous", "constant")
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "muon"]
 
 
@@ -146,6 +149,11 @@ class TrainingDefaults(_Strict):
     max_length: int = Field(ge=8, le=131_072)
     save_every: int = Field(50, ge=1)
     mastered_share: float = Field(0.2, ge=0, le=1)
+    # The learning-rate schedule across segments: restart (a fresh optimizer, warm-up and cosine to 0.1x
+    # every segment); carry (the parent checkpoint's optimizer state, the per-segment schedule); continuous
+    # (carried state, warm-up once, one cosine over the campaign's segment budget); constant (carried state,
+    # warm-up once, then the configured rate).
+    schedule: LrSchedule = "restart"
 
     # Replaced by the Oracle school; kept as a field only so that an old YAML gets a pointed error.
     surprise_weighted: Any = Field(None, exclude=True)
@@ -169,10 +177,54 @@ class MirrorSettings(_Strict):
     weight: float = Field(0.2, gt=0, le=10)
 
 
+class SkillSchedule(_Strict):
+    """How a segment's learning weight is shared among the campaign's skills (each skill's review share of
+    its mastered levels is its own whatever the strategy): the reference's schedule.yaml strategies."""
+
+    strategy: Literal["equal", "focus", "weighted", "lowest_first", "catch_up"] = "equal"
+    weights: dict[str, float] = Field(default_factory=dict)  # weighted: relative weight; unnamed skills 1
+    priority: list[str] = Field(default_factory=list)  # focus: mastered in this order, then campaign order
+    catch_up_gap: int = Field(3, ge=1, le=1000)  # catch_up: levels behind the leader that go lowest_first
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in weights.items() if not 0 < v <= 1000}
+        if bad:
+            raise ValueError(f"a skill weight must be in (0, 1000]: {bad}")
+        return weights
+
+    @field_validator("priority")
+    @classmethod
+    def _each_priority_once(cls, priority: list[str]) -> list[str]:
+        twice = sorted({s for s in priority if priority.count(s) > 1})
+        if twice:
+            raise ValueError(f"skill named more than once: {', '.join(twice)}")
+        return priority
+
+    @model_validator(mode="after")
+    def _options_match_strategy(self) -> SkillSchedule:
+        if self.weights and self.strategy != "weighted":
+            raise ValueError(f"weights are used by strategy 'weighted' only (strategy is {self.strategy!r})")
+        if self.priority and self.strategy != "focus":
+            raise ValueError(f"priority is used by strategy 'focus' only (strategy is {self.strategy!r})")
+        return self
+
+    def mix_options(self) -> dict[str, Any]:
+        """The keywords of evaluation.progression.training_mix this schedule sets."""
+        return {
+            "strategy": self.strategy,
+            "weights": dict(self.weights),
+            "priority": list(self.priority),
+            "catch_up_gap": self.catch_up_gap,
+        }
+
+
 class HeroCampaign(_Strict):
     skills: list[str] = Field(min_length=1)
     segment_steps: int = Field(ge=1)
     segment_budget: int = Field(ge=1)
+    skill_schedule: SkillSchedule = SkillSchedule()
 
     @field_validator("skills")
     @classmethod
@@ -549,6 +601,8 @@ class Settings:
                         f"field 'campaign.skills.{i}': value {skill!r}: no such skill "
                         f"(known: {', '.join(sorted(self.skills))})"
                     )
+            self._check_skill_schedule(path, node, hero)
+            self._check_lr_schedule(path, node, hero)
             self._check_training_length(path, node, hero)
         for i, active in enumerate(self.realm.campaign.active_heroes):
             if active not in heroes:
@@ -558,6 +612,38 @@ class Settings:
                     f"no such hero (known: {', '.join(sorted(heroes))})"
                 )
         return heroes
+
+    def _check_skill_schedule(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
+        """Refuse skill weights or priorities that name a skill the campaign does not train."""
+        sched = hero.campaign.skill_schedule
+        named = [("weights", k, k) for k in sched.weights] + [
+            ("priority", i, k) for i, k in enumerate(sched.priority)
+        ]
+        for option, where, skill in named:
+            if skill not in hero.campaign.skills:
+                loc = ("campaign", "skill_schedule", option, where)
+                raise ConfigError(
+                    f"{path}: line {_line_of(node, loc)}: field 'campaign.skill_schedule.{option}.{where}': "
+                    f"value {skill!r}: not one of the campaign's skills ({', '.join(hero.campaign.skills)})"
+                )
+
+    def _check_lr_schedule(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
+        """Refuse a schedule that carries the optimizer state where the state cannot be carried."""
+        schedule = hero.training.schedule
+        if schedule not in CARRYING_SCHEDULES:
+            return
+        profile = self.memory_profiles[hero.memory_profile]
+        method = hero.method or profile.method
+        why = None
+        if method in ("lora", "qlora"):
+            why = f"method {method!r} trains new adapters every segment: there is no state to carry"
+        elif profile.deepspeed is not None:
+            why = f"memory profile {profile.name!r} runs DeepSpeed, whose engine owns the optimizer state"
+        if why:
+            raise ConfigError(
+                f"{path}: line {_line_of(node, ('training', 'schedule'))}: field 'training.schedule': "
+                f"value {schedule!r}: carries the optimizer state across segments, but {why}; use 'restart'"
+            )
 
     def _check_training_length(self, path: Path, node: yaml.Node, hero: HeroConfig) -> None:
         """Refuse a hero whose `training.max_length` cannot fit some level (up to level_cap) of its skills."""

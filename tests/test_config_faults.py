@@ -182,3 +182,96 @@ def test_a_key_pasted_into_api_key_env_is_redacted_but_a_variable_name_is_shown(
         original + "eval:\n  backend: openai\n  base_url: http://127.0.0.1:1/v1\n  api_key_env: MY-KEY\n"
     )
     assert "value 'MY-KEY'" in _refused(config_dir, path)
+
+
+def _with_campaign_lines(path: Path, *lines: str) -> None:
+    """Add lines to the hero's `campaign:` block (after its segment_budget)."""
+    text = path.read_text()
+    budget = next(line for line in text.splitlines() if line.strip().startswith("segment_budget:"))
+    path.write_text(text.replace(budget, "\n".join([budget, *lines])))
+
+
+@pytest.mark.parametrize(
+    ("lines", "field", "value", "says"),
+    [
+        (
+            ["  skill_schedule:", "    strategy: round_robin"],
+            "campaign.skill_schedule.strategy",
+            "round_robin",
+            "equal",
+        ),
+        (
+            ["  skill_schedule:", "    strategy: weighted", "    weights: {sy: 2.0}"],
+            "campaign.skill_schedule.weights.sy",
+            "sy",
+            "not one of the campaign's skills (bin)",
+        ),
+        (
+            ["  skill_schedule:", "    strategy: weighted", "    weights: {bin: -1}"],
+            "campaign.skill_schedule.weights",
+            "{'bin': -1}",
+            "must be in (0, 1000]",
+        ),
+        (
+            ["  skill_schedule:", "    weights: {bin: 2}"],
+            "campaign.skill_schedule",
+            "{'weights': {'bin': 2}}",
+            "used by strategy 'weighted' only (strategy is 'equal')",
+        ),
+        (
+            ["  skill_schedule:", "    strategy: focus", "    priority: [bin, xfm_map]"],
+            "campaign.skill_schedule.priority.1",
+            "xfm_map",
+            "not one of the campaign's skills",
+        ),
+    ],
+)
+def test_a_bad_skill_schedule_is_refused_naming_field_and_value(
+    config_dir: Path, lines: list[str], field: str, value: str, says: str
+) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    _with_campaign_lines(path, *lines)
+    msg = _refused(config_dir, path)
+    assert len(msg.splitlines()) == 1, msg
+    assert str(path) in msg and f"field '{field}'" in msg and value in msg and says in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("schedule", "method", "says"),
+    [
+        ("warm_restart", None, "'restart'"),  # not a schedule: the literal's choices are named
+        ("carry", "lora", "method 'lora' trains new adapters every segment"),
+        ("continuous", "qlora", "method 'qlora' trains new adapters every segment"),
+    ],
+)
+def test_a_schedule_that_cannot_run_is_refused(
+    config_dir: Path, schedule: str, method: str | None, says: str
+) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    text = path.read_text().replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  schedule: {schedule}")
+    if method:
+        text = text.replace("method: full", f"method: {method}")
+    path.write_text(text)
+    msg = _refused(config_dir, path)
+    assert len(msg.splitlines()) == 1, msg
+    assert (
+        str(path) in msg and "field 'training.schedule'" in msg and repr(schedule) in msg and says in msg
+    ), msg
+
+
+def test_every_schedule_and_strategy_loads(config_dir: Path) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    original = path.read_text()
+    for schedule in ("restart", "carry", "continuous", "constant"):
+        for lines in (
+            ["  skill_schedule:", "    strategy: weighted", "    weights: {bin: 2}"],
+            ["  skill_schedule:", "    strategy: focus", "    priority: [bin]"],
+            ["  skill_schedule:", "    strategy: catch_up", "    catch_up_gap: 2"],
+        ):
+            path.write_text(
+                original.replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  schedule: {schedule}")
+            )
+            _with_campaign_lines(path, *lines)
+            hero = Settings(config_dir).heroes["tiny"]
+            assert hero.training.schedule == schedule
+            assert hero.campaign.skill_schedule.strategy == lines[1].split(": ")[1]

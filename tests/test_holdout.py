@@ -46,6 +46,23 @@ def test_training_sample_across_all_levels_holds_no_heldout_prompt(name: str) ->
         assert raw_hits > 0
 
 
+def test_sy_v3_training_across_all_levels_holds_no_heldout_prompt() -> None:
+    """The same leak check on SY v3 at its configured eval size (50), every level; and the stream's
+    filter is load-bearing: fed the eval seed itself, it yields none of the held-out prompts."""
+    from realm_pipeline.skills.heldout import EVAL_SEED, _stream, heldout_prompts
+
+    skill, count = get_skill("sy"), 50
+    heldout = _all_heldout(skill, count)
+    assert heldout == heldout_prompts(skill, count)
+    for level in range(1, skill.max_level + 1):
+        stream = training_items(skill, level, seed=7, eval_count=count)
+        assert not any(item.prompt in heldout for item in itertools.islice(stream, 40)), level
+    level_3_eval = {i.prompt for i in eval_items(skill, 3, count)}
+    from_eval_seed = list(itertools.islice(_stream(skill, 3, EVAL_SEED, 0, frozenset(heldout)), 20))
+    assert not any(i.prompt in heldout for i in from_eval_seed)
+    assert {skill.generate(3, EVAL_SEED, i).prompt for i in range(20)} <= level_3_eval  # what it skipped
+
+
 def test_every_level_is_excluded_not_only_the_trained_one() -> None:
     # A conversion prompt carries no width: a level's eval prompt can recur at another level.
     skill = get_skill("bin")
@@ -70,7 +87,7 @@ def test_stream_excludes_the_real_eval_size_not_a_default() -> None:
 
 
 def test_eval_and_reserve_are_disjoint_and_within_the_space() -> None:
-    for name in ("bin", "seq_reverse", "attn_count", "xfm_map"):
+    for name in ("bin", "sy", "seq_reverse", "attn_count", "xfm_map"):
         skill = get_skill(name)
         for level in (1, 2, 3):
             ev = eval_items(skill, level, EVAL_ITEMS_PER_LEVEL)

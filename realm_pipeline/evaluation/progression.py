@@ -13,8 +13,10 @@ Rules, all replayed in step order so the same history always gives the same stat
   the onset (the eval that took it below); a later eval back at or above the threshold clears it.
 * Maintenance: a segment that started while some mastered level was in regression (or had a confirmed
   regression on the newest checkpoint) is a maintenance segment: its mix gives those levels more weight
-  (`training_mix`). Maintenance multiplier: cost of maintenance segments over the cost of segments that
-  earned a level. Cost is tokens when every segment has tokens, else steps. The denominator is floored at
+  (`training_mix`: each skill its own review share); a level still regressed after `maintenance_min`
+  segments trained it is lost (`lost_levels`) and trained as a learning target again.
+  Maintenance multiplier: cost of maintenance segments over the cost of segments that earned a level.
+  Cost is tokens when every segment has tokens, else steps. The denominator is floored at
   one mean segment, so a stall reads "maintenance worth N segments" instead of infinity.
 * Trend: the least-squares slope of a level's accuracy over its last `window` evals (per eval); a level
   is *climbing* (or, regressed, *recovering*) when the slope exceeds `min_trend`. No trend is judged from
@@ -35,8 +37,9 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from realm_pipeline.training.strain import Hint, curriculum_hint, zone
 
@@ -187,11 +190,19 @@ class CurriculumState:
         }
 
     def training_mix(
-        self, mastered_share: float, skills: list[str] | None = None, hint: Hint | str | None = None
+        self,
+        mastered_share: float,
+        skills: list[str] | None = None,
+        hint: Hint | str | None = None,
+        **schedule: Any,
     ) -> list[tuple[str, int, float]]:
-        """The next segment's (skill, level, weight) mix; see `training_mix`."""
+        """The next segment's (skill, level, weight) mix; `schedule`: the keywords of `training_mix`."""
         return training_mix(
-            self, list(self.skills) if skills is None else skills, mastered_share=mastered_share, hint=hint
+            self,
+            list(self.skills) if skills is None else skills,
+            mastered_share=mastered_share,
+            hint=hint,
+            **schedule,
         )
 
     def cap_claim(self) -> str:
@@ -508,20 +519,93 @@ def _maxed_out(
 
 MAINTENANCE_SHARE = 0.5  # at least this share of a maintenance segment goes to mastered levels
 BOOST = 3.0  # weight of a level needing maintenance against 1.0 for a held mastered level
+# How a segment's learning weight is shared among the skills (the reference's schedule.yaml strategies).
+SKILL_STRATEGIES = ("equal", "focus", "weighted", "lowest_first", "catch_up")
+
+
+def lost_levels(
+    state: CurriculumState, trained: Sequence[tuple[int, Mapping[tuple[str, int], float]]], *, after: int
+) -> dict[str, tuple[int, ...]]:
+    """Mastered levels still regressed after `after` segments trained them since their regression began.
+
+    `trained` holds, per finished segment, (the step of the checkpoint it produced, what it trained of each
+    (skill, level)): its mix weights, or tokens where the ledger records them; only > 0 counts. A level
+    lost this way is a learning target again (`training_mix`); its earned level stays on record.
+    """
+    onset: dict[tuple[str, int], int] = {}
+    for r in state.regressions:  # in step order: the latest onset of each level wins
+        onset[(r.skill, r.level)] = r.step
+    lost: dict[str, list[int]] = {}
+    for name, s in state.skills.items():
+        for lv in s.regressed:
+            since = onset.get((name, lv))
+            if since is None:
+                continue
+            tries = sum(1 for step, amounts in trained if step > since and amounts.get((name, lv), 0) > 0)
+            if tries >= after:
+                lost.setdefault(name, []).append(lv)
+    return {name: tuple(sorted(levels)) for name, levels in lost.items()}
+
+
+def _learning_skills(
+    strategy: str,
+    current: dict[str, int],
+    levels: dict[str, int],
+    *,
+    weights: Mapping[str, float],
+    priority: Sequence[str],
+    catch_up_gap: int,
+) -> dict[str, float]:
+    """Which skills learn their current level this segment, and their relative weights (not normalised).
+
+    `current`: skill -> the level it is learning (skills with nothing left to learn are absent);
+    `levels`: every skill's level, complete ones at their cap (catch_up measures the gap to the leader).
+    """
+    if not current:
+        return {}
+    if strategy == "equal":
+        return dict.fromkeys(current, 1.0)
+    if strategy == "weighted":
+        return {name: float(weights.get(name, 1.0)) for name in current}
+    if strategy == "focus":  # master one skill before the next: the priority list, then the campaign order
+        order = [n for n in priority if n in current] + [n for n in current if n not in priority]
+        return {order[0]: 1.0}
+    lowest = min(current.values())
+    if strategy == "catch_up" and max(levels.values()) - lowest < catch_up_gap:
+        return dict.fromkeys(current, 1.0)  # nobody far enough behind: equal
+    if strategy in ("lowest_first", "catch_up"):
+        return {name: 1.0 for name, lv in current.items() if lv == lowest}
+    raise ValueError(f"skill strategy must be one of {', '.join(SKILL_STRATEGIES)}, got {strategy!r}")
 
 
 def training_mix(
-    state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
+    state: CurriculumState,
+    skills: list[str],
+    *,
+    mastered_share: float,
+    hint: Hint | str | None = None,
+    strategy: str = "equal",
+    weights: Mapping[str, float] | None = None,
+    priority: Sequence[str] = (),
+    catch_up_gap: int = 3,
+    lost: Mapping[str, Sequence[int]] | None = None,
 ) -> list[tuple[str, int, float]]:
     """Next segment's (skill, level, weight): levels being learned get 1 - mastered_share, mastered the rest.
 
-    Maintenance: while a mastered level is regressed (or had a confirmed regression on the newest
-    checkpoint) the mastered group gets at least MAINTENANCE_SHARE, and those levels BOOST times the
-    weight of a held one. When there is nothing mastered, or nothing left to learn, the whole weight goes
-    to the other group. Weights sum to 1.
+    Replay is per skill: every skill with mastered levels keeps its own review share, whatever the number
+    of levels the other skills hold; a skill with a level needing maintenance (regressed, or confirmed on
+    the newest checkpoint) gets BOOST times the review share of a skill holding all its levels, and within
+    a skill that level BOOST times the weight of a held one. While any level needs maintenance the mastered
+    group gets at least MAINTENANCE_SHARE. `lost` levels (`lost_levels`: still regressed after
+    maintenance) leave the review group and are trained as learning targets of their skill again.
+    The learning weight goes to the skills `strategy` picks (`_learning_skills`: equal, weighted by
+    `weights`, focus in `priority` order, lowest_first, catch_up once a skill is `catch_up_gap` levels
+    behind the leader); a skill with a lost level always learns it, whatever the strategy. Within a skill
+    the learning weight is shared equally by its targets. When nothing is mastered, or nothing is left to
+    learn, the whole weight goes to the other group. Weights sum to 1.
     The strain hint (training.strain.strain_report) moves the share: back_off (overload) gives the
     mastered levels BACK_OFF_SHIFT more of the learning weight; level_up (recovery) multiplies the
-    mastered share by LEVEL_UP_KEEP and gives NEXT_LEVEL_SHARE of each skill's learning weight to its
+    mastered share by LEVEL_UP_KEEP and gives NEXT_LEVEL_SHARE of each current level's weight to its
     next level (within the cap); continue or None (too few segments to judge) leave it as configured.
     The maintenance floor applies after the hint: a regression is never out-voted by it.
     """
@@ -532,33 +616,61 @@ def training_mix(
         mastered_share += BACK_OFF_SHIFT * (1 - mastered_share)
     elif hint is Hint.LEVEL_UP:
         mastered_share *= LEVEL_UP_KEEP
-    learn: list[tuple[str, int]] = []
-    review: list[tuple[str, int, float]] = []
+    lost = lost or {}
+    current: dict[str, int] = {}  # skill -> level it is learning
+    levels: dict[str, int] = {}
+    relearn: dict[str, list[int]] = {}  # skill -> lost levels trained as targets again
+    review: dict[str, list[tuple[int, float]]] = {}  # skill -> (mastered level, weight within the skill)
     for name in skills:
         s = state.skills.get(name)
-        if s is None:
-            learn.append((name, 1))  # a skill never evaluated starts at level 1
+        if s is None:  # a skill never evaluated starts at level 1
+            current[name], levels[name] = 1, 1
             continue
+        levels[name] = s.level
         if not s.complete:
-            learn.append((name, s.level))
+            current[name] = s.level
+        gone = sorted(set(lost.get(name, ())) & set(s.mastered))
+        if gone:
+            relearn[name] = gone
         boosted = state.boosted.get(name, ())
-        review.extend((name, lv, BOOST if lv in boosted else 1.0) for lv in s.mastered)
+        held = [(lv, BOOST if lv in boosted else 1.0) for lv in s.mastered if lv not in gone]
+        if held:
+            review[name] = held
+    chosen = _learning_skills(
+        strategy, current, levels, weights=weights or {}, priority=priority, catch_up_gap=catch_up_gap
+    )
+    targets: dict[str, list[int]] = {}
+    for name in skills:
+        own = ([current[name]] if name in chosen else []) + relearn.get(name, [])
+        if own:
+            targets[name] = own
     share = mastered_share
-    if any(w > 1.0 for *_, w in review):
+    if any(w > 1.0 for held in review.values() for _, w in held):
         share = max(share, MAINTENANCE_SHARE)
-    if not learn:
+    if not targets:
         share = 1.0
     if not review:
         share = 0.0
+    # A skill relearning a lost level but not picked by the strategy weighs 1 (as under equal).
+    learn_weight = {name: chosen.get(name, 1.0) for name in targets}
+    learn_total = sum(learn_weight.values())
     mix: list[tuple[str, int, float]] = []
-    for name, lv in learn:
-        weight = (1 - share) / len(learn)
+    for name, own in targets.items():
+        per_target = (1 - share) * learn_weight[name] / learn_total / len(own)
         s = state.skills.get(name)
-        cap = s.cap if s is not None else lv
-        if hint is Hint.LEVEL_UP and lv < cap:
-            mix += [(name, lv, weight * (1 - NEXT_LEVEL_SHARE)), (name, lv + 1, weight * NEXT_LEVEL_SHARE)]
-        else:
-            mix.append((name, lv, weight))
-    total = sum(w for *_, w in review)
-    mix += [(name, lv, share * w / total) for name, lv, w in review]
+        cap = s.cap if s is not None else 1
+        for lv in own:
+            previews = hint is Hint.LEVEL_UP and lv == current.get(name) and lv < cap
+            if previews:
+                mix += [
+                    (name, lv, per_target * (1 - NEXT_LEVEL_SHARE)),
+                    (name, lv + 1, per_target * NEXT_LEVEL_SHARE),
+                ]
+            else:
+                mix.append((name, lv, per_target))
+    skill_weight = {name: BOOST if any(w > 1.0 for _, w in held) else 1.0 for name, held in review.items()}
+    review_total = sum(skill_weight.values())
+    for name, held in review.items():
+        within = sum(w for _, w in held)
+        mix += [(name, lv, share * skill_weight[name] / review_total * w / within) for lv, w in held]
     return [m for m in mix if m[2] > 0]

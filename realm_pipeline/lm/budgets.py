@@ -31,7 +31,7 @@ CHAT_TURN_TOKENS_BOUND = 16
 # A level's lengths without `skill.longest`: its eval items plus this many training items (seed 1),
 # the longest of them raised by SAMPLE_SLACK since a sample only approaches the level's true longest
 # (an item beyond it still raises in training, never truncated). Small: configs load on every run and
-# sensor tick, and SY generates ~1.5k items/s; skills' `longest` bounds replace the sample.
+# sensor tick, and SY generates ~1k items/s at L10; skills' `longest` bounds replace the sample.
 SAMPLE_TRAINING_ITEMS = 200
 SAMPLE_SLACK = 1.10
 SAMPLE_SEED = 1

@@ -1,32 +1,45 @@
-"""SY: syllacrostic puzzles over a shipped clue lexicon, 50 levels.
+"""SY v3: the reference's syllacrostic puzzle, clued from WordNet 3.0, 50 levels.
 
-A puzzle gives a sorted bank of syllable tiles and one clue per answer word. The answer is a JSON list
-of {"syllables": [...], "word": ...} objects in clue order - the syllables come first, so the answer
-assembles the tiles before it commits to the word; ANY ORDER of objects is accepted. Every tile is
-used exactly once except the stated number of unused red herrings. Tiles are real syllables: CMUdict
-counts them and an orthographic split cuts the spelling (see skills/syllables.py).
+A puzzle gives a sorted bank of syllable tiles and one clue per answer word. The answer is the
+reference's contract (its configs/skills/sy.yaml, `output_schema`): a JSON object
+`{"solutions": [{"ans_num", "syllables", "answer"}], "inventory_check": {...}}`, one solution per clue
+in clue order (ans_num 1, 2, ...), syllables before the word, answers UPPERCASE, every tile used
+exactly once except the stated red herrings. The inventory_check holds the bank's size (total_tiles),
+each tile's count in the bank (usage) and in the solutions (used), the herrings (unused_tiles) and a
+status line. Scoring is exact: each solution at its clue's place with its ans_num, syllables and
+UPPERCASE answer (the reference's rule: a lowercase answer is wrong), and the inventory's counts; the
+status line is free prose, and text around the JSON object is ignored. Tiles are real syllables:
+CMUdict counts them and an orthographic split cuts the spelling (skills/syllables.py); a word it
+cannot split is never drawn.
 
-Levels degrade the signal along the reference's six axes; levels 1-10 are the reference's own
-level table (its configs/skills/sy.yaml), axis by axis, and levels 11-50 extrapolate from it:
-- words: puzzle size, a range drawn per puzzle (4 at L1, 9-10 at L10, 12-13 at L50);
-- syllables: the counts a word may have (2-3 at L1, 4-6 from L8); a count is drawn, then a word;
-- zipf: the target Zipf frequency (5.5 at L1, 2.0 at L10); each count draws from the WINDOW words
-  whose frequency is nearest the target, so the rarest words are reached once the target passes them;
-- overlap: the probability that the next word shares a tile with one already on the board (0 to 0.8
-  at L10, 1.0 at L50);
-- herrings: unused tiles in the bank, a range drawn per puzzle (0 to 5-6 at L10, 9-10 at L50);
-- hints: the hint types a clue may carry (one drawn per clue). The reference grows its set from
-  definitions and synonyms towards weak types (categories, ..., "starts with X") and "any (may be
-  minimal)" at L10; here every clue is a definition and the bracket after it runs the same way, from
-  first letter + length + syllable count down to nothing. From L11 the strongest types retire.
+Levels 1-10 are the reference's level table on its six axes; 11-50 extrapolate:
+- words: puzzle size, a range drawn per puzzle (4 at L1, 9-10 at L10 and beyond);
+- syllables: the counts a word may have (2-3 at L1, 4-6 from L8);
+- zipf: the target Zipf frequency (5.5 at L1, 2.0 at L10, 1.75 at L50); a level draws from every
+  lexicon word with its syllable count whose frequency lies in [zipf - ZIPF_BELOW, zipf + ZIPF_ABOVE];
+- overlap: the reference's cap on the overlap ratio (word tiles - distinct tiles) / word tiles
+  (0 at L1-2, 0.8 at L10, 0.9 at L50); below the cap a word sharing a tile is preferred with that
+  probability, so the ratio approaches the cap;
+- herrings: unused tiles in the bank, a range drawn per puzzle (0 to 5-6 at L10, 8-9 at L50);
+- clue kinds: what a clue may be, one drawn per clue, weakening along the reference's hint column:
+  definitions and synonyms (L1), + categories (L4), + examples (L5), + hypernyms/hyponyms (L6),
+  + antonyms and domains (L7), + morphology (L8), + etymology (L9), + minimal (L10: first letter and
+  syllable count only). From L11 the strongest kinds retire. A drawn word that has no clue of the
+  drawn kind is put back and another word drawn (after DRAWS_PER_SLOT misses, the slot takes a kind
+  every word has: its definition, or the minimal clue once definitions retire).
+Clues come from WordNet (skills/lexicon.py): glosses, synonyms, lexicographer categories, gloss
+examples, hypernyms, hyponyms, antonyms, topic domains, derivationally related forms; etymologies
+from the `ety` package's offline data (read as a file, not imported: ety's import needs setuptools).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import importlib.util
 import json
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from realm_pipeline.skills.base import Score, SkillItem
@@ -34,42 +47,90 @@ from realm_pipeline.skills.drills import check_index, check_level, make_rng
 from realm_pipeline.skills.syllables import pronunciations, syllabify
 
 MIN_SYLLABLES, MAX_SYLLABLES = 2, 6
-# Hint types, strongest first: what the bracket after a clue gives away.
-HINTS = ("full", "letter", "ends", "length", "syllables", "initial", "final", "none")
-# Each syllable count draws from this many words nearest the level's target Zipf frequency: at L1
-# (target 5.5) the 2-syllable window spans Zipf 5.32-5.70 (mean 5.47), the 3-syllable 4.87-5.66.
-# It exceeds the largest puzzle (13 words), so a puzzle never runs out of candidates.
-WINDOW = 30
+# Clue kinds, strongest first (the reference's hint_types: strong, moderate, weak).
+KINDS = (
+    "definition",
+    "synonym",
+    "category",
+    "example",
+    "hypernym",
+    "hyponym",
+    "antonym",
+    "domain",
+    "morphology",
+    "etymology",
+    "minimal",
+)
+# A level's vocabulary band around its target Zipf frequency; words wordfreq does not know (Zipf 0)
+# or barely knows are never drawn. The band is wide so a level's eval words are a small share of it.
+ZIPF_BELOW, ZIPF_ABOVE, ZIPF_FLOOR = 1.0, 1.0, 1.0
+MAX_CLUE = 80  # longer glosses and examples are skipped: every level must fit the hero's max_length
+# Draws per slot for the drawn clue kind before the slot settles for a kind every word has.
+DRAWS_PER_SLOT = 200
+RED_HERRINGS = "red herrings"
 
 
 class Entry(NamedTuple):
-    """One lexicon word: its clue, syllables and English Zipf frequency."""
+    """One lexicon word: its syllables and English Zipf frequency."""
 
     word: str
-    clue: str
     syllables: tuple[str, ...]
     zipf: float
 
 
+class SyParams(NamedTuple):
+    """The six difficulty axes at one level."""
+
+    words: tuple[int, int]  # puzzle size, lowest and highest
+    syllables: tuple[int, ...]  # the syllable counts a word may have
+    zipf: float  # target Zipf frequency of the words
+    overlap: float  # cap on (word tiles - distinct tiles) / word tiles
+    herrings: tuple[int, int]  # unused tiles, lowest and highest
+    kinds: tuple[str, ...]  # clue kinds a clue may be
+
+
+def _upto(last: str) -> tuple[str, ...]:
+    return KINDS[: KINDS.index(last) + 1]
+
+
+# The reference's levels 1-10 (configs/skills/sy.yaml `level_progression`), axis by axis.
+REFERENCE_LEVELS: tuple[SyParams, ...] = (
+    SyParams((4, 4), (2, 3), 5.5, 0.0, (0, 0), _upto("synonym")),
+    SyParams((4, 5), (2, 3), 5.0, 0.0, (0, 0), _upto("synonym")),
+    SyParams((5, 5), (2, 3, 4), 4.5, 0.1, (0, 0), _upto("synonym")),  # "+ slight overlap"
+    SyParams((5, 6), (3, 4), 4.0, 0.2, (0, 1), _upto("category")),
+    SyParams((6, 6), (3, 4, 5), 3.5, 0.3, (1, 2), _upto("example")),
+    SyParams((6, 7), (3, 4, 5), 3.0, 0.4, (1, 2), _upto("hyponym")),
+    SyParams((7, 7), (4, 5), 2.8, 0.5, (2, 3), _upto("domain")),
+    SyParams((7, 8), (4, 5, 6), 2.5, 0.6, (3, 4), _upto("morphology")),
+    SyParams((8, 9), (4, 5, 6), 2.5, 0.7, (4, 5), _upto("etymology")),
+    SyParams((9, 10), (4, 5, 6), 2.0, 0.8, (5, 6), KINDS),
+)
+
+
 @functools.lru_cache(maxsize=1)
 def lexicon() -> tuple[Entry, ...]:
-    """Clued words split into 2-6 syllables by CMUdict + the orthographic split, commonest first."""
+    """WordNet's single-word lowercase lemmas that CMUdict + the orthographic split cut into 2-6
+    syllables and wordfreq knows (Zipf >= ZIPF_FLOOR), commonest first."""
     import wordfreq  # imported lazily: only SY needs it
 
-    text = importlib.resources.files("realm_pipeline.skills").joinpath("data/sy_clues.tsv").read_text("utf-8")
-    rows: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        word, clue = (part.strip() for part in line.split("\t", 1))
-        if word.isascii() and word.isalpha() and word.islower() and clue.isascii():
-            rows.setdefault(word, clue)
-    phones = pronunciations(frozenset(rows))
+    from realm_pipeline.skills.lexicon import senses, synsets
+
+    table = synsets()
+    # index lemmas are lowercased: a word is kept only where some sense spells it so (no proper nouns)
+    words = [
+        w
+        for w, keys in senses().items()
+        if w.isascii() and w.isalpha() and w.islower() and any(w in table[k].lemmas for k in keys)
+    ]
+    phones = pronunciations(frozenset(words))
     entries = []
-    for word, clue in rows.items():
+    for word in words:
         syllables = syllabify(word, phones[word]) if word in phones else None
         if syllables and MIN_SYLLABLES <= len(syllables) <= MAX_SYLLABLES:
-            entries.append(Entry(word, clue, syllables, wordfreq.zipf_frequency(word, "en")))
+            zipf = wordfreq.zipf_frequency(word, "en")
+            if zipf >= ZIPF_FLOOR:
+                entries.append(Entry(word, syllables, zipf))
     return tuple(sorted(entries, key=lambda e: (-e.zipf, e.word)))
 
 
@@ -79,39 +140,133 @@ def _all_syllables() -> tuple[str, ...]:
     return tuple(sorted({s for e in lexicon() for s in e.syllables}))
 
 
-class SyParams(NamedTuple):
-    """The six difficulty axes at one level."""
-
-    words: tuple[int, int]  # puzzle size, lowest and highest
-    syllables: tuple[int, ...]  # the syllable counts a word may have
-    zipf: float  # target Zipf frequency of the words
-    overlap: float  # probability that the next word shares a tile with the board
-    herrings: tuple[int, int]  # unused tiles, lowest and highest
-    hints: tuple[str, ...]  # hint types a clue may carry
+@functools.lru_cache(maxsize=1)
+def _by_word() -> dict[str, Entry]:
+    return {e.word: e for e in lexicon()}
 
 
-# The reference's levels 1-10 (configs/skills/sy.yaml, "signal degradation model"): words, syllables,
-# Zipf, overlap % and red herrings as it gives them; its hint column adds a weaker type at each of
-# L4-L10, and so does this one.
-REFERENCE_LEVELS: tuple[SyParams, ...] = (
-    SyParams((4, 4), (2, 3), 5.5, 0.0, (0, 0), HINTS[:1]),
-    SyParams((4, 5), (2, 3), 5.0, 0.0, (0, 0), HINTS[:1]),
-    SyParams((5, 5), (2, 3, 4), 4.5, 0.1, (0, 0), HINTS[:1]),
-    SyParams((5, 6), (3, 4), 4.0, 0.2, (0, 1), HINTS[:2]),
-    SyParams((6, 6), (3, 4, 5), 3.5, 0.3, (1, 2), HINTS[:3]),
-    SyParams((6, 7), (3, 4, 5), 3.0, 0.4, (1, 2), HINTS[:4]),
-    SyParams((7, 7), (4, 5), 2.8, 0.5, (2, 3), HINTS[:5]),
-    SyParams((7, 8), (4, 5, 6), 2.5, 0.6, (3, 4), HINTS[:6]),
-    SyParams((8, 9), (4, 5, 6), 2.5, 0.7, (4, 5), HINTS[:7]),
-    SyParams((9, 10), (4, 5, 6), 2.0, 0.8, (5, 6), HINTS),
-)
+@functools.lru_cache(maxsize=1)
+def _etymologies() -> dict[str, list[dict[str, str]]]:
+    """ety's English etymologies {word: [{root: language code}]}, read from its data file."""
+    spec = importlib.util.find_spec("ety")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("SY etymology clues need the `ety` package: pip install ety")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "etymologies.json"
+    return json.loads(path.read_text("utf-8"))["eng"]
+
+
+@functools.lru_cache(maxsize=1)
+def _languages() -> dict[str, str]:
+    spec = importlib.util.find_spec("ety")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "iso-639-3.json"
+    return json.loads(path.read_text("utf-8"))
+
+
+def _clean(text: str, word: str, stem_ok: bool = False) -> str | None:
+    """The clue text if it is short, plain ASCII and does not give the word away: the word never
+    appears in it (spaces and hyphens ignored), nor, unless `stem_ok` (morphology, etymology), a word
+    sharing its first min(6, len - 1) letters ("orthodox" for ORTHODOXY)."""
+    text = " ".join(text.split())
+    if not text or len(text) > MAX_CLUE or not text.isascii():
+        return None
+    low = text.lower()
+    if word in low or word in re.sub(r"[\s-]", "", low):
+        return None
+    stem = word[: min(6, len(word) - 1)]
+    if not stem_ok and any(token.startswith(stem) for token in re.findall(r"[a-z]+", low)):
+        return None
+    return text
+
+
+def _other_lemma(lemmas: tuple[str, ...], word: str) -> str | None:
+    """The first lemma that is neither the word nor contains it (nor is contained in it)."""
+    for lemma in lemmas:
+        low = lemma.lower()
+        if word not in low and low not in word and lemma.isascii():
+            return lemma
+    return None
+
+
+@functools.lru_cache(maxsize=200_000)
+def clue(word: str, kind: str) -> str | None:
+    """A clue of `kind` for `word` from its commonest sense of each part of speech (None: it has none)."""
+    from realm_pipeline.skills.lexicon import senses as sense_index
+    from realm_pipeline.skills.lexicon import synsets
+
+    if kind == "minimal":
+        return f"starts with {word[0].upper()}, {len(_by_word()[word].syllables)} syllables"
+    if kind == "etymology":
+        for origin in _etymologies().get(word, []):
+            for root, lang in origin.items():
+                name = _languages().get(lang, "")
+                text = (
+                    _clean(f'from {name} "{root}"', word, stem_ok=True)
+                    if name and root.lower() != word
+                    else None
+                )
+                if text and not root.startswith("-") and not root.endswith("-") and root.lower() not in word:
+                    return text
+        return None
+    table = sense_index()
+    synset_table = synsets()
+    firsts: dict[str, tuple[str, str]] = {}
+    for key in table.get(word, ()):
+        firsts.setdefault(key[0], key)
+    for key in firsts.values():
+        sense = synset_table[key]
+        text = _sense_clue(word, kind, sense, synset_table)
+        if text:
+            return text
+    return None
+
+
+def _sense_clue(word: str, kind: str, sense: Any, synset_table: dict) -> str | None:
+    def targets(pointer: str) -> list[Any]:
+        return [synset_table[(p, o)] for k, o, p in sense.pointers if k == pointer and (p, o) in synset_table]
+
+    if kind == "definition":
+        return _clean(sense.definition, word)
+    if kind == "synonym":
+        other = _other_lemma(tuple(x for x in sense.lemmas if x.lower() != word), word)
+        return _clean(f"synonym: {other}", word) if other else None
+    if kind == "category":
+        if not sense.category or sense.category.split(".")[0] not in ("noun", "verb"):
+            return None
+        pos, name = sense.category.split(".")
+        return None if name == "Tops" else _clean(f"category: {name} ({pos})", word)
+    if kind == "example":
+        pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+        for example in sense.examples:
+            if pattern.search(example):
+                text = _clean(f'as in "{pattern.sub("___", example)}"', word)
+                if text:
+                    return text
+        return None
+    kinds = {
+        "hypernym": ("hypernym", "a kind of {}"),
+        "hyponym": ("hyponym", "includes {}"),
+        "antonym": ("antonym", "opposite of {}"),
+        "domain": ("domain", "a term of {}"),
+        "morphology": ("related", "related form: {}"),
+    }
+    pointer, template = kinds[kind]
+    for target in targets(pointer):
+        lemmas = target.lemmas
+        if kind == "morphology":  # the derivationally related lemma that shares the word's stem
+            lemmas = tuple(x for x in lemmas if x[:3].lower() == word[:3])
+        other = _other_lemma(lemmas, word)
+        text = _clean(template.format(other), word, stem_ok=kind == "morphology") if other else None
+        if text:
+            return text
+    return None
 
 
 class SySkill:
-    """Syllacrostic puzzles; see the module docstring for the level design."""
+    """Syllacrostic puzzles in the reference's format; see the module docstring for the level design."""
 
     name = "sy"
-    version = "2"
+    version = "3"
     max_level = 50
 
     def params(self, level: int) -> SyParams:
@@ -121,162 +276,230 @@ class SySkill:
             return REFERENCE_LEVELS[level - 1]
         last = REFERENCE_LEVELS[-1]
         t = (level - len(REFERENCE_LEVELS)) / (self.max_level - len(REFERENCE_LEVELS))  # (0, 1]
-        more_words, more_herrings = round(3 * t), round(4 * t)
+        more_herrings = round(3 * t)
+        # the strongest kinds retire one by one; the weak ones (from "antonym") always stay
+        retired = round(KINDS.index("antonym") * t)
         return SyParams(
-            words=(last.words[0] + more_words, last.words[1] + more_words),
+            words=last.words,  # puzzle size stays: every level must fit the hero's max_length
             syllables=last.syllables,
-            zipf=round(last.zipf - 0.5 * t, 4),
-            overlap=round(last.overlap + (1 - last.overlap) * t, 4),
+            zipf=round(last.zipf - 0.25 * t, 4),
+            overlap=round(last.overlap + 0.1 * t, 4),
             herrings=(last.herrings[0] + more_herrings, last.herrings[1] + more_herrings),
-            hints=HINTS[round((len(HINTS) - 2) * t) :],  # the strongest retire; "final"/"none" stay
+            kinds=KINDS[retired:],
         )
 
-    def windows(self, level: int) -> dict[int, tuple[Entry, ...]]:
-        """Per syllable count, the level's window: the WINDOW words nearest its target Zipf frequency."""
-        return _windows(self.params(level))
+    def pool(self, level: int) -> dict[int, tuple[Entry, ...]]:
+        """Per syllable count, every word the level can draw: its Zipf band (cached per level)."""
+        return _pool(self.params(level))
 
     def generate(self, level: int, seed: int, index: int) -> SkillItem:
-        """Build one puzzle: choose words, build the tile bank with herrings, render clues."""
+        """Build one puzzle: draw a clue kind and a word with such a clue per slot, under the overlap cap."""
         p = self.params(level)
         check_index(self.name, seed, index)
         rng = make_rng(self.name, level, seed, index)
-        windows = self.windows(level)
-        chosen: list[Entry] = []
+        pool = self.pool(level)
+        chosen: list[tuple[Entry, str, str]] = []  # (entry, kind, clue)
         for _ in range(rng.randint(*p.words)):
-            left = [e for e in windows[rng.choice(p.syllables)] if e not in chosen]
-            used = {s for e in chosen for s in e.syllables}
-            sharing = [e for e in left if used & set(e.syllables)]
-            # overlap axis: prefer words whose tiles collide with tiles already on the board
-            pick_from = sharing if sharing and rng.random() < p.overlap else left
-            chosen.append(rng.choice(pick_from))
-        herrings = rng.randint(*p.herrings)
-        tiles = [s for e in chosen for s in e.syllables]
-        # herrings come from the whole lexicon, so one may duplicate a real tile: "similar tiles"
-        tiles += rng.sample(_all_syllables(), herrings)
-        hints = [rng.choice(p.hints) for _ in chosen]
-        lines = [self._instruction(herrings), "tiles: " + " ".join(sorted(tiles))]
-        lines += [
-            f"{i}. {e.clue}{_hint(e, h)}" for i, (e, h) in enumerate(zip(chosen, hints, strict=True), 1)
-        ]
-        answer = "[" + ",".join(_answer_object(e) for e in chosen) + "]"
-        weakest = max(hints, key=HINTS.index)
-        tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"hint-{weakest}"}
+            kind = rng.choice(p.kinds)
+            count = rng.choice(p.syllables)
+            board = Counter(s for e, _, _ in chosen for s in e.syllables)
+            words = {e.word for e, _, _ in chosen}
+            share = rng.random() < p.overlap
+            # the drawn kind first; then a kind every word has (definition to L10, minimal from L10)
+            universal = "definition" if "definition" in p.kinds else "minimal"
+            for attempt in range(2 * DRAWS_PER_SLOT):
+                fallback = attempt >= DRAWS_PER_SLOT
+                entry = rng.choice(pool[count])
+                # the overlap axis: prefer a word sharing a tile with the board
+                if (
+                    share
+                    and board
+                    and attempt < DRAWS_PER_SLOT // 2
+                    and not board.keys() & set(entry.syllables)
+                ):
+                    continue
+                if entry.word in words or not _fits(board, entry, p.overlap):
+                    continue
+                text = clue(entry.word, universal if fallback else kind)
+                if text:
+                    chosen.append((entry, universal if fallback else kind, text))
+                    break
+            else:
+                raise RuntimeError(
+                    f"sy L{level}: no word fits slot {len(chosen) + 1} (seed {seed}, index {index})"
+                )
+        herrings = rng.sample(_all_syllables(), rng.randint(*p.herrings))
+        tiles = sorted([s for e, _, _ in chosen for s in e.syllables] + herrings)
+        lines = [self._instruction(len(herrings)), "tiles: " + " ".join(tiles)]
+        lines += [f"{i}. {text}" for i, (_, _, text) in enumerate(chosen, 1)]
+        answer = _answer([e for e, _, _ in chosen], tiles, herrings)
+        weakest = max((k for _, k, _ in chosen), key=KINDS.index)
+        tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"clue-{weakest}"}
         return SkillItem(self.name, level, seed, index, "\n".join(lines), answer, tags=tags)
 
     def score(self, item: SkillItem, output: str) -> Score:
-        """JSON parses; each word and its syllables match; non-herring tiles used exactly once."""
-        ref = {d["word"]: d["syllables"] for d in json.loads(item.answer)}
-        entries = _parse_entries(output)
-        if entries is None:
-            return Score(False, 0.0, {"error": "no JSON list of objects", "words": len(ref)})
-        right: set[str] = set()
-        wrong: list[str] = []
-        for word, syllables in entries:
-            if word in ref and syllables == ref[word] and word not in right:
-                right.add(word)
-            else:
-                wrong.append(word)
-        used = Counter(s for _, syllables in entries for s in syllables)
-        tiles_ok = used == Counter(s for syllables in ref.values() for s in syllables)
-        partial = len(right) / len(ref)
-        correct = len(right) == len(ref) and not wrong and tiles_ok
-        detail = {"words_right": len(right), "words": len(ref), "wrong": wrong, "tiles_ok": tiles_ok}
-        return Score(correct, partial, detail)
+        """Exact, in the reference's contract: solution k has ans_num k, the clue's syllables and the
+        UPPERCASE answer; the inventory_check's counts are the bank's. `partial`: solutions right."""
+        ref = json.loads(item.answer)
+        expected = ref["solutions"]
+        data = _parse_object(output)
+        if data is None or not isinstance(data.get("solutions"), list):
+            return Score(
+                False, 0.0, {"error": "no JSON object with a solutions list", "words": len(expected)}
+            )
+        got = data["solutions"]
+        right = sum(1 for k, want in enumerate(expected) if k < len(got) and _same_solution(got[k], want))
+        inventory_ok = _inventory_ok(data.get("inventory_check"), ref["inventory_check"])
+        correct = right == len(expected) == len(got) and inventory_ok
+        detail = {
+            "words_right": right,
+            "words": len(expected),
+            "given": len(got),
+            "inventory_ok": inventory_ok,
+        }
+        return Score(correct, right / len(expected), detail)
 
     def distinct_prompts(self, level: int) -> int | None:
-        """Always None: even L1 chooses 4 of dozens of words in order, far beyond 10**6."""
+        """Always None: even L1 chooses 4 of hundreds of words in order, far beyond 10**6."""
         check_level(self.name, level, self.max_level)
         return None
 
     def facts(self, item: SkillItem) -> str:
-        """The answer words, sorted and comma-joined: clue order, hints and herrings are phrasing."""
-        return ",".join(sorted(d["word"] for d in json.loads(item.answer)))
+        """The answer words, sorted and comma-joined: clue order, clue kinds and herrings are phrasing."""
+        return ",".join(sorted(s["answer"] for s in json.loads(item.answer)["solutions"]))
+
+    def vocabulary(self, level: int, eval_count: int) -> tuple[int, int]:
+        """(distinct words of the level's eval set of `eval_count` items, words its training can draw)."""
+        from realm_pipeline.skills.heldout import eval_items  # lazily: heldout is the caller's layer
+
+        items = eval_items(self, level, eval_count)
+        eval_words = {s["answer"] for i in items for s in json.loads(i.answer)["solutions"]}
+        return len(eval_words), sum(len(v) for v in self.pool(level).values())
 
     def longest(self, level: int) -> tuple[int, int]:
-        """Upper bound: the fixed lines plus, for tiles, clue lines and answer objects, the sum of the
-        largest per-word lengths over the level's windows, for the largest puzzle (its words are
-        distinct), with the most herrings and each clue's longest hint."""
+        """Upper bound: fixed lines plus, for the largest puzzle with the most herrings, the sum of the
+        largest per-word lengths over the level's pool (tiles, clue lines, solutions, inventory)."""
         p = self.params(level)
-        window = [e for entries in self.windows(level).values() for e in entries]
+        words = [e for entries in self.pool(level).values() for e in entries]
         most_words, most_herrings = p.words[1], p.herrings[1]
+        most_tiles = most_words * max(p.syllables) + most_herrings
+        count_digits = len(str(most_tiles))
 
         def top(lengths: list[int]) -> int:
             return sum(sorted(lengths, reverse=True)[:most_words])
 
-        instruction = len(self._instruction(most_herrings))
         longest_syllable = max(map(len, _all_syllables()))
-        # each word adds its letters and one separator per tile; herrings add a tile each
-        tiles = len("tiles: ") + top([len(e.word) + len(e.syllables) for e in window])
-        tiles += most_herrings * (longest_syllable + 1) - 1
+        instruction = len(self._instruction(most_herrings))
+        tiles = len("tiles: ") + top([len(e.word) + len(e.syllables) for e in words])
+        tiles += most_herrings * (longest_syllable + 1)
         numbering = sum(len(f"{i}. ") for i in range(1, most_words + 1))
-        clues = numbering + top([len(e.clue) + max(len(_hint(e, h)) for h in p.hints) for e in window])
-        prompt = instruction + 1 + tiles + 1 + clues + most_words - 1
-        answer = 2 + top([len(_answer_object(e)) for e in window]) + most_words - 1
-        return prompt, answer
+        clues = numbering + most_words * MAX_CLUE + most_words
+        prompt = instruction + 1 + tiles + 1 + clues
+        # one inventory key per tile at most: `"tile":N,` in usage and in used, `"tile",` in unused
+        per_tile = [len(e.word) + len(e.syllables) * (4 + count_digits) for e in words]
+        herring_key = longest_syllable + 4 + count_digits
+        # herrings: a usage key each and an unused_tiles entry each
+        inventory = 2 * top(per_tile) + most_herrings * (herring_key + longest_syllable + 3)
+        inventory += len(json.dumps(_inventory_shell(most_tiles, most_herrings), separators=(",", ":")))
+        solutions = top([len(_solution(most_words, e)) + 1 for e in words])
+        return prompt, solutions + inventory + len('{"solutions":[],"inventory_check":}')
 
     @staticmethod
     def _instruction(herrings: int) -> str:
         return (
-            "sy: rebuild each clued word from the tiles; use every tile once"
-            + (f" except {herrings} unused" if herrings else "")
-            + '. Reply JSON [{"syllables":[..],"word":..}], any order.'
+            "sy: rebuild each clued word from the syllable tiles; use every tile exactly once"
+            + (f" except {herrings} {RED_HERRINGS}" if herrings else "")
+            + '. Reply JSON {"solutions":[{"ans_num":1,"syllables":[..],"answer":"WORD"},..],'
+            '"inventory_check":{"total_tiles":..,"usage":{..},"used":{..},"unused_tiles":[..],"status":..}}'
+            ", answers UPPERCASE, in clue order."
         )
 
 
 @functools.lru_cache(maxsize=64)
-def _windows(p: SyParams) -> dict[int, tuple[Entry, ...]]:
-    """Per syllable count, the WINDOW words nearest the target Zipf frequency (cached per level)."""
-    out = {}
-    for count in p.syllables:
-        words = [e for e in lexicon() if len(e.syllables) == count]
-        out[count] = tuple(sorted(words, key=lambda e: (abs(e.zipf - p.zipf), e.word))[:WINDOW])
-    return out
-
-
-def _hint(entry: Entry, kind: str) -> str:
-    """The bracketed hint of one type after a clue ("" for none)."""
-    word = entry.word
-    letters, count = f"{len(word)} letters", f"{len(entry.syllables)} syllables"
+def _pool(p: SyParams) -> dict[int, tuple[Entry, ...]]:
+    low, high = p.zipf - ZIPF_BELOW, p.zipf + ZIPF_ABOVE
     return {
-        "full": f" [{word[0]}, {letters}, {count}]",
-        "letter": f" [{word[0]}, {letters}]",
-        "ends": f" [{word[0]}...{word[-1]}]",
-        "length": f" [{letters}]",
-        "syllables": f" [{count}]",
-        "initial": f" [starts with {word[0]}]",
-        "final": f" [ends with {word[-1]}]",
-        "none": "",
-    }[kind]
+        count: tuple(e for e in lexicon() if len(e.syllables) == count and low <= e.zipf <= high)
+        for count in p.syllables
+    }
 
 
-def _answer_object(entry: Entry) -> str:
-    """One word's compact JSON object in the reference answer: syllables first, then the word."""
-    return json.dumps({"syllables": list(entry.syllables), "word": entry.word}, separators=(",", ":"))
+def _fits(board: Counter, entry: Entry, cap: float) -> bool:
+    """Whether the board plus the word keeps the overlap ratio (tiles - distinct) / tiles within cap."""
+    total = board.total() + len(entry.syllables)
+    distinct = len(board.keys() | set(entry.syllables))
+    return (total - distinct) / total <= cap + 1e-9
 
 
-def _parse_entries(output: str) -> list[tuple[str, list[str]]] | None:
-    """(word, syllables) pairs from a model's output, or None when it holds no JSON list."""
+def overlap_ratio(solutions: list[dict[str, Any]]) -> float:
+    """The reference's overlap: (word tiles - distinct word tiles) / word tiles."""
+    tiles = [s for solution in solutions for s in solution["syllables"]]
+    return (len(tiles) - len(set(tiles))) / len(tiles)
+
+
+def _solution(number: int, entry: Entry) -> str:
+    return json.dumps(
+        {"ans_num": number, "syllables": list(entry.syllables), "answer": entry.word.upper()},
+        separators=(",", ":"),
+    )
+
+
+def _inventory_shell(total: int, herrings: int) -> dict[str, Any]:
+    status = "All syllable tiles consumed exactly once."
+    if herrings:
+        status = f"All syllable tiles consumed exactly once except {herrings} {RED_HERRINGS}."
+    return {"total_tiles": total, "usage": {}, "used": {}, "unused_tiles": [], "status": status}
+
+
+def _answer(entries: list[Entry], tiles: list[str], herrings: list[str]) -> str:
+    """The reference answer: solutions in clue order and the inventory check of the bank."""
+    inventory = _inventory_shell(len(tiles), len(herrings))
+    inventory["usage"] = dict(sorted(Counter(tiles).items()))
+    inventory["used"] = dict(sorted(Counter(s for e in entries for s in e.syllables).items()))
+    inventory["unused_tiles"] = sorted(herrings)
+    solutions = ",".join(_solution(k, e) for k, e in enumerate(entries, 1))
+    return (
+        '{"solutions":['
+        + solutions
+        + '],"inventory_check":'
+        + json.dumps(inventory, separators=(",", ":"))
+        + "}"
+    )
+
+
+def _same_solution(got: Any, want: dict[str, Any]) -> bool:
+    """ans_num, syllables and the UPPERCASE answer exactly as the reference has them (tiles are lowercase)."""
+    return (
+        isinstance(got, dict)
+        and got.get("ans_num") == want["ans_num"]
+        and type(got.get("ans_num")) is int
+        and got.get("syllables") == want["syllables"]
+        and got.get("answer") == want["answer"]
+    )
+
+
+def _inventory_ok(got: Any, want: dict[str, Any]) -> bool:
+    """The counts agree with the bank (total, usage, used, unused); the status line is free prose."""
+    if not isinstance(got, dict) or not isinstance(got.get("status"), str):
+        return False
+    unused = got.get("unused_tiles")
+    return (
+        got.get("total_tiles") == want["total_tiles"]
+        and got.get("usage") == want["usage"]
+        and got.get("used") == want["used"]
+        and isinstance(unused, list)
+        and sorted(map(str, unused)) == want["unused_tiles"]
+    )
+
+
+def _parse_object(output: str) -> dict[str, Any] | None:
+    """The JSON object in a model's output (first "{" to last "}"), or None."""
     text = output.strip()
-    start, stop = text.find("["), text.rfind("]")
+    start, stop = text.find("{"), text.rfind("}")
     if start < 0 or stop < start:
         return None
     try:
-        data: Any = json.loads(text[start : stop + 1])
+        data = json.loads(text[start : stop + 1])
     except ValueError:
         return None
-    if not isinstance(data, list):
-        return None
-    entries = []
-    for obj in data:
-        if not isinstance(obj, dict):
-            entries.append(("", []))
-            continue
-        word = obj.get("word")
-        syllables = obj.get("syllables")
-        ok = (
-            isinstance(word, str)
-            and isinstance(syllables, list)
-            and all(isinstance(s, str) for s in syllables)
-        )
-        entries.append((word.strip().lower(), [s.strip().lower() for s in syllables]) if ok else ("", []))
-    return entries
+    return data if isinstance(data, dict) else None

@@ -104,6 +104,10 @@ def segment_spec(
         batch_size=t.batch_size,
         max_length=max_length,
         steps=hero.campaign.segment_steps,
+        # the schedule across segments; continuous spans the campaign's whole step budget
+        schedule=t.schedule,
+        schedule_offset_steps=max(key.step - hero.campaign.segment_steps, 0),
+        schedule_total_steps=hero.campaign.segment_budget * hero.campaign.segment_steps,
         save_every=t.save_every,
         seed=key.seed,
         mix=mix,

@@ -24,6 +24,11 @@ REFLECTION_SOURCE = "mirror_reflections"
 RESUME_DIR = "resume"
 RESULT_FILE = "segment_result.json"
 DEEPSPEED_RESUME_TAG = "state"  # the sharded engine save under resume/
+OPTIMIZER_DIR = "optimizer"  # beside a checkpoint's weights: the optimizer state a carrying schedule hands on
+OPTIMIZER_FILE = "optimizer.pt"
+# LR schedules across segments (settings.LrSchedule); all but restart carry the parent's optimizer state.
+SCHEDULES = ("restart", "carry", "continuous", "constant")
+CARRYING_SCHEDULES = ("carry", "continuous", "constant")
 
 
 @dataclass
@@ -39,6 +44,12 @@ class SegmentSpec:
     weight_decay: float = 0.0
     warmup_steps: int | None = None  # None => min(10, steps // 10)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    # Across segments: restart (fresh optimizer, warm-up and cosine every segment), carry (the parent's
+    # optimizer state, the per-segment schedule), continuous (carried state, one warm-up and one cosine over
+    # schedule_total_steps), constant (carried state, one warm-up, then lr).
+    schedule: str = "restart"
+    schedule_offset_steps: int = 0  # steps the campaign trained before this segment (continuous, constant)
+    schedule_total_steps: int | None = None  # continuous: the campaign's step budget the cosine spans
     grad_clip: float = 1.0
     batch_size: int = 8  # packed rows per step
     max_length: int = 256  # tokens per packed row
@@ -94,6 +105,7 @@ class SegmentResult:
     mirror_probes: int = 0  # the Mirror's probes after this segment, its misses, the reflections made
     mirror_misses: int = 0
     mirror_examples: int = 0
+    optimizer_carried: bool = False  # the segment started from its parent's optimizer state
 
 
 def spec_to_json(spec: SegmentSpec) -> str:
@@ -163,17 +175,75 @@ def _peak_memory(device: str) -> int:
 
 
 def _lr_lambda(spec: SegmentSpec) -> Callable[[int], float]:
+    """LR multiplier at each step of this segment, by `spec.schedule`.
+
+    restart and carry: warm-up then cosine to min_lr_ratio over the segment. continuous: the same curve
+    over the whole campaign (schedule_total_steps, warm-up once), read from schedule_offset_steps on, so
+    segment k goes on where segment k-1 stopped. constant: warm-up once, then 1.
+    """
     import math
 
+    if spec.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {spec.schedule!r}")
     warm = spec.warmup_steps if spec.warmup_steps is not None else min(10, spec.steps // 10)
+    per_segment = spec.schedule in ("restart", "carry")
+    offset = 0 if per_segment else spec.schedule_offset_steps
+    if per_segment:
+        span = spec.steps
+    elif spec.schedule == "continuous":
+        if not spec.schedule_total_steps:
+            raise ValueError("schedule 'continuous' needs schedule_total_steps (the campaign's step budget)")
+        span = spec.schedule_total_steps
+    else:
+        span = None
 
     def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        frac = (step - warm) / max(1, spec.steps - warm)
+        at = offset + step
+        if at < warm:
+            return (at + 1) / warm
+        if span is None:
+            return 1.0
+        frac = (at - warm) / max(1, span - warm)
         return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     return f
+
+
+def _save_optimizer(directory: Path, opt: Any) -> None:
+    """Write the optimizer's state dict into `directory` (a resume save, or a checkpoint's optimizer/)."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(opt.state_dict(), directory / OPTIMIZER_FILE)
+
+
+def _load_optimizer(path: Path, opt: Any, *, carried: bool = False) -> None:
+    """Load a saved optimizer state. `carried` (from a parent checkpoint): only the per-parameter state
+    (moments, step counts) is taken; lr, weight decay and the rest stay this segment's own."""
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if carried:
+        own = opt.state_dict()["param_groups"]
+        if [len(g["params"]) for g in saved["param_groups"]] != [len(g["params"]) for g in own]:
+            raise ValueError(
+                f"{path}: optimizer state for parameter groups of sizes "
+                f"{[len(g['params']) for g in saved['param_groups']]}, this model has "
+                f"{[len(g['params']) for g in own]}: not this hero's state (retrain with schedule 'restart')"
+            )
+        saved = {"state": saved["state"], "param_groups": own}
+    opt.load_state_dict(saved)
+
+
+def _load_carried(spec: SegmentSpec, opt: Any) -> bool:
+    """Start from the parent checkpoint's optimizer state when the schedule carries it and it was saved."""
+    if spec.schedule not in CARRYING_SCHEDULES or spec.parent_dir is None:
+        return False
+    path = Path(spec.parent_dir) / OPTIMIZER_DIR / OPTIMIZER_FILE
+    if not path.exists():  # the parent trained under restart, or is the base model: a fresh start
+        return False
+    _load_optimizer(path, opt, carried=True)
+    return True
 
 
 def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
@@ -310,7 +380,7 @@ def _save_resume(out: Path, model: Any, opt: Any, sched: Any, counters: dict[str
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
     torch.save(model.state_dict(), staged / "model.pt")
-    torch.save(opt.state_dict(), staged / "optimizer.pt")
+    _save_optimizer(staged, opt)
     torch.save(sched.state_dict(), staged / "scheduler.pt")
     torch.save(_rng_state(), staged / "rng.pt")
     (staged / "state.json").write_text(json.dumps(counters))
@@ -325,7 +395,7 @@ def _load_resume(out: Path, model: Any, opt: Any, sched: Any) -> dict[str, Any] 
     if not (d / "state.json").exists():
         return None
     model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
-    opt.load_state_dict(torch.load(d / "optimizer.pt", map_location="cpu", weights_only=True))
+    _load_optimizer(d / OPTIMIZER_FILE, opt)
     sched.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False))
     _set_rng_state(torch.load(d / "rng.pt", weights_only=False))
     return json.loads((d / "state.json").read_text())
@@ -402,6 +472,11 @@ def train_segment(
     from .data import ExampleEncoder, MixStream, StreamState, loss_sum, pack_examples, pack_from_stream
     from .losses import answer_loss
 
+    if spec.schedule in CARRYING_SCHEDULES and (spec.deepspeed_config or spec.method in ("lora", "qlora")):
+        raise ValueError(
+            f"schedule {spec.schedule!r} carries the optimizer state across segments, which method "
+            f"{spec.method!r}{' under DeepSpeed' if spec.deepspeed_config else ''} cannot: use 'restart'"
+        )
     out = Path(spec.output_dir)
     done = _finished(out)
     if done is not None:
@@ -416,6 +491,8 @@ def train_segment(
         torch.use_deterministic_algorithms(True, warn_only=True)
     model, tokenizer = _load_start(spec)
     model, opt = _prepare(model, spec)
+    # Before the scheduler is built (it sets each group's initial lr); a resume save below overrides it.
+    carried = _load_carried(spec, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec))
     encoder = ExampleEncoder(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -553,6 +630,8 @@ def train_segment(
     final = final.merge_and_unload() if hasattr(final, "merge_and_unload") else final  # LoRA -> plain weights
     final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(staged)
+    if spec.schedule in CARRYING_SCHEDULES and engine is None:
+        _save_optimizer(staged / OPTIMIZER_DIR, opt)  # the next segment's starting state
     sha = weights_sha256(staged)
     mirror = _spar(spec, final if engine is None else None, tokenizer, staged)
     counters["wall"] += time.perf_counter() - wall_mark
@@ -576,6 +655,7 @@ def train_segment(
         mirror_probes=mirror.probes if mirror else 0,
         mirror_misses=mirror.misses if mirror else 0,
         mirror_examples=mirror.examples if mirror else 0,
+        optimizer_carried=carried,
     )
     (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
     _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap

@@ -12,6 +12,7 @@ from realm_pipeline.campaign import (
     curriculum_state,
     hero_checkpoints,
     learning_floors,
+    next_mix,
     quest_examples,
     strain_state,
 )
@@ -81,6 +82,7 @@ def checkpoints(
         earlier = [c for c in hero_checkpoints(con, key.hero) if c["step"] < key.step]
         state = curriculum_state(con, settings, key.hero)
         strain = strain_state(con, key.hero, state)
+        mix = next_mix(con, settings, key.hero, state, strain.hint)
         quests = quest_examples(con)
     parent = earlier[-1] if earlier else None
     if parent is None and key.step != hero.campaign.segment_steps:
@@ -100,7 +102,7 @@ def checkpoints(
             key,
             output_dir=output_dir,
             parent_dir=parent_dir,
-            mix=state.training_mix(hero.training.mastered_share, hint=strain.hint),
+            mix=mix,
             quests=quests,
             eval_items_per_level={name: s.eval_items_per_level for name, s in settings.skills.items()},
             reflections=_parent_reflections(parent_dir) if "mirror" in hero.schools else None,
@@ -175,6 +177,8 @@ def checkpoints(
         effort=cumulative_effort,
         mix=dg.MetadataValue.json([list(m) for m in spec.mix]),
         max_length=spec.max_length,
+        schedule=spec.schedule,  # the LR schedule across segments; optimizer_carried: the parent's state
+        optimizer_carried=bool(result.get("optimizer_carried")),
         schools=", ".join(hero.schools),
         strain_hint=strain.hint.value if strain.hint else "none",
     )

@@ -1,0 +1,282 @@
+"""SY v3 against the reference (its configs/skills/sy.yaml): the level table axis by axis, checked on
+generated items; WordNet clues; the reference's answer contract and an exact scorer; vocabulary size."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+import wordfreq
+
+from realm_pipeline.skills import get_skill
+from realm_pipeline.skills.base import SkillItem
+from realm_pipeline.skills.lexicon import senses, synsets
+from realm_pipeline.skills.sy import clue, lexicon
+from realm_pipeline.skills.syllables import pronunciations, syllabify
+
+SY = get_skill("sy")
+
+# The reference's level_progression, L1-L10, written out here from its yaml (not read from sy.py):
+# words, syllables, zipf, overlap %, red herrings, and the clue kinds its hints column allows
+# ("+ slight overlap" at L3 adds none; "any (may be minimal)" at L10 adds the minimal clue).
+STRONG = {"definition", "synonym"}
+AXES = ("words", "syllables", "zipf", "overlap", "herrings", "new")
+ROWS = {
+    1: ((4, 4), (2, 3), 5.5, 0, (0, 0), STRONG),
+    2: ((4, 5), (2, 3), 5.0, 0, (0, 0), set()),
+    3: ((5, 5), (2, 4), 4.5, 10, (0, 0), set()),
+    4: ((5, 6), (3, 4), 4.0, 20, (0, 1), {"category"}),
+    5: ((6, 6), (3, 5), 3.5, 30, (1, 2), {"example"}),
+    6: ((6, 7), (3, 5), 3.0, 40, (1, 2), {"hypernym", "hyponym"}),
+    7: ((7, 7), (4, 5), 2.8, 50, (2, 3), {"antonym", "domain"}),
+    8: ((7, 8), (4, 6), 2.5, 60, (3, 4), {"morphology"}),
+    9: ((8, 9), (4, 6), 2.5, 70, (4, 5), {"etymology"}),
+    10: ((9, 10), (4, 6), 2.0, 80, (5, 6), {"minimal"}),
+}
+REFERENCE = {level: dict(zip(AXES, row, strict=True)) for level, row in ROWS.items()}
+for _level in range(1, 11):  # the kinds a level allows: every kind added up to it
+    REFERENCE[_level]["kinds"] = set().union(*(ROWS[lv][-1] for lv in range(1, _level + 1)))
+
+# A clue's kind read from its wording alone (definitions are the rest).
+CLUE_FORMS = {
+    "synonym": r"synonym: .+",
+    "category": r"category: [a-z]+ \((noun|verb)\)",
+    "example": r'as in ".*___.*"',
+    "hypernym": r"a kind of .+",
+    "hyponym": r"includes .+",
+    "antonym": r"opposite of .+",
+    "domain": r"a term of .+",
+    "morphology": r"related form: .+",
+    "etymology": r'from [A-Z][^"]* ".+"',
+    "minimal": r"starts with [A-Z], \d syllables",
+}
+
+
+def _kind(text: str) -> str:
+    kinds = [k for k, form in CLUE_FORMS.items() if re.fullmatch(form, text)]
+    assert len(kinds) <= 1, text
+    return kinds[0] if kinds else "definition"
+
+
+def _parts(item: SkillItem) -> tuple[list[str], list[str], dict]:
+    lines = item.prompt.split("\n")
+    tiles = next(ln for ln in lines if ln.startswith("tiles: "))[len("tiles: ") :].split(" ")
+    clues = [re.sub(r"^\d+\. ", "", ln) for ln in lines if re.match(r"\d+\. ", ln)]
+    return tiles, clues, json.loads(item.answer)
+
+
+def test_levels_1_to_10_follow_the_reference_table_on_all_six_axes() -> None:
+    """Each axis, per level, checked on generated items (the count of words, each word's syllables and
+    Zipf frequency from wordfreq, the overlap ratio, the unused tiles, each clue's kind from its wording)."""
+    for level, ref in REFERENCE.items():
+        kinds_seen: set[str] = set()
+        zipfs: list[float] = []
+        for i in range(25):
+            item = SY.generate(level, 11, i)
+            tiles, clues, answer = _parts(item)
+            solutions = answer["solutions"]
+            # axis 1, words
+            assert ref["words"][0] <= len(solutions) == len(clues) <= ref["words"][1], (level, "words")
+            # axis 2, syllables
+            low, high = ref["syllables"]
+            assert all(low <= len(s["syllables"]) <= high for s in solutions), (level, "syllables")
+            # axis 3, zipf: every word near the target (within the documented band of 1.0)
+            word_zipf = [wordfreq.zipf_frequency(s["answer"].lower(), "en") for s in solutions]
+            assert all(abs(z - ref["zipf"]) <= 1.0 + 1e-9 for z in word_zipf), (level, "zipf", word_zipf)
+            zipfs += word_zipf
+            # axis 4, overlap: (word tiles - distinct tiles) / word tiles never above the cap
+            word_tiles = [t for s in solutions for t in s["syllables"]]
+            ratio = (len(word_tiles) - len(set(word_tiles))) / len(word_tiles)
+            assert ratio <= ref["overlap"] / 100 + 1e-9, (level, "overlap", ratio)
+            # axis 5, red herrings: the bank's tiles no word uses, as many as the prompt states
+            unused = Counter(tiles) - Counter(word_tiles)
+            assert not Counter(word_tiles) - Counter(tiles)
+            herrings = sum(unused.values())
+            assert ref["herrings"][0] <= herrings <= ref["herrings"][1], (level, "herrings")
+            assert (f"except {herrings} red herrings" in item.prompt) == (herrings > 0)
+            # axis 6, clue kind
+            kinds = {_kind(c) for c in clues}
+            assert kinds <= ref["kinds"], (level, "clue kinds", kinds - ref["kinds"])
+            kinds_seen |= kinds
+        assert abs(sum(zipfs) / len(zipfs) - ref["zipf"]) <= 0.75, (level, "zipf mean")
+        assert ref["new"] <= kinds_seen, (level, "the level's new clue kinds appear")
+
+
+def test_overlap_reaches_towards_its_cap_and_is_zero_where_the_cap_is() -> None:
+    def ratios(level: int) -> list[float]:
+        out = []
+        for i in range(40):
+            tiles = [
+                t for s in json.loads(SY.generate(level, 3, i).answer)["solutions"] for t in s["syllables"]
+            ]
+            out.append((len(tiles) - len(set(tiles))) / len(tiles))
+        return out
+
+    assert set(ratios(1)) == {0.0} and set(ratios(2)) == {0.0}
+    high = ratios(10)
+    assert max(high) <= 0.8 and sum(high) / len(high) > 0.15  # shared tiles are common at L10
+
+
+def test_clues_come_from_wordnet_and_a_word_without_the_drawn_kind_is_not_drawn() -> None:
+    table, index = synsets(), senses()
+    phones = pronunciations(frozenset(e.word for e in lexicon()))
+    for level in (1, 4, 6, 7, 8, 9, 10):
+        for i in range(12):
+            _, clues, answer = _parts(SY.generate(level, 5, i))
+            for text, solution in zip(clues, answer["solutions"], strict=True):
+                word = solution["answer"].lower()
+                kind = _kind(text)
+                assert clue(word, kind) == text  # the clue of its kind that the word has
+                assert word not in text.lower().replace(" ", "")  # no clue gives the word away...
+                if kind not in ("morphology", "etymology"):  # ...nor its stem, but where that is the clue
+                    stem = word[: min(6, len(word) - 1)]
+                    assert not any(t.startswith(stem) for t in re.findall(r"[a-z]+", text.lower())), text
+                # syllables: the word's own split; a word the split refuses is never drawn
+                assert syllabify(word, phones[word]) == tuple(solution["syllables"])
+                lemmas_of_senses = {x.lower() for k in index[word] for x in table[k].lemmas}
+                if kind == "synonym":
+                    assert text.removeprefix("synonym: ").lower() in lemmas_of_senses
+                if kind == "minimal":
+                    assert text == f"starts with {word[0].upper()}, {len(solution['syllables'])} syllables"
+    # WordNet's own gloss of ORTHODOXY names its stem; such a definition is refused
+    orthodoxy = next(synsets()[k] for k in senses()["orthodoxy"])
+    assert "orthodox " in orthodoxy.definition and clue("orthodoxy", "definition") != orthodoxy.definition
+    # words lacking a kind exist in every pool (so generation must redraw), e.g. antonyms are rare
+    pool = [e.word for entries in SY.pool(7).values() for e in entries]
+    assert sum(clue(w, "antonym") is None for w in pool[:300]) > 150
+
+
+def test_vocabulary_is_ten_times_the_eval_words_from_level_2_to_9() -> None:
+    """(words training can draw) / (distinct words of the eval set of 50 items, the configured size)."""
+    ratios = {}
+    for level in range(1, 11):
+        eval_words, pool = SY.vocabulary(level, 50)
+        ratios[level] = pool / eval_words
+    assert all(ratios[level] >= 10 for level in range(2, 10)), ratios
+    assert ratios[1] >= 6 and ratios[10] >= 9, ratios  # L1's common words and L10's rare ones are fewer
+
+
+# ---------------------------------------------------------------- the reference's contract, scored exactly
+
+
+def test_the_answer_is_the_reference_contract_in_clue_order() -> None:
+    item = SY.generate(6, 1, 0)
+    tiles, clues, answer = _parts(item)
+    assert list(answer) == ["solutions", "inventory_check"]
+    solutions = answer["solutions"]
+    assert [list(s) for s in solutions] == [["ans_num", "syllables", "answer"]] * len(clues)
+    assert [s["ans_num"] for s in solutions] == list(range(1, len(clues) + 1))
+    assert all(s["answer"] == "".join(s["syllables"]).upper() for s in solutions)
+    inventory = answer["inventory_check"]
+    assert list(inventory) == ["total_tiles", "usage", "used", "unused_tiles", "status"]
+    assert inventory["total_tiles"] == len(tiles) and inventory["usage"] == dict(Counter(tiles))
+    used = Counter(t for s in solutions for t in s["syllables"])
+    assert inventory["used"] == dict(used)
+    assert sorted(inventory["unused_tiles"]) == sorted((Counter(tiles) - used).elements())
+
+
+def _reference_format(answer: dict) -> str:
+    """The answer as the reference's output_schema prints it: indented, spaces after separators."""
+    return "```json\n" + json.dumps(answer, indent=2) + "\n```"
+
+
+def test_the_scorer_accepts_the_reference_answer_and_rejects_one_change() -> None:
+    item = SY.generate(8, 2, 0)
+    ref = json.loads(item.answer)
+    n = len(ref["solutions"])
+    assert SY.score(item, item.answer).correct
+    assert SY.score(item, _reference_format(ref)).correct
+
+    def changed(edit) -> dict:
+        data = json.loads(item.answer)
+        edit(data)
+        return data
+
+    def first_syllable(d: dict) -> None:
+        d["solutions"][0]["syllables"][0] += "x"
+
+    def swap_numbers(d: dict) -> None:
+        d["solutions"][0]["ans_num"], d["solutions"][1]["ans_num"] = 2, 1
+
+    def swap_order(d: dict) -> None:
+        d["solutions"][0], d["solutions"][1] = d["solutions"][1], d["solutions"][0]
+
+    def lowercase(d: dict) -> None:
+        d["solutions"][0]["answer"] = d["solutions"][0]["answer"].lower()
+
+    cases = {
+        "one wrong syllable": (first_syllable, (n - 1) / n),
+        "ans_num out of clue order": (swap_numbers, (n - 2) / n),
+        "solutions out of clue order": (swap_order, (n - 2) / n),
+        # the reference's rule "answers must be UPPERCASE": a lowercase answer is wrong
+        "lowercase answer": (lowercase, (n - 1) / n),
+        "missing inventory_check": (lambda d: d.pop("inventory_check"), 1.0),
+        "inventory miscounted": (lambda d: d["inventory_check"].update(total_tiles=1), 1.0),
+        "herring claimed used": (lambda d: d["inventory_check"]["unused_tiles"].pop(), 1.0),
+        "a solution missing": (lambda d: d["solutions"].pop(), (n - 1) / n),
+        "a string ans_num": (lambda d: d["solutions"][0].update(ans_num="1"), (n - 1) / n),
+    }
+    for name, (edit, partial) in cases.items():
+        res = SY.score(item, _reference_format(changed(edit)))
+        assert not res.correct, name
+        assert res.partial == pytest.approx(partial), name
+    for junk in ("not json", "[]", '{"solutions": 3}', "{}"):
+        res = SY.score(item, junk)
+        assert not res.correct and res.partial == 0.0
+
+
+def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
+    """An SY score stored under v2's protocol is not current once SY is v3: stale_scores lists it and
+    the automation re-scores it (the champion's); the same score under v3's protocol is current."""
+    from realm_pipeline import ledger
+    from realm_pipeline.evaluation.scores import (
+        checkpoints_to_rescore,
+        current_scores,
+        declare_protocols,
+        protocol_key,
+        protocol_spec,
+        stale_scores,
+    )
+    from realm_pipeline.settings import Settings
+    from realm_pipeline.skills.heldout import eval_items, eval_set_hash
+    from tests.test_sensors_regression import score
+
+    assert SY.version == "3"
+    settings = Settings(config_dir)
+    set_hash = eval_set_hash(eval_items(SY, 1, 50))
+    con = ledger.duckdb.connect(str(tmp_path / "realm.duckdb"))
+    ledger.migrate(con)
+    ledger.upsert(con, "eval_sets", [{"skill": "sy", "level": 1, "n_items": 50, "eval_set_hash": set_hash}])
+    ckpts = ["tiny.000150", "tiny.000300"]
+    rows = [
+        {"checkpoint_id": c, "hero": "tiny", "step": int(c[-6:]), "path": f"/x/{c}", "tokens": 1}
+        for c in ckpts
+    ]
+    ledger.upsert(con, "checkpoints", rows)
+    declare_protocols(con, settings)
+
+    def under(version: str, ckpt: str) -> dict:
+        protocol = protocol_key(protocol_spec(settings, "tiny", "sy", version, set_hash))
+        return score(ckpt, 1, 0.9, t=0, protocol=protocol) | {
+            "skill": "sy",
+            "fingerprint": f"{ckpt}:{version}",
+        }
+
+    ledger.upsert(con, "eval_scores", [under("2", ckpts[0]), under("3", ckpts[1])])
+    assert stale_scores(con) == [(ckpts[0], "sy")]
+    con.execute("INSERT INTO hero_state (hero, champion) VALUES ('tiny', ?)", [ckpts[0]])
+    assert checkpoints_to_rescore(con, "tiny") == [(ckpts[0], "sy")]  # what the automation re-scores
+    assert [r["checkpoint_id"] for r in current_scores(con, hero="tiny")] == [ckpts[1]]
+
+
+def test_a_word_the_split_refuses_is_never_drawn() -> None:
+    """WordNet and CMUdict both know these, but their spelling cannot be cut into CMUdict's syllable
+    count (syllables.py refuses them): they are not in SY's lexicon, so no level can draw them."""
+    refused = ["algorithm", "announcement", "arrangement"]
+    phones = pronunciations(frozenset(refused))
+    assert all(w in senses() and w in phones and syllabify(w, phones[w]) is None for w in refused)
+    drawable = {e.word for e in lexicon()}
+    assert not drawable & set(refused)
+    assert {"water", "animal", "television"} <= drawable

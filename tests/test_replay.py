@@ -1,0 +1,208 @@
+"""Replay that protects each skill (pure mixes): per-skill review shares, regressed levels weighted up
+within their skill, a level lost after maintenance trained as a target again, the skill strategies."""
+
+from __future__ import annotations
+
+import pytest
+
+from realm_pipeline.evaluation.progression import (
+    BOOST,
+    MAINTENANCE_SHARE,
+    EvalPoint,
+    apply_progression,
+    lost_levels,
+    training_mix,
+)
+from realm_pipeline.training.strain import Hint
+
+RULES = {"threshold": 0.8, "evals_required": 3, "window": 6, "maintenance_max": 2.0}
+DROP_STEP = 200  # the checkpoint whose evals hold the regressions
+
+
+def hero(levels: dict[str, int], caps: dict[str, int], regressed: dict[str, list[int]] | None = None):
+    """A state where each skill stands at `levels` (a level == its cap: complete), with every mastered
+    level evaluated at the checkpoint of step 200: below the threshold if listed in `regressed`."""
+    regressed = regressed or {}
+    earned, evals = [], []
+    for skill, level in levels.items():
+        top = level if level == caps[skill] else level - 1
+        earned += [(skill, lv, "tiny.000100", 100, 0.9) for lv in range(1, top + 1)]
+        evals += [
+            EvalPoint("tiny.000200", DROP_STEP, skill, lv, 0.5 if lv in regressed.get(skill, ()) else 0.95)
+            for lv in range(1, top + 1)
+        ]
+    return apply_progression(evals, [], level_caps=caps, earned=earned, **RULES)
+
+
+def weights(mix) -> dict[tuple[str, int], float]:
+    return {(s, lv): w for s, lv, w in mix}
+
+
+def review_of(mix, skill: str, mastered: tuple[int, ...]) -> float:
+    """The weight a mix (a list, or its `weights` dict) gives to these levels of a skill."""
+    table = mix if isinstance(mix, dict) else weights(mix)
+    return sum(w for (s, lv), w in table.items() if s == skill and lv in mastered)
+
+
+def test_a_regressed_skill_keeps_its_own_review_share_however_many_levels_another_skill_holds():
+    # Issue 18's campaign near segment 30: bin learning L4 with L2 and L3 regressed, seq_reverse at its
+    # cap with every level held. Pooled, bin's L2 got 0.5 * 3 / (1 + 3 + 3 + 7) = 0.107 (7.5 % with the
+    # other skills' levels in the pool) while seq_reverse's seven levels took 0.5 * 7 / 14.
+    caps = {"bin": 10, "seq_reverse": 7}
+    state = hero({"bin": 4, "seq_reverse": 7}, caps, regressed={"bin": [2, 3]})
+    mix = training_mix(state, ["bin", "seq_reverse"], mastered_share=0.2)
+    w = weights(mix)
+    assert sum(w.values()) == pytest.approx(1.0)
+    bin_review = MAINTENANCE_SHARE * BOOST / (BOOST + 1)  # a skill needing maintenance: BOOST x the share
+    assert review_of(mix, "bin", (1, 2, 3)) == pytest.approx(bin_review)
+    assert w[("bin", 2)] == w[("bin", 3)] == pytest.approx(bin_review * BOOST / (1 + 2 * BOOST))
+    assert w[("bin", 2)] > 0.5 * 3 / 14  # more than the pooled mix gave it
+    assert review_of(mix, "seq_reverse", tuple(range(1, 8))) == pytest.approx(MAINTENANCE_SHARE / (BOOST + 1))
+    assert w[("bin", 4)] == pytest.approx(1 - MAINTENANCE_SHARE)  # seq_reverse has nothing to learn
+
+    # seq_reverse holding two levels or seven: bin's weights are the same (its share is its own).
+    fewer = hero({"bin": 4, "seq_reverse": 3}, {"bin": 10, "seq_reverse": 3}, regressed={"bin": [2, 3]})
+    fewer_w = weights(training_mix(fewer, ["bin", "seq_reverse"], mastered_share=0.2))
+    assert {k: v for k, v in fewer_w.items() if k[0] == "bin"} == pytest.approx(
+        {k: v for k, v in w.items() if k[0] == "bin"}
+    )
+
+
+def test_held_skills_share_the_review_equally_and_regressed_levels_are_weighted_up_within_their_skill():
+    caps = {"bin": 10, "sy": 10}
+    state = hero({"bin": 3, "sy": 6}, caps)  # nothing regressed: bin holds 2 levels, sy 5
+    mix = training_mix(state, ["bin", "sy"], mastered_share=0.2)
+    assert review_of(mix, "bin", (1, 2)) == pytest.approx(0.1) == review_of(mix, "sy", (1, 2, 3, 4, 5))
+    assert weights(mix)[("bin", 3)] == weights(mix)[("sy", 6)] == pytest.approx(0.4)
+
+    regressed = hero({"bin": 3, "sy": 6}, caps, regressed={"sy": [4]})
+    w = weights(training_mix(regressed, ["bin", "sy"], mastered_share=0.2))
+    assert w[("sy", 4)] == pytest.approx(BOOST * w[("sy", 1)])
+    assert w[("bin", 1)] == w[("bin", 2)]  # bin's own levels are not touched by sy's regression
+    assert review_of(w, "sy", (1, 2, 3, 4, 5)) == pytest.approx(BOOST * review_of(w, "bin", (1, 2)))
+
+
+def test_a_single_skill_mix_is_what_it_was():
+    state = hero({"bin": 4}, {"bin": 10}, regressed={"bin": [2]})
+    w = weights(training_mix(state, ["bin"], mastered_share=0.2))
+    assert w == pytest.approx({("bin", 4): 0.5, ("bin", 1): 0.1, ("bin", 2): 0.3, ("bin", 3): 0.1})
+
+
+def _trained(steps: list[int], level: tuple[str, int], amount: float = 0.3):
+    return [(step, {level: amount, ("bin", 4): 0.5}) for step in steps]
+
+
+def test_a_level_still_regressed_after_maintenance_is_lost_and_trained_as_a_target_again():
+    state = hero({"bin": 4}, {"bin": 10}, regressed={"bin": [2]})
+    after = 3
+    # Segments before the drop, and segments that did not train L2, are not maintenance of it.
+    assert (
+        lost_levels(state, _trained([100, 200], ("bin", 2)) + _trained([300, 400], ("bin", 2)), after=after)
+        == {}
+    )
+    untrained = _trained([300, 400, 500], ("bin", 2), amount=0.0)
+    assert lost_levels(state, untrained, after=after) == {}
+    lost = lost_levels(state, _trained([300, 400, 500], ("bin", 2)), after=after)
+    assert lost == {"bin": (2,)}
+    assert lost_levels(state, _trained([300, 400, 500], ("bin", 3)), after=after) == {}  # L3 is held
+
+    w = weights(training_mix(state, ["bin"], mastered_share=0.2, lost=lost))
+    # L2 is trained as a current level: it shares bin's learning weight with L4, not the review group's.
+    assert w[("bin", 2)] == w[("bin", 4)] == pytest.approx((1 - 0.2) / 2)
+    assert w[("bin", 1)] == w[("bin", 3)] == pytest.approx(0.1)
+    assert state.skills["bin"].level == 4 and 2 in state.skills["bin"].mastered  # the earned level stays
+
+
+def test_a_complete_skill_relearns_its_lost_level_whatever_the_strategy():
+    caps = {"bin": 10, "sy": 3}
+    state = hero({"bin": 2, "sy": 3}, caps, regressed={"sy": [2]})
+    for strategy in ("equal", "focus", "lowest_first"):
+        w = weights(
+            training_mix(state, ["bin", "sy"], mastered_share=0.2, strategy=strategy, lost={"sy": (2,)})
+        )
+        assert w[("sy", 2)] == w[("bin", 2)] == pytest.approx(0.4), strategy
+        assert ("sy", 3) not in w or w[("sy", 3)] < w[("sy", 2)]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "learning"),
+    [
+        ("equal", {}, {("bin", 4): 0.4, ("sy", 1): 0.4}),
+        ("weighted", {"weights": {"bin": 3.0}}, {("bin", 4): 0.6, ("sy", 1): 0.2}),
+        ("focus", {}, {("bin", 4): 0.8}),  # the campaign's order
+        ("focus", {"priority": ["sy"]}, {("sy", 1): 0.8}),
+        ("lowest_first", {}, {("sy", 1): 0.8}),
+        ("catch_up", {"catch_up_gap": 3}, {("sy", 1): 0.8}),  # 3 levels behind: it catches up
+        ("catch_up", {"catch_up_gap": 4}, {("bin", 4): 0.4, ("sy", 1): 0.4}),  # not far enough: equal
+    ],
+)
+def test_each_skill_strategy_shares_the_learning_weight_and_never_the_review(strategy, options, learning):
+    state = hero({"bin": 4, "sy": 1}, {"bin": 10, "sy": 10})
+    mix = training_mix(state, ["bin", "sy"], mastered_share=0.2, strategy=strategy, **options)
+    w = weights(mix)
+    assert {k: v for k, v in w.items() if k in {("bin", 4), ("sy", 1)}} == pytest.approx(learning)
+    assert review_of(mix, "bin", (1, 2, 3)) == pytest.approx(0.2)  # bin's review share under every strategy
+    assert sum(w.values()) == pytest.approx(1.0)
+
+
+def test_focus_moves_on_when_its_skill_is_complete_and_the_hint_still_previews():
+    state = hero({"bin": 3, "sy": 2}, {"bin": 3, "sy": 10})
+    w = weights(
+        training_mix(state, ["bin", "sy"], mastered_share=0.2, strategy="focus", priority=["bin", "sy"])
+    )
+    assert w[("sy", 2)] == pytest.approx(0.8)
+    up = weights(training_mix(state, ["bin", "sy"], mastered_share=0.2, strategy="focus", hint=Hint.LEVEL_UP))
+    assert up[("sy", 3)] == pytest.approx(up[("sy", 2)] / 3)  # NEXT_LEVEL_SHARE of the current level
+
+
+def test_an_unknown_strategy_is_refused():
+    state = hero({"bin": 2}, {"bin": 10})
+    with pytest.raises(ValueError, match="skill strategy must be one of"):
+        training_mix(state, ["bin"], mastered_share=0.2, strategy="round_robin")
+
+
+def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_from_the_hero(
+    tmp_path, config_dir
+) -> None:
+    """Real DuckDB ledger and hero YAML: three recorded segments trained bin L2 after its drop, so the
+    next mix trains it as a target; the hero's skill schedule reaches the mix."""
+    import json
+
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import next_mix, trained_levels
+    from realm_pipeline.settings import Settings
+
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(path.read_text().replace("  skills: [bin]", "  skills: [bin, sy]"))
+    budget = next(line for line in path.read_text().splitlines() if "segment_budget:" in line)
+    path.write_text(
+        path.read_text().replace(budget, f"{budget}\n  skill_schedule: {{strategy: focus, priority: [sy]}}")
+    )
+    settings = Settings(config_dir)
+    state = hero({"bin": 4, "sy": 1}, {"bin": 10, "sy": 10}, regressed={"bin": [2]})
+    mixes = [
+        [["bin", 4, 0.5], ["bin", 2, 0.3]],
+        [["bin", 4, 0.5], ["bin", 2, 0.3]],
+        [["bin", 2, 0.1], ["bin", 2, 0.2]],
+    ]
+    rows = [
+        {
+            "checkpoint_id": f"tiny.{step:06d}",
+            "hero": "tiny",
+            "step": step,
+            "spec_json": json.dumps({"mix": mix}),
+        }
+        for step, mix in zip((300, 450, 600), mixes, strict=True)
+    ]
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        ledger.upsert(con, "checkpoints", rows)
+        assert trained_levels(con, "tiny")[2] == (600, {("bin", 2): pytest.approx(0.3)})  # summed per level
+        w = weights(next_mix(con, settings, "tiny", state, None))
+        # bin L2 lost: a target beside sy L1 (focus on sy leaves bin's L4 out); bin L1/L3 its review.
+        assert w[("bin", 2)] == w[("sy", 1)] == pytest.approx(0.4)
+        assert ("bin", 4) not in w and review_of(w, "bin", (1, 3)) == pytest.approx(0.2)
+        # One segment fewer after the drop: still maintenance, not lost.
+        two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
+        assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two
+        assert two[("bin", 2)] == pytest.approx(MAINTENANCE_SHARE * BOOST / (BOOST + 2))
