@@ -4,7 +4,9 @@ VENV ?= .venv
 # Plain `torch` suits users (CUDA wheels); CI pins the CPU build: make TORCH=torch==2.13.0 test
 TORCH ?= torch
 REALM_HOME ?= $(CURDIR)/.realm
-export REALM_HOME
+# the Dagster instance: one exported in the shell is used, as realm itself does
+DAGSTER_HOME ?= $(REALM_HOME)/dagster
+export REALM_HOME DAGSTER_HOME
 BIN := $(VENV)/bin
 
 .PHONY: setup browser wordnet run test test-all dev defs lint bench clean
@@ -41,15 +43,19 @@ test: setup browser
 test-all: setup browser
 	$(BIN)/python -m pytest -m ""
 
+# dg compares the project's .venv with the active one ($$VIRTUAL_ENV) and warns when they differ: the
+# targets below run dg as if .venv were activated, which it is in effect
+DG := VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg
+
 # `dg dev` finds the project through [tool.dg] in pyproject.toml (the defs/ folder)
 dev: setup
 	$(BIN)/realm init
-	DAGSTER_HOME=$(REALM_HOME)/dagster $(BIN)/dg dev
+	$(DG) dev
 
 # what `dg` sees: every asset, check, job, sensor and resource; and that they all load
 defs: setup
-	$(BIN)/dg list defs
-	$(BIN)/dg check defs
+	$(DG) list defs
+	$(DG) check defs
 
 lint: setup
 	$(BIN)/ruff check .

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from realm_pipeline.campaign import TRAIN_JOB
+from realm_pipeline.campaign import TRAIN_JOB, segment_budget
 from realm_pipeline.settings import DEFAULT_CONFIG_DIR, ConfigError, Settings, ledger_path, realm_home
 
 if TYPE_CHECKING:
     import dagster as dg
+    import duckdb
 
     from realm_pipeline.campaign import Decision, Step
 
@@ -265,6 +266,32 @@ def _hero_settings(hero: str) -> Settings:
     return settings
 
 
+KNOWN_SHOWN = 6  # the newest checkpoint keys an error lists
+
+
+def unknown_checkpoint(con: duckdb.DuckDBPyConnection, key: str) -> str:
+    """One line for a checkpoint key the ledger lacks: its hero's registered keys, and how to add one."""
+    from realm_pipeline.training.plan import CheckpointKey
+
+    try:
+        hero = CheckpointKey.parse(key).hero
+    except ValueError:
+        hero = None
+    heroes = Settings().heroes
+    if hero not in heroes:
+        return f"no checkpoint {key!r}: a key is <hero>.<step, 6 digits> (heroes: {', '.join(heroes)})"
+    rows = con.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE hero = ? ORDER BY step", [hero]
+    ).fetchall()
+    keys = [r[0] for r in rows]
+    known = ", ".join(keys[-KNOWN_SHOWN:]) if keys else "none yet"
+    more = f"{len(keys) - KNOWN_SHOWN} older and " if len(keys) > KNOWN_SHOWN else ""
+    return (
+        f"no checkpoint {key!r} in the ledger {ledger_path()} (registered: {more}{known}); "
+        f"`realm train {hero}` trains {hero}'s next one"
+    )
+
+
 def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     """The hero sheet: levels, champion, zone, the leaderboard's top rows and what it does next."""
     from realm_pipeline.campaign import curriculum_state, hero_checkpoints
@@ -326,6 +353,19 @@ def _print_unconfirmed(hero: str) -> None:
             )
 
 
+def ui_hint(hero: str, settings: Settings, decision: Decision) -> str:
+    """How to open this instance in the Dagster UI, and what its running sensors will then do."""
+    # both homes on make's command line: they override the Makefile's defaults, whatever the shell exports
+    line = f"Dagster UI: make dev REALM_HOME={realm_home()} DAGSTER_HOME={dagster_home()}"
+    if decision.stop:
+        return f"{line}  (its sensors train {hero} no further: {decision.stop})"
+    budget = segment_budget(settings, hero)
+    return (
+        f"{line}  (its sensors resume the campaign: {hero} trains on up to its budget of {budget} "
+        f"segments; `realm pause {hero}` first to only look)"
+    )
+
+
 @main.command()
 @click.option("--hero", default="tiny", show_default=True, help="hero config name (configs/heroes/)")
 @click.option("--segments", default=3, show_default=True, help="segments to train in this invocation")
@@ -369,7 +409,7 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
         why = f"{segments} segment(s) trained as asked; next {decision.steps[-1].partition} (run again to go on)"
     _print_hero_sheet(hero, settings, why)
     click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
-    click.echo(f"Dagster UI: DAGSTER_HOME={dagster_home()} make dev")
+    click.echo(ui_hint(hero, settings, decision))
     if decision.failed or failures:  # a run it started failed for good (none is retried in-process)
         if failures:
             click.echo(f"{hero}: {failures} run(s) this campaign started failed", err=True)
@@ -441,8 +481,7 @@ def retry(hero: str) -> None:
 
 
 def _set_paused(hero: str, paused: bool) -> None:
-    if hero not in Settings().heroes:
-        raise click.ClickException(f"no hero {hero!r}")
+    _hero_settings(hero)
     with _ledger().get_connection() as con:
         con.execute(
             """INSERT INTO hero_state (hero, paused, updated_at) VALUES (?, ?, now())
@@ -482,9 +521,10 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
                 "SELECT checkpoint_id, path FROM checkpoints WHERE checkpoint_id IN (?, ?)", [lane_a, lane_b]
             ).fetchall()
         )
+        for lane in (lane_a, lane_b):
+            if lane not in paths:
+                raise click.ClickException(unknown_checkpoint(con, lane))
     for lane in (lane_a, lane_b):
-        if lane not in paths:
-            raise click.ClickException(f"no checkpoint {lane!r} in the ledger {ledger_path()}")
         if paths[lane] is None:
             raise click.ClickException(f"checkpoint {lane!r} was deleted by retention; its files are gone")
     from realm_pipeline.lm.budgets import BudgetError

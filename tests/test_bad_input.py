@@ -383,7 +383,7 @@ CLI_CASES = {
     ),
     "retain negative best": (["retain", "--keep-best", "-1"], 2, "Invalid value for '--keep-best'"),
     "quest add missing file": (["quest", "add", "/no/such/file.jsonl"], 2, "does not exist"),
-    "pause unknown hero": (["pause", "nohero"], 1, "no hero 'nohero'"),
+    "pause unknown hero": (["pause", "nohero"], 1, "no hero 'nohero' (known: dio, flo, ojas, tiny)"),
     "train unknown hero": (["train", "nohero"], 1, "no hero 'nohero'"),
     "campaign segments not a number": (
         ["campaign", "--segments", "lots"],
@@ -392,7 +392,16 @@ CLI_CASES = {
     ),
     "pref unknown compare run": (["pref", "nosuch", "A"], 1, "no compare run 'nosuch'"),
     "pref bad choice": (["pref", "nosuch", "maybe"], 2, "'maybe' is not one of"),
-    "compare unknown lanes": (["compare", "tiny.000999", "tiny.000150"], 1, "no checkpoint 'tiny.000999'"),
+    "compare unknown lanes": (
+        ["compare", "tiny.000999", "tiny.000150"],
+        1,
+        "(registered: tiny.000150); `realm train tiny` trains tiny's next one",
+    ),
+    "compare a key that names no hero": (
+        ["compare", "nosuch", "tiny.000150"],
+        1,
+        "no checkpoint 'nosuch': a key is <hero>.<step, 6 digits> (heroes: dio, flo, ojas, tiny)",
+    ),
 }
 
 
@@ -404,6 +413,8 @@ def test_bad_cli_arguments_change_nothing(case: str, home: Path) -> None:
     result = CliRunner().invoke(main, args, env={"REALM_CONFIG_DIR": str(CONFIGS)})
     assert result.exit_code == code, result.output
     assert message in result.output, result.output
+    if code == 1:  # realm's own refusal: one line, no traceback
+        assert len(result.output.strip().splitlines()) == 1, result.output
     assert _ledger_rows(db) == before_rows and _files(home) == before_files
 
 

@@ -3,16 +3,21 @@ event log goes to the instance unless --verbose. A real short campaign of the ti
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 
 from realm_pipeline.cli import main
 
 # job, partition, status, seconds, run id (the line's shape, not its timings)
 RUN_LINE = re.compile(r"^(\w+_job)\s+(\S+)\s+(ok|FAILED)\s+\d+\.\ds  run ([0-9a-f]{8})$")
+REPO = Path(__file__).resolve().parent.parent
 EVENT_LOG = re.compile(r" - dagster - (DEBUG|INFO) - ")
 
 
@@ -62,6 +67,11 @@ def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -
     for field in ("segments   1 (latest tiny.000150)", "levels     bin L1", "champion   tiny.000150", "zone"):
         assert field in sheet, sheet
     assert "status     1 segment(s) trained as asked; next tiny.000300" in sheet
+    # the closing hint opens this very instance, and says that its sensors go on with the campaign
+    (hint,) = [line for line in out.output.splitlines() if line.startswith("Dagster UI: ")]
+    home = realm_env.resolve()
+    assert f"make dev REALM_HOME={home} DAGSTER_HOME={home / 'dagster'}" in hint, hint
+    assert "resume the campaign: tiny trains on up to its budget of 40 segments" in hint, hint
     # short enough to read at a glance; progress-bar lines are left out: how many a slow step prints
     # depends on the machine's speed
     text = [line for line in out.output.splitlines() if not any(p in bar for p in line.split("\r"))]
@@ -96,3 +106,22 @@ def test_realm_campaign_rolls_up_again_after_confirmations_that_land_last(realm_
     with ledger.connect(ledger_path()) as con:
         verdicts = con.execute("SELECT count(*) FROM regression_checks WHERE checkpoint_id = 'tiny.000300'")
         assert verdicts.fetchone()[0] == len(confirming)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_make_dev_opens_the_instance_the_campaign_hint_names(tmp_path: Path) -> None:
+    """`make dev`'s dg runs with the homes on make's command line, else the exported DAGSTER_HOME."""
+
+    def homes(*args: str, env: dict[str, str] | None = None) -> str:
+        shown = 'homes: ; @echo "$$REALM_HOME $$DAGSTER_HOME"'
+        cmd = ["make", "-s", "-C", str(REPO), "--eval", shown, "homes", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+    assert homes(f"REALM_HOME={tmp_path}", f"DAGSTER_HOME={tmp_path / 'x'}") == f"{tmp_path} {tmp_path / 'x'}"
+    assert homes(f"REALM_HOME={tmp_path}") == f"{tmp_path} {tmp_path / 'dagster'}"
+    exported = {"PATH": os.environ["PATH"], "DAGSTER_HOME": str(tmp_path / "mine")}
+    assert homes(env=exported) == f"{REPO / '.realm'} {tmp_path / 'mine'}"
+    # ... and the dev recipe itself sets no other instance (it once overrode DAGSTER_HOME)
+    recipe = subprocess.run(["make", "-n", "-C", str(REPO), "dev"], capture_output=True, text=True).stdout
+    (dg_dev,) = [line for line in recipe.splitlines() if line.rstrip().endswith("dg dev")]
+    assert "DAGSTER_HOME" not in dg_dev, dg_dev

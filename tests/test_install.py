@@ -84,7 +84,9 @@ def test_doctor_and_init_in_another_directory_use_the_shipped_configs(
     assert "tiny" in done.stdout and "bin" in done.stdout
     init = _realm(installed, tmp_path, "init")
     assert init.returncode == 0, init.stderr
-    assert (tmp_path / "home" / "dagster" / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    assert (tmp_path / "home" / "dagster" / "dagster.yaml").read_text() == (
+        REPO / "realm_pipeline" / "dagster.yaml"
+    ).read_text()
     assert (tmp_path / "home" / "realm.duckdb").is_file()
 
 
