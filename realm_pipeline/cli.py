@@ -608,8 +608,8 @@ def _report_vote(compare_id: str) -> None:
 )
 @click.option("--apply", "apply_", is_flag=True, help="really delete (default: dry run)")
 def retain(keep_newest: int, keep_best: int, apply_: bool) -> None:
-    """Checkpoint retention: newest and best k per hero kept, and all referenced ones, never the champion,
-    nor a checkpoint a queued or running segment or eval needs."""
+    """Checkpoint retention: newest and best k per hero kept, and all referenced ones, never the champion
+    or a level-up's checkpoint, nor a checkpoint a queued or running segment or eval needs."""
     import dagster as dg
 
     from realm_pipeline.definitions import build_defs

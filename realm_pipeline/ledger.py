@@ -447,21 +447,19 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     )
     if any(have.get(name) != len(t.columns) for name, t in TABLES.items() if name != "schema_version"):
         add_declared(con)
-        create_views(con)
-    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_scores'").fetchone()[
-        0
-    ]:
-        create_views(con)
+    create_views(con)  # always: a ledger written by an older realm gets this realm's view definitions
     return current
 
 
 # The one "current score": per (checkpoint, skill, level), the score under the protocol in force for its
 # hero, skill and level: the one the running configuration declared (`protocols_in_force`), however
 # old; a newer score under another protocol (another backend, dtype, library version) is stale, not
-# current. Only a (hero, skill, level) no configuration ever declared (a ledger written before
-# declarations, a hero whose YAML is gone) falls back to its newest protocol. Stale rows stay in
-# eval_scores until re-evaluated. Level-ups, regressions, the leaderboard, the mirror and the
-# knowledge documents all read this view.
+# current. A declared hero at a level no declaration covers (a level above a lowered cap, a skill whose
+# code is gone) has no current score there: nothing the running code scores is comparable with it, and
+# its level-ups stand as facts. Only a hero no configuration declares (its YAML removed, a ledger written
+# before declarations) falls back to its newest protocol: its history as written, since nothing can
+# re-score it. Stale rows stay in eval_scores until re-evaluated. Level-ups, regressions, the
+# leaderboard, the mirror and the knowledge documents all read this view.
 CURRENT_SCORES_VIEW = """
 CREATE OR REPLACE VIEW current_scores AS
 WITH newest AS (
@@ -469,7 +467,8 @@ WITH newest AS (
     FROM eval_scores WHERE sample = 'eval'
     GROUP BY hero, skill, level
 ), protocols AS (
-    SELECT n.hero, n.skill, n.level, coalesce(d.protocol, n.protocol) AS protocol
+    SELECT n.hero, n.skill, n.level,
+        CASE WHEN n.hero IN (SELECT hero FROM protocols_in_force) THEN d.protocol ELSE n.protocol END AS protocol
     FROM newest n LEFT JOIN protocols_in_force d USING (hero, skill, level)
 )
 SELECT s.* FROM eval_scores s JOIN protocols p USING (hero, skill, level, protocol)

@@ -123,3 +123,23 @@ def test_bin_v4_makes_the_scores_under_v3_stale(tmp_path: Path, config_dir: Path
     # automation re-scores the checkpoint that earned bin L1; the level stays earned meanwhile
     assert checkpoints_to_rescore(con, "tiny") == [(CKPTS[2], "bin")]
     assert curriculum_state(con, settings, "tiny").levels()["bin"] == 2
+
+
+def test_a_level_no_declaration_covers_has_no_current_score_and_a_removed_hero_keeps_its_own(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    settings = Settings(config_dir)
+    con, p = _ledger_with_history(tmp_path, settings)  # eval sets of bin L1 and L2 only
+    # tiny scored at L3 (an eval set since removed: a level cap lowered), under what was in force then
+    ledger.upsert(con, "eval_scores", [score(CKPTS[2], 3, 0.7, t=10, protocol="then")])
+    # and a hero whose YAML is gone: nothing declares its protocol, nothing could re-score it
+    gone = {**score(CKPTS[0], 1, 0.5, t=11, protocol="old"), "checkpoint_id": "gone.000150", "hero": "gone"}
+    ledger.upsert(con, "eval_scores", [gone])
+    assert "gone" not in settings.heroes
+    # a configured hero is scored under a declared protocol or not at all: refused, not the newest written
+    assert {r["level"] for r in current_scores(con, hero="tiny")} == {1}
+    assert stale_scores(con, hero="tiny") == [(CKPTS[2], "bin")]
+    # a hero no configuration declares keeps its history as written (its newest protocol)
+    assert [(r["checkpoint_id"], r["protocol"]) for r in current_scores(con, hero="gone")] == [
+        ("gone.000150", "old")
+    ]

@@ -138,6 +138,50 @@ def test_retention_job_keeps_what_queued_and_running_work_needs(realm_env: Path)
             assert not deleted and path is not None and on_disk, cid
 
 
+def test_retention_never_deletes_a_level_up_or_the_champion(realm_env: Path) -> None:
+    db = _campaign(realm_env)  # IDS[1] is the champion
+    with db.get_connection() as con:  # IDS[0], which nothing else needs, earned bin L1
+        ledger.upsert(
+            con,
+            "level_ups",
+            [
+                {
+                    "hero": "tiny",
+                    "skill": "bin",
+                    "level": 1,
+                    "checkpoint_id": IDS[0],
+                    "step": STEPS[0],
+                    "accuracy": 0.9,
+                    "protocol": "p",
+                    "earned_at": datetime(2026, 1, 1),
+                }
+            ],
+        )
+    resources = {"realm": RealmResource(home=str(realm_env)), "ledger_db": db}
+    config = {"keep_newest": 1, "keep_best": 0, "dry_run": False}
+    with (
+        dg.DagsterInstance.get() as instance
+    ):  # no run in flight: only the newest, champion, level-up, leaders
+        result = retention_job.execute_in_process(
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"apply_checkpoint_retention": {"config": config}}},
+        )
+    assert result.success
+    kept = {cid for cid, (path, deleted) in _state(db).items() if not deleted and Path(path).is_dir()}
+    assert kept == {IDS[0], IDS[1], IDS[5], IDS[6], IDS[7]}
+    plan = plan_retention(
+        [CheckpointInfo(c, "tiny", s) for c, s in zip(IDS, STEPS, strict=True)],
+        keep_newest=0,
+        keep_best=0,
+        referenced=set(),
+        champion=IDS[1],
+        level_ups={IDS[0]: "bin L1"},
+    )
+    assert plan.keep == IDS[:2]
+    assert plan.reasons[IDS[0]] == "keep: level-up (bin L1)" and plan.reasons[IDS[1]] == "keep: champion"
+
+
 def test_realm_retain_apply_end_to_end(realm_env: Path) -> None:
     db = _campaign(realm_env)
     with dg.DagsterInstance.get() as instance:

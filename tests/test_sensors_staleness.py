@@ -19,6 +19,7 @@ EVAL_SETS = dg.AssetKey("eval_sets")
 CHECKPOINTS = dg.AssetKey("checkpoints")
 ROLLUPS = {dg.AssetKey("curriculum"), dg.AssetKey("leaderboard"), dg.AssetKey("public_mirror")}
 KNOWLEDGE_INDEX = dg.AssetKey("knowledge_index")
+EVAL_PROTOCOLS = dg.AssetKey("eval_protocols")
 
 
 class Ticker:
@@ -58,6 +59,14 @@ def report(
     instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition, tags=tags))
 
 
+def observe_protocols(instance: dg.DagsterInstance) -> None:
+    """A runless observation of `eval_protocols` with the configured protocol (what its observation records)."""
+    from realm_pipeline.evaluation.scores import configured_protocols_version
+
+    version = configured_protocols_version(Settings())
+    instance.report_runless_asset_event(dg.AssetObservation(EVAL_PROTOCOLS, tags={DATA_VERSION_TAG: version}))
+
+
 def eval_key(checkpoint: str, skill: str) -> str:
     """The eval_scores partition key of (checkpoint, skill)."""
     return str(dg.MultiPartitionKey({"checkpoint": checkpoint, "skill": skill}))
@@ -71,7 +80,10 @@ def realm(realm_env: Path):
     defs = build_defs()
     with dg.DagsterInstance.get() as instance:
         ticker = Ticker(defs, instance)
-        ticker.tick()  # the first evaluation only records where things stand
+        # the first evaluation records where things stand, and asks for the protocol's first observation
+        assert requested(ticker.tick()) == {EVAL_PROTOCOLS: {None}}
+        observe_protocols(instance)
+        ticker.tick()
         yield defs, instance, ticker
 
 
@@ -84,6 +96,28 @@ def with_eval_sets(instance: dg.DagsterInstance) -> None:
     """Every skill's eval set built."""
     for skill in sorted(Settings().skills):
         report(instance, EVAL_SETS, skill, data_version=f"{skill}-v1")
+
+
+def stale_score_in_ledger(checkpoint: str, skill: str) -> None:
+    """The ledger a rebuilt eval set leaves: the checkpoint scored on `skill` under a protocol no longer in force."""
+    from realm_pipeline import ledger
+    from realm_pipeline.evaluation.scores import declare_protocols, stale_scores
+    from realm_pipeline.settings import ledger_path
+    from tests.test_sensors_regression import score
+
+    with ledger.connect(ledger_path()) as con:
+        ledger.migrate(con)
+        ledger.upsert(con, "eval_sets", [{"skill": skill, "level": 1, "n_items": 50, "eval_set_hash": "new"}])
+        ledger.upsert(
+            con,
+            "checkpoints",
+            [{"checkpoint_id": checkpoint, "hero": HERO, "step": 150, "path": "/x", "tokens": 1}],
+        )
+        declare_protocols(con, Settings())
+        ledger.upsert(
+            con, "eval_scores", [{**score(checkpoint, 1, 0.9, t=0, protocol="old"), "skill": skill}]
+        )
+        assert stale_scores(con) == [(checkpoint, skill)]
 
 
 def test_staleness_sensor_is_dagsters_automation_sensor(realm) -> None:
@@ -162,9 +196,13 @@ def test_changed_scorer_version_rebuilds_eval_sets_then_re_evaluates(realm, monk
         resources=defs.resources,
     )
     rebuilt = requested(ticker.tick(new_defs))
-    assert rebuilt == {EVAL_SETS: set(Settings().skills)}  # every built eval set, regenerated
-    assert requested(ticker.tick()) == {}
-    # the rebuilt eval set of the skill lands: its rows name the new version, so its data version moved
+    # every built eval set, regenerated; and the protocol (it names the skill's version) observed again
+    assert rebuilt == {EVAL_SETS: set(Settings().skills), EVAL_PROTOCOLS: {None}}
+    observe_protocols(instance)  # what the requested observation records
+    assert requested(ticker.tick()) == {}  # nothing stale yet: the eval sets are still being rebuilt
+    # the rebuilt eval set of the skill lands (its rows name the new version, so its data version moved)
+    # and declares the new protocol: the checkpoint's score is stale, and the newest checkpoint matters
+    stale_score_in_ledger(CKPT, skill)
     report(instance, EVAL_SETS, skill, data_version=f"{skill}-v2")
     assert requested(ticker.tick()) == {EVAL_SCORES: {eval_key(CKPT, skill)}}
 

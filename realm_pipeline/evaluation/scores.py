@@ -89,7 +89,7 @@ def protocols_in_force(con: duckdb.DuckDBPyConnection, settings: Settings) -> li
         if skill_name not in versions:
             try:
                 versions[skill_name] = get_skill(skill_name).version
-            except KeyError:  # a skill whose code is gone: nothing can score it now
+            except ValueError:  # a skill whose code is gone: nothing can score it now
                 versions[skill_name] = None
         if versions[skill_name] is None:
             continue
@@ -115,6 +115,27 @@ def declare_protocols(con: duckdb.DuckDBPyConnection, settings: Settings) -> int
     rows = protocols_in_force(con, settings)
     con.execute("DELETE FROM protocols_in_force")
     return ledger.upsert(con, "protocols_in_force", rows)
+
+
+def configured_protocols_version(settings: Settings) -> str:
+    """sha256 hex[:16] over the protocol every configured hero is scored under on every configured skill.
+
+    Computed from the configuration, the skills' versions and the installed libraries alone (no ledger):
+    the data version of the observed `eval_protocols` asset, so a changed decoding, backend, device,
+    skill version or library upgrade is news to automation. The eval sets' own hashes are left out: a
+    rebuilt eval set is news through `eval_sets`' data version.
+    """
+    from realm_pipeline.skills import get_skill
+
+    specs = {}
+    for skill_name in sorted(settings.skills):
+        try:
+            version = get_skill(skill_name).version
+        except ValueError:  # a configured skill without code: nothing can score it, nothing to version
+            continue
+        for hero in sorted(settings.heroes):
+            specs[f"{hero}/{skill_name}"] = protocol_spec(settings, hero, skill_name, version, "")
+    return hashlib.sha256(canonical_json(specs).encode("utf-8")).hexdigest()[:16]
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

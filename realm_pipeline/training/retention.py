@@ -2,7 +2,8 @@
 
 Planning is pure and separate from deletion so a plan can be logged/reviewed (dry run) before anything goes.
 Work still needed is never planned for deletion: the parent of a segment that is queued or training, a
-checkpoint whose eval is queued or running, the champion and whatever the leaderboard references. "Best"
+checkpoint whose eval is queued or running, the champion, each level-up's checkpoint (both are re-scored
+when the protocol in force changes) and whatever the leaderboard references. "Best"
 compares like with like: checkpoints are ranked per bench (skill@level), only against others measured on
 that same bench.
 """
@@ -49,6 +50,7 @@ class RetentionPlan:
     reasons: dict[str, str]
     hero_of: dict[str, str] = field(default_factory=dict)
     champion: str | None = None
+    level_ups: frozenset[str] = frozenset()
 
 
 def _parent_of(key: str, by_hero: Mapping[str, list[CheckpointInfo]]) -> tuple[str, int, str | None]:
@@ -71,10 +73,12 @@ def plan_retention(
     champion: str | None,
     training: Collection[str] = (),
     evaluating: Collection[str] = (),
+    level_ups: Mapping[str, str] | None = None,
 ) -> RetentionPlan:
     """Per hero keep the newest `keep_newest` and, per bench, the best `keep_best`; plus referenced ones,
-    the champion, the parent (and any earlier copy) of each `training` partition key queued or running, and
-    each checkpoint in `evaluating` (queued or running evals)."""
+    the champion, each `level_ups` checkpoint ({checkpoint_id: the level it earned}), the parent (and any
+    earlier copy) of each `training` partition key queued or running, and each checkpoint in `evaluating`
+    (queued or running evals)."""
     if keep_newest < 0 or keep_best < 0:
         raise ValueError("keep_newest and keep_best must be >= 0")
     infos = list(checkpoints)
@@ -117,6 +121,9 @@ def plan_retention(
             why[cid].append("eval queued or running")
     if champion is not None and champion in by_id:
         why[champion].append("champion")
+    for cid, earned in sorted((level_ups or {}).items()):
+        if cid in by_id:
+            why[cid].append(f"level-up ({earned})")
 
     keep: list[str] = []
     delete: list[str] = []
@@ -134,12 +141,15 @@ def plan_retention(
             )
     if champion is not None and champion in delete:
         raise RetentionError(f"plan would delete the champion {champion!r}")  # defensive: must never happen
+    if lost := sorted(set(level_ups or {}) & set(delete)):
+        raise RetentionError(f"plan would delete level-up checkpoints {lost}")  # defensive, as above
     return RetentionPlan(
         keep=keep,
         delete=delete,
         reasons=reasons,
         hero_of={i.checkpoint_id: i.hero for i in infos},
         champion=champion,
+        level_ups=frozenset(level_ups or {}),
     )
 
 
@@ -168,6 +178,8 @@ def apply_retention(plan: RetentionPlan, root: Path, *, dry_run: bool) -> list[P
     root = Path(root)
     if plan.champion is not None and plan.champion in plan.delete:
         raise RetentionError(f"plan deletes the champion {plan.champion!r}; refusing to apply it")
+    if lost := sorted(plan.level_ups & set(plan.delete)):
+        raise RetentionError(f"plan deletes level-up checkpoints {lost}; refusing to apply it")
     # Resolve and check every path before deleting anything, so a bad entry aborts the whole plan.
     targets: list[Path] = []
     for cid in plan.delete:

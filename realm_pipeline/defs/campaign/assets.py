@@ -53,14 +53,15 @@ def curriculum(
             decision = hero_decision(
                 context.instance, con, settings, hero, exclude_run_id=context.run_id, rolled_up_now=True
             )
-            if hero not in trained and not decision.failed:
+            # drops whose confirming run failed: neither confirmed nor refuted, shown rather than lost
+            unconfirmed = unconfirmed_regressions(context.instance, hero)
+            if hero not in trained and not decision.failed and not unconfirmed:
                 continue  # no checkpoint and nothing to report: no sheet yet
             statuses[hero] = decision.status
             state = curriculum_state(con, settings, hero)
             sheets[hero] = state.hero_sheet()
+            sheets[hero]["unconfirmed_regressions"] = unconfirmed
             # beside each skill's level: what a constant answer scores there (its accuracy's floor)
-            # drops whose confirming run failed: neither confirmed nor refuted, shown rather than lost
-            sheets[hero]["unconfirmed_regressions"] = unconfirmed_regressions(context.instance, hero)
             sheets[hero]["chance"] = {skill: chance.get((skill, lv)) for skill, lv in state.levels().items()}
             strain = strain_state(con, hero, state)
             primitives[hero] = primitive_accuracy(con, settings, hero)

@@ -9,7 +9,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
-from realm_pipeline.defs.automation import eval_scores_condition
+from realm_pipeline.defs.automation import EVAL_PROTOCOLS, eval_scores_condition
 from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
 from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.partitions import skill_partitions
@@ -30,8 +30,9 @@ EVAL_SET_CHECK = "eval_set_matches_stored_hash"
     group_name="evaluation",
     owners=REALM_OWNERS,
     kinds={"pytorch", "duckdb"},
-    # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill).
-    deps=["checkpoints", "eval_sets"],
+    # Dagster maps each dimension to the upstream asset with the same partitions (checkpoint, skill);
+    # eval_protocols (unpartitioned) is the protocol in force every partition is scored under.
+    deps=["checkpoints", "eval_sets", EVAL_PROTOCOLS],
     # the scorer's version is part of it: a bumped scorer shows every score as stale (code version changed)
     code_version=skills_code_version(),
     automation_condition=eval_scores_condition(),

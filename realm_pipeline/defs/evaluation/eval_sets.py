@@ -8,6 +8,7 @@ from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.partitions import skill_partitions
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.evaluation.eval_sets import build_eval_sets
+from realm_pipeline.evaluation.scores import declare_protocols
 from realm_pipeline.skills import SKILLS
 
 
@@ -36,6 +37,8 @@ def eval_sets(context: dg.AssetExecutionContext, realm: RealmResource, ledger_db
         con.execute("DELETE FROM eval_sets WHERE skill = ?", [skill])
         ledger.upsert(con, "eval_sets", rows.sets)
         ledger.upsert(con, "eval_items", rows.items)
+        # the new hashes are part of the protocol in force: scores of the old set are stale from now on
+        declare_protocols(con, realm.settings)
         con.execute("COMMIT")
     return dg.MaterializeResult(
         metadata={

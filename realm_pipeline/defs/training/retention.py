@@ -1,4 +1,5 @@
-"""`retention_job`: keep the newest k and best k checkpoints of each hero, and everything still needed."""
+"""`retention_job`: keep the newest k and best k checkpoints of each hero, and everything still needed
+(the champion, each level-up's checkpoint, what queued or running work needs)."""
 
 from datetime import UTC, datetime
 
@@ -62,6 +63,13 @@ def apply_checkpoint_retention(
         champions = dict(
             con.execute("SELECT hero, champion FROM hero_state WHERE champion IS NOT NULL").fetchall()
         )
+        # each level-up's checkpoint: a protocol change re-scores it, so its files must stay
+        level_ups: dict[str, str] = {}
+        for cid, earned in con.execute(
+            "SELECT checkpoint_id, string_agg(skill || ' L' || level, ', ' ORDER BY skill, level) "
+            "FROM level_ups GROUP BY checkpoint_id"
+        ).fetchall():
+            level_ups[cid] = earned
     deleted: list[str] = []
     for hero in sorted({r[1] for r in rows}):
         plan = plan_retention(
@@ -72,6 +80,7 @@ def apply_checkpoint_retention(
             champion=champions.get(hero),
             training={k for k in training if k.startswith(f"{hero}.")},
             evaluating=evaluating,
+            level_ups=level_ups,
         )
         root = realm.home_path / "checkpoints"
         paths = apply_retention(plan, root, dry_run=True)  # checks every path before anything changes
