@@ -255,3 +255,31 @@ def test_a_full_disk_under_the_dagster_instance_is_one_line_and_the_campaign_fin
     assert _checkpoints(home) == [("tiny.000150", 150)]
     result = json.loads((state.parent.parent / "segment_result.json").read_text())
     assert result["resumed_from_step"] >= 50
+
+
+def test_partial_saves_a_killed_attempt_left_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from tiny_hero import TINY
+
+    from realm_pipeline.training.trainer import SegmentSpec, staging_dirs, train_segment
+
+    out = tmp_path / "tiny.000150"
+    resume_tmp, staging = staging_dirs(out)
+    for partial in (resume_tmp, staging):  # as a kill -9 or a full disk mid-write may leave them
+        partial.mkdir(parents=True)
+        (partial / "model.pt").write_bytes(b"half")
+    spec = SegmentSpec(
+        output_dir=str(out),
+        base={"tiny": TINY},
+        steps=2,
+        save_every=0,
+        log_every=1,
+        batch_size=2,
+        max_length=64,
+        mix=[("bin", 1, 1.0)],
+    )
+    seen = []  # at the first step, before anything new is written, the space is reclaimed already
+    result = train_segment(spec, on_progress=lambda p: seen.append((resume_tmp.exists(), staging.exists())))
+    assert seen[0] == (False, False)
+    assert result.step == 2 and (out / "model.safetensors").exists()
+    assert not resume_tmp.exists() and not staging.exists()
