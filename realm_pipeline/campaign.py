@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import duckdb
 
@@ -308,6 +309,13 @@ class RunOutcome:
     error: str | None = None  # the failure's first line
     ended_at: float | None = None  # unix time it ended; None while in flight
 
+    @property
+    def disk_full(self) -> bool:
+        """It failed for want of disk space: waited out and retried by itself, not a person's to retry."""
+        from realm_pipeline.disk import DISK_FULL_TEXT
+
+        return self.status == FAILED and bool(self.error and DISK_FULL_TEXT.search(self.error))
+
     def describe(self) -> str:
         """E.g. 'train_job tiny.000300 failed in run 1a2b3c4d after 3 attempts: OSError: ...'."""
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
@@ -334,6 +342,8 @@ class HeroFacts:
     # confirming verdicts recorded on its newest checkpoint (`bin@1:v3`, oldest first): a rollup after
     # them is new work, so its run key names them
     confirmations: tuple[str, ...] = ()
+    # why its next segment would not fit on the disk (free space below the segment's estimate), if so
+    disk_short: str | None = None
 
 
 @dataclass(frozen=True)
@@ -360,6 +370,7 @@ class Decision:
     waiting_on: tuple[RunOutcome, ...] = ()
     stop: str | None = None  # paused / at its segment budget / maxed out / a run failed
     failed: tuple[RunOutcome, ...] = ()  # failed runs that stop it until a person retries them
+    short_of_space: str | None = None  # it waits for free space (then goes on by itself)
 
     @property
     def status(self) -> str:
@@ -399,6 +410,25 @@ def retry_hint(hero: str) -> str:
     return f"after fixing the cause, `realm retry {hero}` (or re-execute the run in the Dagster UI)"
 
 
+def unloadable_checkpoint(
+    checkpoint_id: str, stored_path: str | None, deleted_at, home: Path
+) -> tuple[Path | None, str | None]:
+    """(its directory under `home`, why it cannot be loaded or None) for a checkpoint's ledger row."""
+    from realm_pipeline.ledger import resolve_home_path
+    from realm_pipeline.lm.weights import checkpoint_problem
+
+    hint = (
+        "evaluate another checkpoint, or retrain it with "
+        f"`dg launch --assets checkpoints --partition {checkpoint_id}`"
+    )
+    if stored_path is None:
+        when = f" at {deleted_at:%Y-%m-%d %H:%M}" if deleted_at is not None else ""
+        return None, f"{checkpoint_id}: checkpoint directory missing (deleted by retention{when}); {hint}"
+    directory = resolve_home_path(stored_path, home)
+    problem = checkpoint_problem(directory)
+    return directory, (f"{checkpoint_id}: {problem}; {hint}" if problem else None)
+
+
 def decide_next(facts: HeroFacts) -> Decision:
     """What the hero needs next: eval sets, evals of its newest checkpoint, a rollup, its next segment,
     or why it stops (paused, at its budget, maxed out, a failed run).
@@ -412,12 +442,22 @@ def decide_next(facts: HeroFacts) -> Decision:
     waiting: list[RunOutcome] = []
     failed: list[RunOutcome] = []
 
+    short: list[str] = []
+
     def want(step: Step) -> None:
         run = newest.get((step.job, step.partition))
         if run is None or run.status == SUCCEEDED:
             steps.append(step)
         elif run.status == IN_FLIGHT:
             waiting.append(run)
+        elif run.disk_full and not run.acknowledged:
+            # the disk filled: wait until the next segment fits again, then retry under a new key
+            if facts.disk_short:
+                short.append(facts.disk_short)
+            else:
+                steps.append(
+                    replace(step, run_key=f"{step.run_key}#after-disk-full-{run.run_id[:8]}", automated=False)
+                )
         elif run.acknowledged:  # a person asked: no automation condition re-asks for a failed run
             steps.append(
                 replace(step, run_key=f"{step.run_key}#retry-after-{run.run_id[:8]}", automated=False)
@@ -426,6 +466,8 @@ def decide_next(facts: HeroFacts) -> Decision:
             failed.append(run)
 
     def decision(stop: str | None = None) -> Decision:
+        if short and not failed:
+            stop = f"waiting for free space: {short[0]}"
         if failed:
             stop = f"{failed[0].describe()}; {retry_hint(facts.hero)}"
             # The hero's status in the ledger names the failure: one `curriculum` run after it (not the
@@ -433,7 +475,9 @@ def decide_next(facts: HeroFacts) -> Decision:
             due = max(r.ended_at or 0.0 for r in failed)
             if (facts.last_rollup_at or 0.0) < due and not any(s.job == ROLLUP_JOB for s in steps):
                 want(Step(ROLLUP_JOB, None, f"rollup:failed:{failed[0].run_id}", assets=("curriculum",)))
-        return Decision(facts.hero, tuple(steps), tuple(waiting), stop, tuple(failed))
+        return Decision(
+            facts.hero, tuple(steps), tuple(waiting), stop, tuple(failed), short[0] if short else None
+        )
 
     no_eval_set = [s for s in facts.skills if s not in facts.eval_sets_done]
     if no_eval_set:  # evals need the held-out items first: build them, train nothing yet
@@ -469,6 +513,9 @@ def decide_next(facts: HeroFacts) -> Decision:
     if facts.maxed_out_reason:
         return decision(f"maxed out: {facts.maxed_out_reason}")
     key = facts.next_checkpoint
+    if facts.disk_short and not newest.get((TRAIN_JOB, key)):
+        short.append(facts.disk_short)  # refused before it writes anything; the sensor asks again later
+        return decision()
     want(Step(TRAIN_JOB, key, key, checkpoint=key))
     return decision()
 
@@ -483,16 +530,21 @@ def hero_facts(
     last_eval_at: float | None,
     last_rollup_at: float | None,
     runs: Iterable[RunOutcome] = (),
+    home: Path | None = None,
 ) -> HeroFacts:
-    """The hero's facts: the ledger's part read from `con`, the Dagster instance's part passed in."""
+    """The hero's facts: the ledger's part read from `con`, the Dagster instance's part passed in.
+
+    With `home` (REALM_HOME), it also checks that the next segment fits on the disk.
+    """
     cfg = settings.heroes[hero]
     ckpts = hero_checkpoints(con, hero)
     state = curriculum_state(con, settings, hero)
+    next_checkpoint = str(next_key(cfg, ckpts[-1]["step"] if ckpts else None))
     return HeroFacts(
         hero=hero,
         skills=tuple(cfg.campaign.skills),
         checkpoints=tuple(c["checkpoint_id"] for c in ckpts),
-        next_checkpoint=str(next_key(cfg, ckpts[-1]["step"] if ckpts else None)),
+        next_checkpoint=next_checkpoint,
         paused=hero_paused(con, hero),
         segment_budget=segment_budget(settings, hero),
         maxed_out_reason=state.maxed_out_reason if state.maxed_out else None,
@@ -502,7 +554,44 @@ def hero_facts(
         last_rollup_at=last_rollup_at,
         runs=tuple(runs),
         confirmations=confirmations_of(con, hero, ckpts[-1]["checkpoint_id"]) if ckpts else (),
+        disk_short=None
+        if home is None
+        else disk_shortfall(
+            settings, hero, home, ckpts[-1]["checkpoint_id"] if ckpts else None, next_checkpoint
+        ),
     )
+
+
+def disk_shortfall(
+    settings: Settings, hero: str, home: Path, latest: str | None, next_checkpoint: str
+) -> str | None:
+    """Why the hero's next segment will not fit on the disk (free space below its estimate), or None."""
+    from realm_pipeline.disk import DiskFull, require_free
+    from realm_pipeline.training.plan import segment_disk_bytes
+
+    cfg = settings.heroes[hero]
+    root = home / "checkpoints" / hero
+    out = root / next_checkpoint
+    needed = segment_disk_bytes(
+        cfg,
+        settings.memory_profiles[cfg.memory_profile],
+        parent_dir=root / latest if latest else None,
+        output_dir=out,
+    )
+    if needed is None:
+        return None
+    try:
+        require_free(out, needed, f"checkpoint {next_checkpoint}", remedy=DISK_REMEDY)
+    except DiskFull as exc:
+        return str(exc)
+    return None
+
+
+# What a person does about a full disk; the campaign (the sensor or `realm campaign`) then goes on.
+DISK_REMEDY = (
+    "free space (e.g. `realm retain --apply`, or move REALM_HOME to a larger disk) and the campaign "
+    "resumes by itself"
+)
 
 
 def confirmations_of(con: duckdb.DuckDBPyConnection, hero: str, checkpoint_id: str) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -55,7 +56,69 @@ def init_instance() -> Path:
     return dhome
 
 
-@click.group()
+class RealmGroup(click.Group):
+    """Commands whose storage fails for a reason a person can fix (a full disk, a read-only home) end
+    in one line saying so, not in a storage engine's traceback."""
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; a full disk or a read-only REALM_HOME becomes one line (exit 1)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            line = storage_error_line(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from exc
+
+
+def storage_error_line(exc: BaseException) -> str | None:
+    """One line for a full disk or a home realm may not write (ledger, Dagster instance, checkpoints)."""
+    from realm_pipeline.disk import disk_full_line
+
+    home = realm_home()
+    line = disk_full_line(exc, (home, dagster_home()))
+    if line is not None:
+        return f"{line}; free space and run it again: the campaign resumes where it stopped"
+    denied = read_only_line(exc, (home, dagster_home()))
+    if denied is not None:
+        return f"{denied}: REALM_HOME={home} must be writable (check its permissions, or set REALM_HOME)"
+    return None
+
+
+def _not_writable(path: Path) -> bool:
+    """True when `path` (or the nearest ancestor that exists) is on a read-only file system or not
+    writable by this process."""
+    from realm_pipeline.disk import existing_ancestor
+
+    p = existing_ancestor(path)
+    return bool(os.statvfs(p).f_flag & os.ST_RDONLY) or not os.access(p, os.W_OK)
+
+
+def read_only_line(exc: BaseException, paths: tuple[Path, ...] = ()) -> str | None:
+    """'cannot write ...' when `exc` is a refused write (EROFS, EACCES, a read-only database, or SQLite's
+    bare "unable to open database file" where `paths` are not writable), else None."""
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen:
+        seen.append(e)
+        if isinstance(e, PermissionError) or (isinstance(e, OSError) and e.errno == errno.EROFS):
+            return f"cannot write {e.filename or ''} ({e.strerror or e})".replace("  ", " ")
+        text = str(e)
+        low = text.lower()
+        first = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+        if "permission denied" in low or "readonly database" in low or "read-only file system" in low:
+            return f"cannot write: {first}"
+        if "unable to open database file" in low:
+            blocked = [p for p in paths if _not_writable(p)]
+            if blocked:
+                return f"cannot write {blocked[0]} (read-only or not writable): {first}"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+@click.group(cls=RealmGroup)
 def main() -> None:
     """realm: training campaigns for small language models, on Dagster."""
     # Dagster flags a Pipes internal as "preview" on every segment; it says nothing to a realm user.
@@ -194,6 +257,13 @@ def _execute(
     click.echo(
         f"{job_name:<13} {partition:<18} {status:<6} {time.monotonic() - started:6.1f}s  run {run_id[:8]}"
     )
+    if not result.success:
+        from realm_pipeline.defs.campaign.decision import run_error_line
+
+        with dg.DagsterInstance.get() as instance:
+            error = run_error_line(instance, run_id)
+        if error:
+            click.echo(f"  {error}")
     return result.success
 
 
@@ -410,9 +480,12 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     _print_hero_sheet(hero, settings, why)
     click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
     click.echo(ui_hint(hero, settings, decision))
-    if decision.failed or failures:  # a run it started failed for good (none is retried in-process)
+    if decision.failed or failures or decision.short_of_space:
+        # a run it started failed for good (none is retried in-process), or the disk is too full to go on
         if failures:
             click.echo(f"{hero}: {failures} run(s) this campaign started failed", err=True)
+        if decision.short_of_space:
+            click.echo(f"{hero}: {decision.short_of_space}", err=True)
         sys.exit(1)
 
 
@@ -513,20 +586,29 @@ def resume(hero: str) -> None:
 @click.option("--items", default=16, show_default=True, help="prompts from the level's held-out eval set")
 def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> None:
     """Run checkpoints LANE_A and LANE_B side by side on one prompt set, scored by the skill's rubric."""
+    from realm_pipeline.campaign import unloadable_checkpoint
     from realm_pipeline.compare import compare_checkpoints
 
+    settings = Settings()
+    _check_prompt_set(settings, skill, level, items)
     with _ledger().read() as con:
-        paths = dict(
-            con.execute(
-                "SELECT checkpoint_id, path FROM checkpoints WHERE checkpoint_id IN (?, ?)", [lane_a, lane_b]
+        rows = {
+            cid: (path, deleted_at)
+            for cid, path, deleted_at in con.execute(
+                "SELECT checkpoint_id, path, deleted_at FROM checkpoints WHERE checkpoint_id IN (?, ?)",
+                [lane_a, lane_b],
             ).fetchall()
-        )
+        }
         for lane in (lane_a, lane_b):
-            if lane not in paths:
+            if lane not in rows:
                 raise click.ClickException(unknown_checkpoint(con, lane))
+    paths = {}
     for lane in (lane_a, lane_b):
-        if paths[lane] is None:
-            raise click.ClickException(f"checkpoint {lane!r} was deleted by retention; its files are gone")
+        directory, problem = unloadable_checkpoint(lane, *rows[lane], realm_home())
+        if problem is not None:  # deleted, missing or truncated: said before any model is loaded
+            raise click.ClickException(problem)
+        paths[lane] = str(directory)
+    from realm_pipeline.evaluation.backends import BackendError
     from realm_pipeline.lm.budgets import BudgetError
 
     try:
@@ -538,9 +620,9 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
             skill=skill,
             level=level,
             count=items,
-            eval_settings=Settings().realm.eval,
+            eval_settings=settings.realm.eval,
         )
-    except BudgetError as exc:  # the level's answers do not fit the eval ceiling
+    except (BudgetError, BackendError) as exc:  # answers beyond the eval ceiling; unloadable weights
         raise click.ClickException(str(exc)) from exc
     with _ledger().get_connection() as con:
         from realm_pipeline import ledger
@@ -550,6 +632,24 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
         f"compare {row['compare_id']}: {lane_a} {row['rubric_a']:.2f} vs {lane_b} {row['rubric_b']:.2f} "
         f"on {row['prompt_set']}\nvote with: realm pref {row['compare_id']} A|B|tie [--note TEXT]"
     )
+
+
+def _check_prompt_set(settings: Settings, skill: str, level: int, items: int) -> None:
+    """Refuse, with the valid choices, a --skill, --level or --items no eval set can give."""
+    from realm_pipeline.settings import MAX_EVAL_ITEMS_PER_LEVEL
+    from realm_pipeline.skills import SKILLS
+    from realm_pipeline.skills.heldout import eval_size
+
+    if skill not in settings.skills:
+        raise click.UsageError(
+            f"--skill {skill!r}: no such skill; valid: {', '.join(sorted(settings.skills))}"
+        )
+    cap = settings.skills[skill].level_cap
+    if not 1 <= level <= cap:
+        raise click.UsageError(f"--level {level}: {skill} has levels 1 to {cap} (its level_cap)")
+    most = eval_size(SKILLS[skill], level, MAX_EVAL_ITEMS_PER_LEVEL)
+    if not 1 <= items <= most:
+        raise click.UsageError(f"--items {items}: {skill} L{level} holds 1 to {most} held-out prompts")
 
 
 @main.command()

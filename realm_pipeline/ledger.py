@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ TABLES: dict[str, Table] = {
                 _c("wall_s", "DOUBLE", public=PUB),
                 _c("gpu_seconds", "DOUBLE", public=PUB),
                 _c("peak_memory_bytes", "BIGINT", public=PUB),
-                _c("path", "VARCHAR", public=PRIV),  # NULL once retention deleted the files
+                # relative to REALM_HOME (v4; absolute before); NULL once retention deleted the files
+                _c("path", "VARCHAR", public=PRIV),
                 _c("host", "VARCHAR", public=PRIV),
                 _c("spec_json", "VARCHAR", public=PRIV),
                 _c("created_at", "TIMESTAMP", public=PUB),
@@ -412,11 +413,38 @@ def _migration_v2(con: duckdb.DuckDBPyConnection) -> None:
     create_views(con)
 
 
+def home_relative(path: Path | str, home: Path | str) -> str:
+    """How the ledger stores a path: relative to REALM_HOME when inside it (a copied or moved home stays
+    self-contained), else as given."""
+    p, root = Path(path), Path(home)
+    try:
+        return p.absolute().relative_to(root.absolute()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def resolve_home_path(stored: str, home: Path | str) -> Path:
+    """The file a stored path names under this REALM_HOME (an absolute one, from before v4, as it is)."""
+    p = Path(stored)
+    return p if p.is_absolute() else Path(home) / p
+
+
+def _migration_v4(con: duckdb.DuckDBPyConnection) -> None:
+    # v4: checkpoint paths relative to REALM_HOME. realm wrote <home>/checkpoints/<hero>/<id>; whatever
+    # that home was (the one this ledger was copied from, too), the row now names checkpoints/<hero>/<id>.
+    con.execute(
+        """UPDATE checkpoints SET path = 'checkpoints/' || hero || '/' || checkpoint_id
+           WHERE path IS NOT NULL AND path LIKE '/%'
+             AND path LIKE '%/checkpoints/' || hero || '/' || checkpoint_id"""
+    )
+
+
 # Forward migrations, in order: (version it brings the schema to, the step).
 MIGRATIONS: tuple[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]], ...] = (
     (1, _migration_v1),
     (2, _migration_v2),
     (3, add_declared),  # v3: level_losses (per-level held-out loss: strain, effort, efficiency)
+    (4, _migration_v4),  # v4: checkpoint paths relative to REALM_HOME
 )
 
 

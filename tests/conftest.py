@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """mount(size_bytes, read_only=False) -> a directory on a real tmpfs of that size; calling it again
+    remounts it (resized, or read-only). Skips the test where it may not mount (needs CAP_SYS_ADMIN)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    mounted = []
+
+    def mount(size: int, read_only: bool = False) -> Path:
+        opts = (f"size={size}" if not mounted else f"remount,size={size}") + (",ro" if read_only else ",rw")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mount_point)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            if mounted:
+                raise AssertionError(f"remount failed: {done.stderr}")
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): needs root / CAP_SYS_ADMIN")
+        mounted.append(size)
+        return mount_point
+
+    yield mount
+    if mounted:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

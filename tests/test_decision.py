@@ -220,3 +220,30 @@ def test_evals_of_a_new_checkpoint_and_rollups_are_the_automations_and_nothing_e
     }
     failed = run("train_job", "tiny.000300", FAILED, ended_at=300.0)
     assert list(automated(replace(READY, runs=(failed,))).values()) == [False]
+
+
+SHORT = (
+    "checkpoint tiny.000300: not enough free space to write /h/checkpoints/tiny/tiny.000300: needs 9 bytes"
+)
+DISK_FULL = "DiskFull: disk full (ENOSPC) writing /h/checkpoints/tiny/tiny.000300/.resume.tmp (0 bytes free)"
+
+
+def test_a_segment_the_disk_cannot_hold_is_waited_for_not_requested() -> None:
+    decision = decide_next(replace(READY, disk_short=SHORT))
+    assert decision.steps == () and decision.failed == ()
+    assert decision.short_of_space == SHORT
+    assert decision.status == f"stopped: waiting for free space: {SHORT}"
+
+
+def test_a_run_that_failed_for_a_full_disk_is_retried_by_itself_once_space_is_back() -> None:
+    failed = run("train_job", "tiny.000300", FAILED, error=DISK_FULL)
+    assert failed.disk_full
+    still_full = decide_next(replace(READY, runs=(failed,), disk_short=SHORT))
+    assert still_full.steps == () and still_full.failed == () and still_full.short_of_space == SHORT
+    freed = decide_next(replace(READY, runs=(failed,)))
+    assert [s.run_key for s in freed.steps] == [f"tiny.000300#after-disk-full-{failed.run_id[:8]}"]
+    assert freed.stop is None and freed.failed == ()
+    # any other failure still waits for a person
+    other = run("train_job", "tiny.000300", FAILED, error="ValueError: bad spec")
+    assert not other.disk_full
+    assert decide_next(replace(READY, runs=(other,))).failed == (other,)

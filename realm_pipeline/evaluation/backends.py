@@ -62,6 +62,14 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def load_problem(model_dir: str | Path, exc: BaseException) -> str:
+    """What is wrong with a checkpoint directory that failed to load, naming the file where it can."""
+    from realm_pipeline.lm.weights import checkpoint_problem
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return checkpoint_problem(model_dir) or f"{model_dir}: {type(exc).__name__}: {first}"
+
+
 class LocalBackend:
     """Greedy completions from a checkpoint directory, decoded in batches with `generate_batch`."""
 
@@ -90,8 +98,11 @@ class LocalBackend:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a loading bar per eval would flood the run's logs
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), local_files_only=True)
+        except Exception as exc:  # a missing dir reads as a bad hub id, a cut file as SafetensorError
+            raise BackendError(f"cannot load the checkpoint: {load_problem(self.model_dir, exc)}") from exc
         model = model.to(device)
         # Cast once at load time so every call decodes in the same dtype without re-casting.
         self.dtype = resolve_dtype(model, dtype)

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from realm_pipeline.campaign import weakest_primitive
+from realm_pipeline.disk import DiskFull, failed_write_line, require_free
 from realm_pipeline.ledger import TABLES, VIEWS
 
 SCHEMA_VERSION = 1
@@ -300,6 +301,10 @@ def _prune(target: Path, keep: Path | None) -> list[str]:
     return removed
 
 
+MIRROR_BLOCK = 4096  # a file takes whole blocks of the file system
+MIRROR_REMEDY = "the previous mirror is unchanged; free space and the next rollup publishes it"
+
+
 def write_mirror(
     files: dict[str, bytes],
     target_dir: Path | str,
@@ -323,6 +328,9 @@ def write_mirror(
     # anything staged that we did not stage is then a crashed export's litter.
     current = target.resolve() if target.is_symlink() else None
     _prune(target, current)
+    # the new version is written beside the current one: its files (each rounded up to a block) must fit
+    needed = sum(-(-len(data) // MIRROR_BLOCK) * MIRROR_BLOCK for data in files.values()) + MIRROR_BLOCK
+    require_free(target.parent, needed, f"mirror export to {target}", remedy=MIRROR_REMEDY)
     staged = target.parent / f"{target.name}.staging-{uuid.uuid4().hex}"
     staged.mkdir()
     try:
@@ -346,8 +354,11 @@ def write_mirror(
         os.symlink(version.name, link)  # relative: the mirror tree can be moved or served as a whole
         os.replace(link, target)  # the one atomic step that publishes
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
+        line = failed_write_line(exc, staged) if not isinstance(exc, DiskFull) else None
         _remove(staged)
+        if line is not None:
+            raise DiskFull(f"mirror export to {target}: {line}; the previous mirror is unchanged") from exc
         raise
     _prune(target, version)
     return version

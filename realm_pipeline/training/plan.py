@@ -159,3 +159,52 @@ def segment_command(
     return launch_command(
         SEGMENT_MODULE, spec_path, num_gpus=profile.num_gpus, deepspeed_config=ds_config, python=python
     )
+
+
+# Bytes per trainable parameter of each optimizer's saved state (two fp32 moments for AdamW, two 8-bit
+# ones for adamw_8bit; Muon's momentum plus AdamW for the rest, taken at AdamW's size to be safe).
+OPTIMIZER_STATE_BYTES = {"adamw": 8, "paged_adamw": 8, "adamw_8bit": 2, "muon": 8}
+SAVED_BYTES_PER_PARAM = 4  # the trainer keeps and saves fp32 weights (bf16 only through autocast)
+DISK_MARGIN_BYTES = 1 << 20  # tokenizer, configs, results, the reflections file
+
+
+def segment_parameters(hero: HeroConfig, parent_dir: Path | None) -> int | None:
+    """The hero's parameter count: the parent's saved weights, the base's config or files; None unknown."""
+    from realm_pipeline.lm.weights import safetensors_parameters
+
+    for directory in (parent_dir, Path(hero.base.path) if getattr(hero.base, "path", None) else None):
+        if directory is not None and any(Path(directory).glob("*.safetensors")):
+            return safetensors_parameters(directory)
+    if hero.base.kind == "config":
+        from realm_pipeline.training.memory import model_shape_for
+
+        # the character vocab is a few hundred at most (as the memory check assumes)
+        return model_shape_for({"vocab_size": 256, **hero.base.config})["n_params"]
+    return None  # a hub model not downloaded yet: the segment fails at once naming the weights
+
+
+def segment_disk_bytes(
+    hero: HeroConfig, profile: MemoryProfile, *, parent_dir: Path | None, output_dir: Path
+) -> int | None:
+    """Bytes a segment writes at its peak, beyond what `output_dir` holds already; None when unknown.
+
+    The final checkpoint (fp32 weights, plus the optimizer state a carrying schedule hands on) is staged
+    beside output_dir while its resume save (weights + optimizer state) still exists, and each resume
+    save is staged beside the one it replaces: the peak is resume + max(resume, checkpoint).
+    """
+    from realm_pipeline.disk import tree_bytes
+
+    n_params = segment_parameters(hero, parent_dir)
+    if n_params is None:
+        return None
+    method = hero.method or profile.method
+    optimizer = hero.training.optimizer or profile.optimizer
+    trainable = n_params // 100 if method in ("lora", "qlora") else n_params
+    weights = n_params * SAVED_BYTES_PER_PARAM
+    optimizer_state = trainable * OPTIMIZER_STATE_BYTES.get(optimizer, 8)
+    final = weights + (optimizer_state if hero.training.schedule != "restart" else 0)
+    saves = hero.training.save_every and hero.training.save_every < hero.campaign.segment_steps
+    resume = weights + optimizer_state if saves else 0
+    peak = resume + max(resume, final)
+    already = tree_bytes(Path(output_dir) / "resume")  # a save being resumed is on disk already
+    return max(peak - already, final) + DISK_MARGIN_BYTES

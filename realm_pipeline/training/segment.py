@@ -29,6 +29,9 @@ HELDOUT_CHECK = "heldout_loss_finite"
 # The pid of the process that launched the segment (the Dagster step); when it dies, so does the segment.
 PARENT_PID_ENV = "REALM_PARENT_PID"
 ORPHANED_EXIT = 75  # the segment stopped because its parent died; its last save is kept for the retry
+# The disk filled while the segment wrote (ENOSPC's own number): nothing half-written is left, the last
+# whole save is kept, and the launcher reports a full disk the campaign waits out, not a crash.
+DISK_FULL_EXIT = 28
 PR_SET_PDEATHSIG = 1
 
 
@@ -116,7 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     die_with_parent()
+    from realm_pipeline.disk import DiskFull
 
+    try:
+        return _main(args, parser)
+    except DiskFull as exc:  # already one line naming ENOSPC and the path; the traceback adds nothing
+        print(f"segment: {exc}", file=sys.stderr, flush=True)
+        return DISK_FULL_EXIT
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
     def spec_data(extras_spec: Any = None) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realm_pipeline.disk import DiskFull, failed_write_line
 from realm_pipeline.lm.weights import weights_sha256
 from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
 from realm_pipeline.training.strain import strain as strain_of
@@ -158,6 +159,33 @@ def _swap_in(staged: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+@contextlib.contextmanager
+def _staging(staged: Path):
+    """Write into `staged`; if writing fails it is removed (no half-written directory stays), and a full
+    disk is raised as DiskFull naming ENOSPC and the path."""
+    try:
+        yield staged
+    except BaseException as exc:
+        line = failed_write_line(exc, staged) if not isinstance(exc, DiskFull) else None
+        shutil.rmtree(staged, ignore_errors=True)
+        if line is not None:
+            raise DiskFull(f"{line}; the partial {staged.name} was removed") from exc
+        raise
+
+
+def staging_dirs(out: Path) -> tuple[Path, Path]:
+    """Where a segment stages its resume save and its final checkpoint before swapping them in."""
+    return out / f".{RESUME_DIR}.tmp", out.with_name(f".{out.name}.staging")
+
+
+def _remove_partial(out: Path) -> None:
+    """Remove what a segment that died (or ran out of disk) left half-written; its whole saves stay."""
+    for staged in staging_dirs(out):
+        if staged.exists():
+            print(f"{staged}: removing a partial save an earlier attempt left", flush=True)
+            shutil.rmtree(staged, ignore_errors=True)
+
+
 def _recover(target: Path) -> None:
     """Finish a swap interrupted between its two renames."""
     old = target.with_name(f".{target.name}.old")
@@ -261,12 +289,20 @@ def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
         return load_base(spec.base, dtype=dtype, method=spec.method)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(spec.parent_dir)
-    if spec.method == "qlora":
-        from .methods import load_for_method
+    try:
+        tok = AutoTokenizer.from_pretrained(spec.parent_dir)
+        if spec.method == "qlora":
+            from .methods import load_for_method
 
-        return load_for_method(spec.parent_dir, spec.method, torch_dtype(spec.dtype)), tok
-    return AutoModelForCausalLM.from_pretrained(spec.parent_dir, dtype=torch.float32), tok
+            return load_for_method(spec.parent_dir, spec.method, torch_dtype(spec.dtype)), tok
+        return AutoModelForCausalLM.from_pretrained(spec.parent_dir, dtype=torch.float32), tok
+    except Exception as exc:  # a missing dir reads as a bad hub id, a cut file as SafetensorError
+        from realm_pipeline.lm.weights import checkpoint_problem
+
+        problem = checkpoint_problem(spec.parent_dir)
+        if problem is None:
+            raise
+        raise ValueError(f"parent checkpoint: {problem}") from exc
 
 
 def _prepare(model: Any, spec: SegmentSpec) -> tuple[Any, Any]:
@@ -377,16 +413,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _save_resume(out: Path, model: Any, opt: Any, sched: Any, counters: dict[str, Any]) -> None:
     import torch
 
-    staged = out / f".{RESUME_DIR}.tmp"
+    staged = staging_dirs(out)[0]
     if staged.exists():
         shutil.rmtree(staged)
-    staged.mkdir(parents=True)
-    torch.save(model.state_dict(), staged / "model.pt")
-    _save_optimizer(staged, opt)
-    torch.save(sched.state_dict(), staged / "scheduler.pt")
-    torch.save(_rng_state(), staged / "rng.pt")
-    (staged / "state.json").write_text(json.dumps(counters))
-    _swap_in(staged, out / RESUME_DIR)
+    with _staging(staged):  # a failed save leaves the previous one whole, and no .resume.tmp/
+        staged.mkdir(parents=True)
+        torch.save(model.state_dict(), staged / "model.pt")
+        _save_optimizer(staged, opt)
+        torch.save(sched.state_dict(), staged / "scheduler.pt")
+        torch.save(_rng_state(), staged / "rng.pt")
+        (staged / "state.json").write_text(json.dumps(counters))
+        _swap_in(staged, out / RESUME_DIR)
 
 
 def _load_resume(out: Path, model: Any, opt: Any, sched: Any) -> dict[str, Any] | None:
@@ -483,6 +520,7 @@ def train_segment(
     done = _finished(out)
     if done is not None:
         return done  # idempotent: a finished segment is never retrained
+    _remove_partial(out)
     out.mkdir(parents=True, exist_ok=True)
 
     from transformers.utils import logging as hf_logging
@@ -614,7 +652,7 @@ def train_segment(
     )
 
     # Stage the whole final checkpoint beside output_dir, then swap it in: it appears whole or not at all.
-    staged = out.with_name(f".{out.name}.staging")
+    staged = staging_dirs(out)[1]
     if engine is not None:
         final, state_dict = _gather_for_save(engine)  # collective: every rank takes part
         if engine.global_rank != 0:
@@ -629,39 +667,42 @@ def train_segment(
         final, state_dict = model, None
     if staged.exists():
         shutil.rmtree(staged)
-    final = final.merge_and_unload() if hasattr(final, "merge_and_unload") else final  # LoRA -> plain weights
-    final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(staged)
-    if spec.schedule in CARRYING_SCHEDULES and engine is None:
-        _save_optimizer(staged / OPTIMIZER_DIR, opt)  # the next segment's starting state
-    sha = weights_sha256(staged)
-    mirror = _spar(spec, final if engine is None else None, tokenizer, staged)
-    counters["wall"] += time.perf_counter() - wall_mark
-    result = SegmentResult(
-        step=counters["step"],
-        tokens=counters["tokens"],
-        examples=counters["examples"],
-        train_loss=train_loss,
-        heldout_loss=heldout_loss,
-        strain=strain,
-        strain_source=strain_source,
-        zone=zone(strain).value.title(),
-        tokens_per_s=counters["tokens"] / max(counters["train_time"], 1e-9),
-        wall_s=counters["wall"],
-        peak_memory_bytes=_peak_memory(spec.device),
-        sha256=sha,
-        path=str(out),
-        resumed_from_step=resumed_from,
-        level_losses=level_losses,
-        reflections_trained=reflections_trained,
-        mirror_probes=mirror.probes if mirror else 0,
-        mirror_misses=mirror.misses if mirror else 0,
-        mirror_examples=mirror.examples if mirror else 0,
-        trained_tokens=stream.trained_tokens(),
-        optimizer_carried=carried,
-    )
-    (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
-    _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap
+    with _staging(staged):  # all of it or nothing: a failed write removes the staged copy
+        final = (
+            final.merge_and_unload() if hasattr(final, "merge_and_unload") else final
+        )  # LoRA -> plain weights
+        final.save_pretrained(staged, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(staged)
+        if spec.schedule in CARRYING_SCHEDULES and engine is None:
+            _save_optimizer(staged / OPTIMIZER_DIR, opt)  # the next segment's starting state
+        sha = weights_sha256(staged)
+        mirror = _spar(spec, final if engine is None else None, tokenizer, staged)
+        counters["wall"] += time.perf_counter() - wall_mark
+        result = SegmentResult(
+            step=counters["step"],
+            tokens=counters["tokens"],
+            examples=counters["examples"],
+            train_loss=train_loss,
+            heldout_loss=heldout_loss,
+            strain=strain,
+            strain_source=strain_source,
+            zone=zone(strain).value.title(),
+            tokens_per_s=counters["tokens"] / max(counters["train_time"], 1e-9),
+            wall_s=counters["wall"],
+            peak_memory_bytes=_peak_memory(spec.device),
+            sha256=sha,
+            path=str(out),
+            resumed_from_step=resumed_from,
+            level_losses=level_losses,
+            reflections_trained=reflections_trained,
+            mirror_probes=mirror.probes if mirror else 0,
+            mirror_misses=mirror.misses if mirror else 0,
+            mirror_examples=mirror.examples if mirror else 0,
+            trained_tokens=stream.trained_tokens(),
+            optimizer_carried=carried,
+        )
+        (staged / RESULT_FILE).write_text(json.dumps(dataclasses.asdict(result), indent=2))
+        _swap_in(staged, out)  # the old output_dir (holding resume/) is dropped with the swap
     if engine is not None:
         _barrier()  # releases the other ranks, which read the result rank 0 just swapped in
     return result

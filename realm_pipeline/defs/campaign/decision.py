@@ -31,7 +31,7 @@ from realm_pipeline.campaign import (
     hero_checkpoints,
     hero_facts,
 )
-from realm_pipeline.settings import Settings
+from realm_pipeline.settings import Settings, realm_home
 
 if TYPE_CHECKING:
     from dagster_shared.error import SerializableErrorInfo
@@ -110,6 +110,11 @@ def _attempts_and_error(instance: dg.DagsterInstance, run_id: str) -> tuple[int,
     return attempts, _error_line(errors[-1]) if errors else None
 
 
+def run_error_line(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The most telling error line of a failed run (what `realm campaign` prints under its FAILED)."""
+    return _attempts_and_error(instance, run_id)[1]
+
+
 # Dagster's wrappers around the error a person needs to see
 WRAPPER_ERRORS = {"RetryRequestedFromPolicy", "DagsterExecutionStepExecutionError"}
 
@@ -186,6 +191,7 @@ def hero_decision(
         evaluated=evaluated,
         last_eval_at=_newest_materialization(instance, EVAL_SCORES, latest_evals),
         last_rollup_at=time.time() if rolled_up_now else _newest_materialization(instance, CURRICULUM),
+        home=realm_home(),
     )
     # The runs that matter are those of the steps the hero would take next, and the newest rollup.
     wanted = {(s.job, s.partition) for s in decide_next(facts).steps} | {(ROLLUP_JOB, None)}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from realm_pipeline import ledger
-from realm_pipeline.campaign import curriculum_state, levels_to_evaluate
+from realm_pipeline.campaign import curriculum_state, levels_to_evaluate, unloadable_checkpoint
 from realm_pipeline.defs.automation import EVAL_PROTOCOLS, eval_scores_condition
 from realm_pipeline.defs.evaluation.eval_sets import skills_code_version
 from realm_pipeline.defs.owners import REALM_OWNERS
@@ -57,18 +57,20 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     settings = realm.settings
     with ledger_db.read() as con:
         ckpt = con.execute(
-            "SELECT hero, step, sha256, path FROM checkpoints WHERE checkpoint_id = ?", [checkpoint_id]
+            "SELECT hero, step, sha256, path, deleted_at FROM checkpoints WHERE checkpoint_id = ?",
+            [checkpoint_id],
         ).fetchone()
         if ckpt is None:
             raise dg.Failure(
                 f"eval {checkpoint_id} x {skill_name}: checkpoint not in the ledger; train it first",
                 allow_retries=False,
             )
-        hero, step, sha256, path = ckpt
-        if path is None:
-            raise dg.Failure(
-                f"eval {checkpoint_id} x {skill_name}: retention deleted this checkpoint", allow_retries=False
-            )
+        hero, step, sha256, stored_path, deleted_at = ckpt
+        # deleted, missing or truncated: one line before any model is loaded, and never retried
+        directory, problem = unloadable_checkpoint(checkpoint_id, stored_path, deleted_at, realm.home_path)
+        if problem is not None:
+            raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {problem}", allow_retries=False)
+        path = str(directory)
         state = curriculum_state(con, settings, hero, before_step=step)
         stored = dict(
             con.execute("SELECT level, eval_set_hash FROM eval_sets WHERE skill = ?", [skill_name]).fetchall()

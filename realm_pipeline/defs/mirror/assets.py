@@ -8,6 +8,7 @@ import dagster as dg
 from realm_pipeline.defs.automation import rollup_condition
 from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
+from realm_pipeline.disk import DiskFull
 from realm_pipeline.mirror.export import build_mirror, leaderboard_row_count, write_mirror
 from realm_pipeline.mirror.leakcheck import Finding, private_values, scan
 
@@ -67,6 +68,8 @@ def public_mirror(config: PublicMirrorConfig, realm: RealmResource, ledger_db: L
 
     try:
         version = write_mirror(files, target, allow_empty=config.allow_empty, check=check)
+    except DiskFull as exc:  # refused before writing, or ENOSPC: nothing half-written, the old mirror stays
+        raise dg.Failure(str(exc), allow_retries=False) from exc
     except LeakFound as exc:
         yield dg.AssetCheckResult(
             check_name=CHECK_NAME,

@@ -9,18 +9,21 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
+    DISK_REMEDY,
     curriculum_state,
     hero_checkpoints,
     learning_floors,
     next_mix,
     quest_examples,
     strain_state,
+    unloadable_checkpoint,
 )
 from realm_pipeline.defs.owners import REALM_OWNERS
 from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.workers import WORKER_TAG, worker_id
-from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_spec
-from realm_pipeline.training.segment import HELDOUT_CHECK, PARENT_PID_ENV
+from realm_pipeline.disk import DiskFull, free_bytes, require_free
+from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_disk_bytes, segment_spec
+from realm_pipeline.training.segment import DISK_FULL_EXIT, HELDOUT_CHECK, PARENT_PID_ENV
 from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -104,6 +107,16 @@ def checkpoints(
             allow_retries=False,
         )
     parent_dir = realm.checkpoint_dir(key.hero, parent["checkpoint_id"]) if parent else None
+    if parent is not None:
+        # a parent deleted or cut short fails the same way every attempt: said once, never retried
+        _, problem = unloadable_checkpoint(
+            parent["checkpoint_id"],
+            str(parent_dir) if parent["path"] is not None else None,
+            parent["deleted_at"],
+            realm.home_path,
+        )
+        if problem is not None:
+            raise dg.Failure(f"checkpoint {key}: its parent {problem}", allow_retries=False)
     output_dir = realm.checkpoint_dir(key.hero, str(key))
     from realm_pipeline.lm.budgets import BudgetError
 
@@ -125,6 +138,7 @@ def checkpoints(
     except BudgetError as exc:  # a level or quest line longer than the hero's ceiling: never truncated
         raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
     _refuse_if_it_will_not_fit(spec, hero, profile)
+    _refuse_if_the_disk_cannot_hold_it(key, hero, profile, parent_dir, output_dir)
 
     from realm_pipeline.training.trainer import RESULT_FILE, spec_to_json
 
@@ -144,13 +158,24 @@ def checkpoints(
     )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
-    invocation = pipes_subprocess_client.run(
-        command=command,
-        context=context,
-        extras={"spec": spec_dict},
-        # the segment exits when this process dies (kill -9, OOM): no orphan trains on unrecorded
-        env={PARENT_PID_ENV: str(os.getpid())},
-    )
+    try:
+        invocation = pipes_subprocess_client.run(
+            command=command,
+            context=context,
+            extras={"spec": spec_dict},
+            # the segment exits when this process dies (kill -9, OOM): no orphan trains on unrecorded
+            env={PARENT_PID_ENV: str(os.getpid())},
+        )
+    except dg.DagsterPipesExecutionError as exc:
+        # Dagster's message is "External execution process failed with code N"
+        if str(exc).rstrip().endswith(f"code {DISK_FULL_EXIT}"):
+            raise dg.Failure(
+                f"checkpoint {key}: disk full (ENOSPC) while the segment wrote to {output_dir} "
+                f"({free_bytes(output_dir)} bytes free now); nothing half-written is left and its last "
+                f"save is kept: {DISK_REMEDY}",
+                allow_retries=False,  # retrying on a full disk fails the same way; the campaign waits
+            ) from exc
+        raise
     reported_result = invocation.get_materialize_result()
     reported = reported_result.metadata
     result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
@@ -172,7 +197,7 @@ def checkpoints(
         "wall_s": result["wall_s"],
         "gpu_seconds": result["wall_s"] if profile.device == "cuda" else 0.0,
         "peak_memory_bytes": result["peak_memory_bytes"],
-        "path": str(output_dir),
+        "path": ledger.home_relative(output_dir, realm.home_path),  # a copied home stays whole
         "host": socket.gethostname(),
         "spec_json": json.dumps(spec_dict, sort_keys=True),
         "created_at": datetime.now(UTC).replace(tzinfo=None),
@@ -272,6 +297,17 @@ def _segment_token_rows(key: CheckpointKey, trained_tokens: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def _refuse_if_the_disk_cannot_hold_it(key, hero, profile, parent_dir, output_dir) -> None:
+    """Refuse, with the numbers, a segment whose checkpoint and resume save will not fit on the disk."""
+    needed = segment_disk_bytes(hero, profile, parent_dir=parent_dir, output_dir=output_dir)
+    if needed is None:
+        return
+    try:
+        require_free(output_dir, needed, f"checkpoint {key}", remedy=DISK_REMEDY)
+    except DiskFull as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
 
 
 def _refuse_if_it_will_not_fit(spec, hero, profile) -> None:
