@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -11,6 +12,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _homes_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test ends with the homes it began with: the realm CLI, run in-process, exports DAGSTER_HOME."""
+    for name in ("REALM_HOME", "DAGSTER_HOME", "REALM_CONFIG_DIR"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:  # recorded as absent, so teardown removes whatever the test exported
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

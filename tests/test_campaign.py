@@ -134,9 +134,10 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     assert runner.invoke(main, ["pref", "nope", "A"]).exit_code != 0
 
 
-def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
+def test_a_checkpoint_writes_one_row_its_tokens_and_loadable_weights(
     realm_env: Path, defs: dg.Definitions
 ) -> None:
+    # materializing it again is refused (tests/test_rematerialize.py)
     _run(defs, "eval_sets_job", "bin")
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
@@ -144,9 +145,7 @@ def test_rematerializing_a_checkpoint_writes_one_row_and_the_same_weights(
     db = realm_env / "realm.duckdb"
     with connect(db, read_only=True) as con:
         first = con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall()
-    _run(defs, "train_job", "tiny.000150")
-    with connect(db, read_only=True) as con:
-        assert con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall() == first
+        assert len(first) == 1
         # the tokens it trained, per skill level, written with its row (one mix source: BIN L1, no quests)
         trained = con.execute("SELECT checkpoint_id, skill, level, tokens FROM segment_tokens").fetchall()
         tokens = con.execute("SELECT tokens FROM checkpoints").fetchone()[0]

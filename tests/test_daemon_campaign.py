@@ -4,7 +4,9 @@ forced drop (a learning rate that wrecks the next segment), and the instance's e
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,10 @@ from realm_pipeline.evaluation.regressions import CONFIRM_TAG
 
 BIN = Path(sys.executable).parent
 WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
-SEGMENT_STEPS = 40  # a few dozen steps: TINY learns BIN L1 that fast, so its first standing is above tau
+# counting a letter in four: the answer is one digit, so TINY stands well above tau within a few dozen steps
+# (BIN L1 and seq_reverse L1 take hundreds), and a wrecked segment, answering garbage, drops below it
+SKILL = "attn_count"
+SEGMENT_STEPS = 40
 WRECKING_LR = 0.9  # AdamW moves every weight ~0.9 a step: the next segment forgets what it knew
 HERO_SENSORS = ("campaign_sensor", "staleness_sensor", "leaderboard_regression_sensor")
 POLL_S = 3.0
@@ -44,6 +49,7 @@ def _tiny_configs(config_dir: Path) -> Path:
         "max_position_embeddings": hero["base"]["config"]["max_position_embeddings"],
     }
     hero["campaign"]["segment_steps"] = SEGMENT_STEPS
+    hero["campaign"]["skills"] = [SKILL]
     hero["training"]["save_every"] = SEGMENT_STEPS
     path.write_text(yaml.safe_dump(hero, sort_keys=False))
     return path
@@ -99,7 +105,8 @@ def _wait_for(what: str, done, daemon: subprocess.Popen, log: Path, deadline: fl
 
 
 @pytest.mark.proof
-@pytest.mark.timeout(3600)  # a hang guard only: every wait below is for an event, not a duration
+# a hang guard only (~11 min on a loaded 2-core box): every wait below is for an event, not a duration
+@pytest.mark.timeout(1800)
 def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(
     tmp_path: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,7 +123,7 @@ def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(
     hero_yaml = _tiny_configs(config_dir)
     _realm(env, "init")
     log = tmp_path / "daemon.log"
-    deadline = time.monotonic() + 3300
+    deadline = time.monotonic() + 1700
     with log.open("w") as out:
         daemon = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)],  # the location `make dev` loads
@@ -124,6 +131,7 @@ def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its code server and run workers share its group: teardown ends them all
         )
     try:
         with dg.DagsterInstance.get() as instance:
@@ -135,7 +143,7 @@ def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(
                 log,
                 deadline,
             )
-            # 2. a person wrecks the learning rate: the next segment trained forgets BIN L1
+            # 2. a person wrecks the learning rate: the next segment trained forgets what it knew
             _set_lr(hero_yaml, WRECKING_LR)
 
             def confirmed_with_three_segments() -> bool:
@@ -153,8 +161,12 @@ def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(
             _realm(env, "pause", "tiny")
             _wait_for("the daemon to settle", lambda: _settled(instance), daemon, log, deadline)
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=120)
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # a run worker left training starves later tests
+                os.killpg(daemon.pid, signal.SIGKILL)
 
     _judge(home)
 
@@ -179,12 +191,12 @@ def _judge(home: Path) -> None:
         def partitions(key: dg.AssetKey) -> Counter:
             return Counter(m.partition_key for m in _materializations(instance, key))
 
-        assert partitions(dg.AssetKey("eval_sets")) == {"bin": 1}
+        assert partitions(dg.AssetKey("eval_sets")) == {SKILL: 1}
         assert partitions(CHECKPOINTS) == dict.fromkeys(checkpoints, 1)
         confirming = {r.run_id: r for r in runs if CONFIRM_TAG in r.tags}
         evals = _materializations(instance, EVAL_SCORES)
         first_evals = Counter(m.partition_key for m in evals if m.run_id not in confirming)
-        assert first_evals == {f"{c}|bin": 1 for c in checkpoints}
+        assert first_evals == {f"{c}|{SKILL}": 1 for c in checkpoints}
         confirming_evals = Counter(
             (m.partition_key, confirming[m.run_id].tags[CONFIRM_TAG]) for m in evals if m.run_id in confirming
         )

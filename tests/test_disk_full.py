@@ -275,7 +275,7 @@ def test_partial_saves_a_killed_attempt_left_are_removed_at_the_next_start(tmp_p
         save_every=0,
         log_every=1,
         batch_size=2,
-        max_length=64,
+        max_length=256,  # BIN L1's longest item is ~100 tokens (v4's prefix notation and tables)
         mix=[("bin", 1, 1.0)],
     )
     seen = []  # at the first step, before anything new is written, the space is reclaimed already
