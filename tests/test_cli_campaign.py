@@ -115,7 +115,7 @@ def test_make_dev_opens_the_instance_the_campaign_hint_names(tmp_path: Path) -> 
     def homes(*args: str, env: dict[str, str] | None = None) -> str:
         shown = 'homes: ; @echo "$$REALM_HOME $$DAGSTER_HOME"'
         cmd = ["make", "-s", "-C", str(REPO), "--eval", shown, "homes", *args]
-        # the realm CLI run in-process by the tests above exports DAGSTER_HOME: a user's shell has neither
+        # make's defaults are the point: homes exported by the shell running the tests would override them
         env = env or {k: v for k, v in os.environ.items() if k not in ("REALM_HOME", "DAGSTER_HOME")}
         return subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
