@@ -131,6 +131,10 @@ def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
         )
         instance.add_dynamic_partitions("checkpoints", CKPTS)
         with resources["ledger_db"].get_connection() as con:
+            # the synthetic scores carry the protocol the eval sets declared, or they would be stale
+            (in_force,) = con.execute(
+                "SELECT protocol FROM protocols_in_force WHERE hero = 'tiny' AND skill = 'bin' AND level = 1"
+            ).fetchone()
             ledger.upsert(
                 con,
                 "checkpoints",
@@ -145,7 +149,7 @@ def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
                     for c in CKPTS
                 ],
             )
-            ledger.upsert(con, "eval_scores", [score(CKPTS[0], 1, 0.9, t=0)])
+            ledger.upsert(con, "eval_scores", [score(CKPTS[0], 1, 0.9, t=0, protocol=in_force)])
 
         def build() -> None:
             # the leaderboard alone, as the staleness sensor builds it: its check comes with it
@@ -166,7 +170,7 @@ def test_drop_check_sensor_and_confirming_rerun_on_the_reserve_sample(
         first = tick(None)
         assert first.run_requests == [] and "no unconfirmed drop" in first.skip_message
         with resources["ledger_db"].get_connection() as con:
-            ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.2, t=1)])
+            ledger.upsert(con, "eval_scores", [score(CKPTS[1], 1, 0.2, t=1, protocol=in_force)])
         build()
         result = tick(None)
         (req,) = result.run_requests
