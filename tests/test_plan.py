@@ -72,3 +72,24 @@ def test_deepspeed_profile_launches_through_the_deepspeed_launcher(tmp_path: Pat
     assert ds["train_micro_batch_size_per_gpu"] == spec.batch_size and ds["bf16"]["enabled"] is True
     written = json.loads(Path(cmd[cmd.index("--spec") + 1]).read_text())
     assert written["base"] == "Qwen/Qwen3-0.6B" and written["steps"] == spec.steps
+
+
+def test_deepspeed_json_comes_from_the_users_config_dir(config_dir: Path, tmp_path: Path) -> None:
+    stage_file = config_dir / "deepspeed" / "zero3_offload.json"
+    stage = json.loads(stage_file.read_text())
+    stage["steps_per_print"] = 4321  # a value the shipped file does not hold
+    stage_file.write_text(json.dumps(stage))
+    settings = Settings(config_dir)
+    hero, profile = settings.heroes["dio"], settings.memory_profiles["multi_gpu_zero3"]
+    spec = segment_spec(
+        hero,
+        profile,
+        CheckpointKey("dio", hero.campaign.segment_steps),
+        output_dir=tmp_path / "out",
+        parent_dir=None,
+        mix=[("bin", 1, 1.0)],
+        quests=[],
+        eval_items_per_level={"bin": 50},
+    )
+    cmd = segment_command(spec, profile, config_dir=settings.config_dir, work_dir=tmp_path / "w")
+    assert json.loads(Path(cmd[cmd.index("--deepspeed_config") + 1]).read_text())["steps_per_print"] == 4321
