@@ -147,3 +147,41 @@ def test_a_run_the_instance_will_retry_is_in_flight_and_an_acknowledged_one_is_r
             instance=instance, tags={"dagster/partition": "tiny.000150"}
         )
         assert newest_run(instance, "train_job", "tiny.000150").status == SUCCEEDED
+
+
+def test_under_the_daemon_alone_a_run_whose_worker_died_is_failed_for_run_retries_to_relaunch(
+    realm_env: Path, defs: dg.Definitions
+) -> None:
+    import subprocess
+    import sys
+
+    from realm_pipeline.defs.campaign.decision import WILL_RETRY_TAG
+    from realm_pipeline.defs.training.workers import WORKER_GONE_TAG, WORKER_TAG, worker_id
+
+    first = _tick(defs)
+    assert _launch(defs, first.run_requests[0]).success  # the eval sets
+    # a launcher's run of the first segment, STARTED, whose worker process was killed
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
+        run = instance.create_run_for_job(
+            defs.resolve_job_def("train_job"),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={
+                "dagster/partition": "tiny.000150",
+                "dagster/run_key": "tiny.000150",
+                WORKER_TAG: worker_id(gone.pid),
+            },
+        )
+    tick = _tick(defs)  # no `realm` command runs: the sensor's own tick notices
+    with dg.DagsterInstance.get() as instance:
+        after = instance.get_run_by_id(run.run_id)
+        failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert after.status == dg.DagsterRunStatus.FAILURE and after.tags[WORKER_GONE_TAG] == "true"
+    assert f"train_job tiny.000150: its worker (pid {gone.pid}) is gone" in failure[0].message
+    # dagster.yaml's run_retries takes it from here (the instance tagged it for a retry): the hero waits
+    # on that retry, which resumes the segment from its last save, instead of on a dead run for ever
+    assert after.tags[WILL_RETRY_TAG] == "true"
+    assert tick.skip_message == f"tiny: waiting on train_job tiny.000150 (run {run.run_id[:8]})"
+    assert _tick(defs).skip_message == tick.skip_message  # failed once, not again on every tick

@@ -6,6 +6,7 @@ from realm_pipeline.campaign import TRAIN_JOB
 from realm_pipeline.defs.campaign.decision import hero_decision, run_request
 from realm_pipeline.defs.campaign.jobs import eval_job, eval_sets_job, rollup_job, train_job
 from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResource
+from realm_pipeline.defs.training.workers import fail_dead_runs
 
 
 @dg.sensor(
@@ -19,9 +20,14 @@ from realm_pipeline.defs.resources import LedgerBusy, LedgerResource, RealmResou
 def campaign_sensor(context: dg.SensorEvaluationContext, realm: RealmResource, ledger_db: LedgerResource):
     """Eval sets and the next segment, until a hero stops; evals and rollups are left to automation.
 
-    Reads only: a failed run is reported in the skip reason (and, through one rollup, in the hero's
-    status), never requested again under its spent run key.
+    Reads the ledger only: a failed run is reported in the skip reason (and, through one rollup, in the
+    hero's status), never requested again under its spent run key. On the instance it fails runs whose
+    worker died on this host (the default launcher cannot tell run monitoring), so under the daemon
+    alone a killed run worker does not wedge its hero: run_retries relaunches it and the segment
+    resumes from its last save.
     """
+    for line in fail_dead_runs(context.instance):
+        context.log.warning(line)
     settings = realm.settings
     try:
         with ledger_db.read(wait=False) as con:

@@ -4,9 +4,10 @@ Dagster's run monitoring (dagster.yaml) catches runs that never start and, with 
 its workers, runs whose worker died. The default launcher cannot, and a run `realm campaign` executes in
 its own process has no daemon watching it at all: a `kill -9` leaves it STARTED for ever, holding the
 `gpu` slot, and the hero waits on it for ever. So every run realm starts records the worker's pid (and
-the process's start time, against pid reuse) in a tag, and `realm campaign` / `realm status` report a
-run whose worker is gone as failed. A run realm executed in-process is then acknowledged for retry at
-once (nobody else can re-execute it); its next attempt resumes the segment from its last save.
+the process's start time, against pid reuse) in a tag, and `realm campaign` / `realm status` (and, under
+the daemon alone, `campaign_sensor`'s tick) report a run whose worker is gone as failed. A run realm
+executed in-process is then acknowledged for retry at once (nobody else can re-execute it); a launcher's
+run is relaunched by the instance's run_retries. Either way the next attempt resumes from its last save.
 """
 
 from __future__ import annotations
