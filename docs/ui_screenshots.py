@@ -90,6 +90,8 @@ async def shoot(base: str, cdp_port: int, settle_s: float, zoom_out: int) -> Non
             "Emulation.setDeviceMetricsOverride", width=1800, height=1100, deviceScaleFactor=1, mobile=False
         )
         await page.open(f"{base}/asset-groups", settle_s)
+        await page.click_text("Skip")  # a new UI profile opens on the "Join the Dagster community" dialog
+        await asyncio.sleep(1)
         await page.alt_key("e")  # expand every group; the UI remembers it, and fits the graph on load
         await asyncio.sleep(2)
         await page.open(f"{base}/asset-groups", settle_s)
