@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(REALM_HOME)/dagster
 export REALM_HOME DAGSTER_HOME
 BIN := $(VENV)/bin
 
-.PHONY: setup browser wordnet run test test-all dev defs lint bench clean
+.PHONY: setup browser wordnet run test test-slow test-all dev defs lint bench clean
 
 setup: $(VENV)/.installed wordnet
 
@@ -39,6 +39,10 @@ run: setup
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+# the tests marked slow (the proofs among them: two ranks, the daemon alone, disk full, kill -9); CI runs them
+test-slow: setup browser
+	$(BIN)/python -m pytest -m slow
 
 test-all: setup browser
 	$(BIN)/python -m pytest -m ""

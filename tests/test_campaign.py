@@ -51,6 +51,7 @@ def drill_defs(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatc
 
 # four real segments ran past the suite-wide 900 s on a loaded 2-core box; the limit only guards
 # against hangs, so it is set well clear of the machine's speed
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(2700)
 def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     realm_env: Path, drill_defs: dg.Definitions
@@ -134,6 +135,7 @@ def test_tiny_hero_earns_its_first_level_up_and_the_sensor_asks_for_more(
     assert runner.invoke(main, ["pref", "nope", "A"]).exit_code != 0
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_a_checkpoint_writes_one_row_its_tokens_and_loadable_weights(
     realm_env: Path, defs: dg.Definitions
 ) -> None:

@@ -45,6 +45,7 @@ def _launch(defs: dg.Definitions, request: dg.RunRequest) -> dg.ExecuteInProcess
         )
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     realm_env: Path, defs: dg.Definitions
 ) -> None:

@@ -26,6 +26,7 @@ def _runs(output: str) -> list[tuple[str, str, str, str]]:
     return [m.groups() for line in lines if (m := RUN_LINE.match(line))]
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -> None:
     runner = CliRunner()
     # --verbose: the event log comes back to the terminal (here: the eval sets, and no segment asked for)
@@ -83,6 +84,7 @@ def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -
     assert "status     next train_job tiny.000300" in status.output
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_realm_campaign_rolls_up_again_after_confirmations_that_land_last(realm_env: Path) -> None:
     from realm_pipeline import ledger
     from realm_pipeline.settings import ledger_path

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 # Each run is its own process, as under the daemon's run launcher; all share one instance and ledger.
 RUNNER = """
@@ -59,6 +60,7 @@ def _gpu_step_windows(instance: dg.DagsterInstance) -> list[tuple[float, float, 
     return sorted(windows)
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_gpu_runs_never_overlap_and_ledger_writers_all_succeed(realm_env: Path, tmp_path: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])

@@ -105,6 +105,7 @@ def _wait_for(what: str, done, daemon: subprocess.Popen, log: Path, deadline: fl
 
 
 @pytest.mark.proof
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 # a hang guard only (~11 min on a loaded 2-core box): every wait below is for an event, not a duration
 @pytest.mark.timeout(1800)
 def test_the_daemon_alone_runs_a_campaign_through_a_confirmed_drop(

@@ -134,6 +134,7 @@ def _checkpoints(home: Path) -> list[tuple]:
         return con.execute("SELECT checkpoint_id, step FROM checkpoints ORDER BY step").fetchall()
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(900)
 def test_a_segment_the_disk_cannot_hold_waits_with_the_numbers_then_trains_once_space_is_freed(
     small_fs,
@@ -171,6 +172,7 @@ def test_a_segment_the_disk_cannot_hold_waits_with_the_numbers_then_trains_once_
     assert _checkpoints(home) == [("tiny.000150", 150)]
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(900)
 def test_a_disk_that_fills_mid_segment_names_enospc_keeps_the_save_and_resumes_by_itself(
     small_fs, tmp_path: Path
@@ -218,6 +220,7 @@ def test_a_disk_that_fills_mid_segment_names_enospc_keeps_the_save_and_resumes_b
     assert result["resumed_from_step"] >= saved_at
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(900)
 def test_a_full_disk_under_the_dagster_instance_is_one_line_and_the_campaign_finishes_after(
     small_fs,

@@ -83,6 +83,7 @@ def _outputs(home: Path, fingerprint: str) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_served_hero_scores_like_the_local_one_under_its_own_fingerprint(
     realm_env: Path, config_dir: Path, evaluable: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -297,6 +297,7 @@ def _realm(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(1200)
 def test_a_copied_home_trains_and_compares_after_the_original_is_deleted(tmp_path: Path) -> None:
     pytest.importorskip("torch")

@@ -54,6 +54,7 @@ def _rows(home: Path) -> list[tuple]:
         return con.execute("SELECT checkpoint_id, sha256, train_loss FROM checkpoints ORDER BY 1").fetchall()
 
 
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the segment")
 def test_kill_9_mid_segment_then_rerun_resumes_from_the_save(tmp_path: Path) -> None:
     """Fault 1: `kill -9` of `realm campaign` mid-segment. The segment dies with it (no orphan writes an
