@@ -59,21 +59,21 @@ def _run(spec: Path) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=240)
+    out, _ = proc.communicate()  # no deadline of its own: the test's timeout is the only hang guard
     assert proc.returncode == 0, out
     return out
 
 
+# a hang guard only, far above the ~25 s it takes: every wait below is for an event, not a duration
+@pytest.mark.timeout(1800)
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     spec_a, out_a = _spec_file(tmp_path, "interrupted")
     spec_b, out_b = _spec_file(tmp_path, "clean")
 
     proc = _run(spec_a)
     state = out_a / "resume" / "state.json"
-    deadline = time.monotonic() + 180
     while not state.exists():
         assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no resume state appeared"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
