@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from test_mirror_page import CHROMIUM, chromium
 
 from realm_pipeline import ledger
 from realm_pipeline.evaluation.eval_sets import build_eval_sets
 from realm_pipeline.evaluation.leaderboard import rebuild_leaderboard
-from realm_pipeline.mirror.export import build_mirror
+from realm_pipeline.mirror.export import build_mirror, write_mirror
 from realm_pipeline.skills import get_skill
 from realm_pipeline.skills.heldout import eval_items
 
@@ -66,3 +68,12 @@ def test_chance_is_shown_beside_accuracy_on_the_leaderboard_and_mirror(tmp_path:
     assert board["rows"][0]["chance_accuracy"] == pytest.approx(chance)
     heroes = json.loads(files["heroes.json"])
     assert json.dumps(heroes).count('"chance_accuracy"') >= 1
+    # and on the page people read: a Chance cell beside the accuracy, in both tables
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium not installed: the page's cells are not checked")
+    write_mirror(files, tmp_path / "mirror")
+    dom = chromium(
+        (tmp_path / "mirror" / "index.html").resolve().as_uri(), tmp_path / "profile", "--dump-dom"
+    )
+    cells = re.findall(r'<td class="num chance">([^<]+)</td>', dom)
+    assert len(cells) == 2 and set(cells) == {f"{chance * 100:.1f}%"}, cells
