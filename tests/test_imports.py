@@ -80,3 +80,16 @@ def test_no_module_of_training_imports_evaluation() -> None:
 
 def test_the_package_has_no_import_cycle() -> None:
     assert _cycle(import_graph()) is None
+
+
+def test_no_module_of_lm_imports_training_or_evaluation() -> None:
+    # lm/ is the shared floor (generation, dtypes) under both the trainer and the evaluators
+    graph = import_graph()
+    bad = sorted(
+        (m, t)
+        for m, targets in graph.items()
+        if m.startswith("realm_pipeline.lm")
+        for t in targets
+        if t.startswith(("realm_pipeline.training", "realm_pipeline.evaluation"))
+    )
+    assert bad == []

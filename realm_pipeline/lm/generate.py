@@ -28,6 +28,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from realm_pipeline.lm.dtypes import torch_dtype
+
 Prompt = str | Sequence[int]
 
 
@@ -42,8 +44,6 @@ def resolve_dtype(model: Any, dtype: Any = "auto") -> Any:
     if dtype == "auto":
         device = next(model.parameters()).device
         return torch.float32 if device.type == "cpu" else next(model.parameters()).dtype
-    from realm_pipeline.training.methods import torch_dtype
-
     return torch_dtype(dtype)
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from realm_pipeline.training.methods import torch_dtype
+from realm_pipeline.lm.dtypes import torch_dtype
 
 # A ~0.8M-parameter Qwen3: big enough to learn low skill levels in seconds on CPU, small enough for tests.
 DEFAULT_TINY_CONFIG: dict[str, Any] = {

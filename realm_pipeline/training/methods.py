@@ -11,6 +11,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+from realm_pipeline.lm.dtypes import torch_dtype
+
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "galore")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_8bit", "paged_adamw", "muon")
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
@@ -139,23 +141,6 @@ def prepare_model(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora_config)
-
-
-DTYPE_ALIASES = {"fp64": "float64", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def torch_dtype(dtype: Any) -> Any:
-    """A torch.dtype from its name (float64/32, bfloat16, float16 or fp64/fp32/bf16/fp16); None passes."""
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype):  # callers holding a torch.dtype already pass it
-        return dtype
-    name = DTYPE_ALIASES.get(str(dtype), str(dtype))
-    if name not in ("float64", "float32", "bfloat16", "float16"):
-        raise ValueError(
-            f"unknown dtype {dtype!r}; valid: float64, float32, bfloat16, float16 (or fp64/fp32/bf16/fp16)"
-        )
-    return getattr(torch, name)
 
 
 def load_for_method(

@@ -280,8 +280,9 @@ def _load_start(spec: SegmentSpec) -> tuple[Any, Any]:
     """The model/tokenizer this segment starts from: the parent checkpoint, else the hero base."""
     import torch
 
+    from realm_pipeline.lm.dtypes import torch_dtype
+
     from .hero import load_base
-    from .methods import torch_dtype
 
     # fp32 master weights (bf16 only via autocast on CUDA); QLoRA's dtype is its 4-bit compute dtype.
     dtype = spec.dtype if spec.method == "qlora" else "float32"
