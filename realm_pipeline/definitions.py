@@ -7,9 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from realm_pipeline.defs.partition_errors import install_for_cli
+
 
 def build_defs() -> dg.Definitions:
     """Assemble assets, checks, jobs, sensors and resources for the REALM_HOME of this process."""
+    install_for_cli()  # a bad --partition from Dagster's CLI is one line naming the valid keys
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
 
 
