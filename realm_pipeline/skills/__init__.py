@@ -7,14 +7,17 @@ import string
 from realm_pipeline.skills.base import Score, Skill, SkillItem
 from realm_pipeline.skills.bin import OP_SYMBOLS, SYMBOLS, BinSkill
 from realm_pipeline.skills.drills import AttnCount, SeqReverse, XfmMap
-from realm_pipeline.skills.sy import SySkill
+from realm_pipeline.skills.sy import SY_CHARACTERS, SySkill
 
 SKILLS: dict[str, Skill] = {s.name: s for s in (BinSkill(), SySkill(), SeqReverse(), AttnCount(), XfmMap())}
 
 # Every prompt/answer is printable ASCII plus newline, except BIN's notation (circled digits, mapping
-# and operation-renaming symbols, the × and → operators). Taking all of printable ASCII keeps the set
-# valid if the SY clue lexicon gains a new punctuation mark; tests sample every skill to prove coverage.
-CHARACTERS: str = "".join(sorted(set(string.printable[:95]) | {"\n"} | set("⓪①×→" + SYMBOLS + OP_SYMBOLS)))
+# and operation-renaming symbols, the × and → operators) and SY's em dash before each clue. Taking all
+# of printable ASCII keeps the set valid if the SY clue lexicon gains a new punctuation mark; tests
+# sample every skill to prove coverage.
+CHARACTERS: str = "".join(
+    sorted(set(string.printable[:95]) | {"\n"} | set("⓪①×→" + SYMBOLS + OP_SYMBOLS + SY_CHARACTERS))
+)
 
 
 def get_skill(name: str) -> Skill:

@@ -13,6 +13,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 WORDNET_DIR = Path(os.environ.get("REALM_WORDNET_DIR", "/usr/share/wordnet"))
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
@@ -79,6 +80,19 @@ LEXNAMES = (
 )
 
 
+class Pointer(NamedTuple):
+    """One typed pointer of a synset. `source` and `target` are WordNet's word numbers (1-based lemma
+    positions): 0 and 0 for a semantic pointer (synset to synset), else a lexical one from the source
+    lemma to the target lemma only (antonyms and derivational links are lexical: "gain" in {gain,
+    increase} is the opposite of "loss", not of "decrease")."""
+
+    kind: str
+    offset: str
+    pos: str
+    source: int = 0
+    target: int = 0
+
+
 class WordNetMissing(RuntimeError):
     """The WordNet database files are not installed."""
 
@@ -92,7 +106,7 @@ class Synset:
     lemmas: tuple[str, ...]
     definition: str
     examples: tuple[str, ...]
-    pointers: tuple[tuple[str, str, str], ...]  # (kind, target offset, target pos)
+    pointers: tuple[Pointer, ...]
     category: str = ""  # the lexicographer file (lexnames(5)), e.g. "noun.animal"
 
 
@@ -116,9 +130,12 @@ def parse_data_line(line: str, pos: str) -> Synset:
     p_cnt = int(fields[at])
     pointers = []
     for k in range(p_cnt):
-        symbol, target, target_pos = fields[at + 1 + 4 * k : at + 4 + 4 * k]
+        symbol, target, target_pos, words = fields[at + 1 + 4 * k : at + 5 + 4 * k]
         if symbol in POINTERS:
-            pointers.append((POINTERS[symbol], target, "a" if target_pos == "s" else target_pos))
+            pos_of_target = "a" if target_pos == "s" else target_pos
+            pointers.append(
+                Pointer(POINTERS[symbol], target, pos_of_target, int(words[:2], 16), int(words[2:], 16))
+            )
     parts = [p.strip() for p in gloss.strip().split(";")]
     definition = "; ".join(p for p in parts if not p.startswith('"'))
     examples = tuple(p.strip('"') for p in parts if p.startswith('"') and p.endswith('"'))
@@ -157,3 +174,20 @@ def senses(directory: Path = WORDNET_DIR) -> dict[str, tuple[tuple[str, str], ..
                 offsets = fields[4 + p_cnt + 2 :][:synset_cnt]
                 out.setdefault(lemma, []).extend((pos, o) for o in offsets)
     return {lemma: tuple(keys) for lemma, keys in out.items()}
+
+
+def related_lemmas(sense: Synset, word: str, kind: str, table: dict[tuple[str, str], Synset]) -> list[str]:
+    """The lemmas `word` (one of `sense`'s lemmas) reaches by pointers of `kind`: every lemma of the
+    target synset for a semantic pointer; for a lexical one, only a pointer from `word` itself, and only
+    its one target lemma."""
+    position = next((i for i, lemma in enumerate(sense.lemmas, 1) if lemma.lower() == word), 0)
+    out: list[str] = []
+    for pointer in sense.pointers:
+        target = table.get((pointer.pos, pointer.offset))
+        if pointer.kind != kind or target is None:
+            continue
+        if pointer.source == 0:
+            out.extend(target.lemmas)
+        elif pointer.source == position and 0 < pointer.target <= len(target.lemmas):
+            out.append(target.lemmas[pointer.target - 1])
+    return out

@@ -1,6 +1,8 @@
-"""SY v3: the reference's syllacrostic puzzle, clued from WordNet 3.0, 50 levels.
+"""SY v4: the reference's syllacrostic puzzle, clued from WordNet 3.0, 50 levels.
 
-A puzzle gives a sorted bank of syllable tiles and one clue per answer word. The answer is the
+A puzzle is the reference's prompt (its curriculum eval loop's `format_puzzle_prompt`, "matching the
+actual training data format"): its rules, one numbered word slot per answer word with a blank per
+syllable and the clue after an em dash, and the shuffled, comma-separated syllable bank. The answer is the
 reference's contract (its configs/skills/sy.yaml, `output_schema`): a JSON object
 `{"solutions": [{"ans_num", "syllables", "answer"}], "inventory_check": {...}}`, one solution per clue
 in clue order (ans_num 1, 2, ...), syllables before the word, answers UPPERCASE, every tile used
@@ -16,19 +18,21 @@ Levels 1-10 are the reference's level table on its six axes; 11-50 extrapolate:
 - words: puzzle size, a range drawn per puzzle (4 at L1, 9-10 at L10 and beyond);
 - syllables: the counts a word may have (2-3 at L1, 4-6 from L8);
 - zipf: the target Zipf frequency (5.5 at L1, 2.0 at L10, 1.75 at L50); a level draws from every
-  lexicon word with its syllable count whose frequency lies in [zipf - ZIPF_BELOW, zipf + ZIPF_ABOVE];
+  lexicon word with its syllable count whose frequency lies within the level's band of it (1.0; 1.4
+  at L1 and 1.5 from L10, where English has too few such words for 10x the eval words; ZIPF_FLOOR);
 - overlap: the reference's cap on the overlap ratio (word tiles - distinct tiles) / word tiles
   (0 at L1-2, 0.8 at L10, 0.9 at L50); below the cap a word sharing a tile is preferred with that
   probability, so the ratio approaches the cap;
 - herrings: unused tiles in the bank, a range drawn per puzzle (0 to 5-6 at L10, 8-9 at L50);
 - clue kinds: what a clue may be, one drawn per clue, weakening along the reference's hint column:
   definitions and synonyms (L1), + categories (L4), + examples (L5), + hypernyms/hyponyms (L6),
-  + antonyms and domains (L7), + morphology (L8), + etymology (L9), + minimal (L10: first letter and
-  syllable count only). From L11 the strongest kinds retire. A drawn word that has no clue of the
+  + antonyms and domains (L7), + morphology (L8), + etymology (L9), + minimal (L10: "starts with X";
+  the slot's blanks give the syllable count). From L11 the strongest kinds retire. A drawn word that has no clue of the
   drawn kind is put back and another word drawn (after DRAWS_PER_SLOT misses, the slot takes a kind
   every word has: its definition, or the minimal clue once definitions retire).
 Clues come from WordNet (skills/lexicon.py): glosses, synonyms, lexicographer categories, gloss
-examples, hypernyms, hyponyms, antonyms, topic domains, derivationally related forms; etymologies
+examples, hypernyms, hyponyms, topic domains; antonyms and derivationally related forms follow WordNet's
+lexical pointers (from the word itself to its one target word, not between synsets); etymologies
 from the `ety` package's offline data (read as a file, not imported: ety's import needs setuptools).
 """
 
@@ -44,6 +48,7 @@ from typing import Any, NamedTuple
 
 from realm_pipeline.skills.base import Score, SkillItem
 from realm_pipeline.skills.drills import check_index, check_level, make_rng
+from realm_pipeline.skills.lexicon import related_lemmas
 from realm_pipeline.skills.syllables import pronunciations, syllabify
 
 MIN_SYLLABLES, MAX_SYLLABLES = 2, 6
@@ -61,13 +66,23 @@ KINDS = (
     "etymology",
     "minimal",
 )
-# A level's vocabulary band around its target Zipf frequency; words wordfreq does not know (Zipf 0)
-# or barely knows are never drawn. The band is wide so a level's eval words are a small share of it.
-ZIPF_BELOW, ZIPF_ABOVE, ZIPF_FLOOR = 1.0, 1.0, 1.0
+# A level draws words whose Zipf frequency lies within its band (SyParams.band) of the target; words
+# wordfreq does not know (Zipf 0) or barely knows (below the floor) are never drawn.
+ZIPF_FLOOR = 1.0
 MAX_CLUE = 80  # longer glosses and examples are skipped: every level must fit the hero's max_length
 # Draws per slot for the drawn clue kind before the slot settles for a kind every word has.
 DRAWS_PER_SLOT = 200
 RED_HERRINGS = "red herrings"
+# The reference's prompt (its curriculum eval loop renders "the actual training data format"): word
+# slots with one blank per syllable, a clue after an em dash, then the shuffled, comma-separated bank.
+SLOT_BLANK, CLUE_DASH = "___", " \u2014 "
+# Every character SY writes beyond printable ASCII (the tiny tokenizer's alphabet).
+SY_CHARACTERS = CLUE_DASH.strip()
+# The reference's level names (sy.yaml level_progression); levels past 10 extrapolate its Master.
+LEVEL_NAMES = (
+    "Beginner", "Easy", "Novice", "Learning", "Intermediate",
+    "Competent", "Proficient", "Advanced", "Expert", "Master",
+)  # fmt: skip
 
 
 class Entry(NamedTuple):
@@ -87,6 +102,9 @@ class SyParams(NamedTuple):
     overlap: float  # cap on (word tiles - distinct tiles) / word tiles
     herrings: tuple[int, int]  # unused tiles, lowest and highest
     kinds: tuple[str, ...]  # clue kinds a clue may be
+    # realm's, not the reference's: the Zipf half-width a level draws from, wide enough that its
+    # training can draw at least 10x the words of its 50-item eval set (BENCHMARKS.md)
+    band: float = 1.0
 
 
 def _upto(last: str) -> tuple[str, ...]:
@@ -95,7 +113,8 @@ def _upto(last: str) -> tuple[str, ...]:
 
 # The reference's levels 1-10 (configs/skills/sy.yaml `level_progression`), axis by axis.
 REFERENCE_LEVELS: tuple[SyParams, ...] = (
-    SyParams((4, 4), (2, 3), 5.5, 0.0, (0, 0), _upto("synonym")),
+    # L1: English has few common 2-3 syllable words; +-1.4 gives 10x the eval words (mean Zipf 4.6)
+    SyParams((4, 4), (2, 3), 5.5, 0.0, (0, 0), _upto("synonym"), band=1.4),
     SyParams((4, 5), (2, 3), 5.0, 0.0, (0, 0), _upto("synonym")),
     SyParams((5, 5), (2, 3, 4), 4.5, 0.1, (0, 0), _upto("synonym")),  # "+ slight overlap"
     SyParams((5, 6), (3, 4), 4.0, 0.2, (0, 1), _upto("category")),
@@ -104,7 +123,8 @@ REFERENCE_LEVELS: tuple[SyParams, ...] = (
     SyParams((7, 7), (4, 5), 2.8, 0.5, (2, 3), _upto("domain")),
     SyParams((7, 8), (4, 5, 6), 2.5, 0.6, (3, 4), _upto("morphology")),
     SyParams((8, 9), (4, 5, 6), 2.5, 0.7, (4, 5), _upto("etymology")),
-    SyParams((9, 10), (4, 5, 6), 2.0, 0.8, (5, 6), KINDS),
+    # L10: few rare 4-6 syllable words that wordfreq knows (the floor cuts below); +-1.5 gives 10x
+    SyParams((9, 10), (4, 5, 6), 2.0, 0.8, (5, 6), KINDS, band=1.5),
 )
 
 
@@ -194,8 +214,8 @@ def clue(word: str, kind: str) -> str | None:
     from realm_pipeline.skills.lexicon import senses as sense_index
     from realm_pipeline.skills.lexicon import synsets
 
-    if kind == "minimal":
-        return f"starts with {word[0].upper()}, {len(_by_word()[word].syllables)} syllables"
+    if kind == "minimal":  # the reference's "starts with X"; the slot's blanks give the syllable count
+        return f"starts with {word[0].upper()}"
     if kind == "etymology":
         for origin in _etymologies().get(word, []):
             for root, lang in origin.items():
@@ -221,9 +241,20 @@ def clue(word: str, kind: str) -> str | None:
     return None
 
 
+# Clue kinds read from one WordNet pointer: (pointer kind, clue wording).
+POINTER_CLUES = {
+    "hypernym": ("hypernym", "a kind of {}"),
+    "hyponym": ("hyponym", "includes {}"),
+    "antonym": ("antonym", "opposite of {}"),
+    "domain": ("domain", "a term of {}"),
+    "morphology": ("related", "related form: {}"),
+}
+
+
 def _sense_clue(word: str, kind: str, sense: Any, synset_table: dict) -> str | None:
     def targets(pointer: str) -> list[Any]:
-        return [synset_table[(p, o)] for k, o, p in sense.pointers if k == pointer and (p, o) in synset_table]
+        keys = [(p.pos, p.offset) for p in sense.pointers if p.kind == pointer]
+        return [synset_table[key] for key in keys if key in synset_table]
 
     if kind == "definition":
         return _clean(sense.definition, word)
@@ -243,18 +274,13 @@ def _sense_clue(word: str, kind: str, sense: Any, synset_table: dict) -> str | N
                 if text:
                     return text
         return None
-    kinds = {
-        "hypernym": ("hypernym", "a kind of {}"),
-        "hyponym": ("hyponym", "includes {}"),
-        "antonym": ("antonym", "opposite of {}"),
-        "domain": ("domain", "a term of {}"),
-        "morphology": ("related", "related form: {}"),
-    }
-    pointer, template = kinds[kind]
-    for target in targets(pointer):
-        lemmas = target.lemmas
-        if kind == "morphology":  # the derivationally related lemma that shares the word's stem
-            lemmas = tuple(x for x in lemmas if x[:3].lower() == word[:3])
+    pointer, template = POINTER_CLUES[kind]
+    if kind in ("antonym", "morphology"):
+        # lexical pointers: the word's own antonym or derived form, not another lemma's of its synset
+        candidates = [(lemma,) for lemma in related_lemmas(sense, word, pointer, synset_table)]
+    else:
+        candidates = [target.lemmas for target in targets(pointer)]
+    for lemmas in candidates:
         other = _other_lemma(lemmas, word)
         text = _clean(template.format(other), word, stem_ok=kind == "morphology") if other else None
         if text:
@@ -266,7 +292,7 @@ class SySkill:
     """Syllacrostic puzzles in the reference's format; see the module docstring for the level design."""
 
     name = "sy"
-    version = "3"
+    version = "4"
     max_level = 50
 
     def params(self, level: int) -> SyParams:
@@ -286,6 +312,7 @@ class SySkill:
             overlap=round(last.overlap + 0.1 * t, 4),
             herrings=(last.herrings[0] + more_herrings, last.herrings[1] + more_herrings),
             kinds=KINDS[retired:],
+            band=last.band,
         )
 
     def pool(self, level: int) -> dict[int, tuple[Entry, ...]]:
@@ -329,13 +356,14 @@ class SySkill:
                     f"sy L{level}: no word fits slot {len(chosen) + 1} (seed {seed}, index {index})"
                 )
         herrings = rng.sample(_all_syllables(), rng.randint(*p.herrings))
-        tiles = sorted([s for e, _, _ in chosen for s in e.syllables] + herrings)
-        lines = [self._instruction(len(herrings)), "tiles: " + " ".join(tiles)]
-        lines += [f"{i}. {text}" for i, (_, _, text) in enumerate(chosen, 1)]
-        answer = _answer([e for e, _, _ in chosen], tiles, herrings)
+        bank = [s for e, _, _ in chosen for s in e.syllables] + herrings
+        rng.shuffle(bank)
+        slots = [(len(e.syllables), text) for e, _, text in chosen]
+        prompt = _prompt(level, slots, bank, len(herrings))
+        answer = _answer([e for e, _, _ in chosen], sorted(bank), herrings)
         weakest = max((k for _, k, _ in chosen), key=KINDS.index)
         tags = {"primitive": "seq_transform", "operation": "syllacrostic", "signal": f"clue-{weakest}"}
-        return SkillItem(self.name, level, seed, index, "\n".join(lines), answer, tags=tags)
+        return SkillItem(self.name, level, seed, index, prompt, answer, tags=tags)
 
     def score(self, item: SkillItem, output: str) -> Score:
         """Exact, in the reference's contract: solution k has ans_num k, the clue's syllables and the
@@ -377,8 +405,8 @@ class SySkill:
         return len(eval_words), sum(len(v) for v in self.pool(level).values())
 
     def longest(self, level: int) -> tuple[int, int]:
-        """Upper bound: fixed lines plus, for the largest puzzle with the most herrings, the sum of the
-        largest per-word lengths over the level's pool (tiles, clue lines, solutions, inventory)."""
+        """Upper bound: the prompt's frame plus, for the largest puzzle with the most herrings, the sum of
+        the largest per-word lengths over the level's pool (slots, bank, solutions, inventory)."""
         p = self.params(level)
         words = [e for entries in self.pool(level).values() for e in entries]
         most_words, most_herrings = p.words[1], p.herrings[1]
@@ -389,12 +417,14 @@ class SySkill:
             return sum(sorted(lengths, reverse=True)[:most_words])
 
         longest_syllable = max(map(len, _all_syllables()))
-        instruction = len(self._instruction(most_herrings))
-        tiles = len("tiles: ") + top([len(e.word) + len(e.syllables) for e in words])
-        tiles += most_herrings * (longest_syllable + 1)
+        frame = len(_prompt(level, [], [], most_herrings, words=most_words))
         numbering = sum(len(f"{i}. ") for i in range(1, most_words + 1))
-        clues = numbering + most_words * MAX_CLUE + most_words
-        prompt = instruction + 1 + tiles + 1 + clues
+        blanks = len(" ".join([SLOT_BLANK] * max(p.syllables)))
+        slots = numbering + most_words * (blanks + len(CLUE_DASH) + MAX_CLUE + 1)
+        bank = top([len(e.word) + 2 * len(e.syllables) for e in words]) + most_herrings * (
+            longest_syllable + 2
+        )
+        prompt = frame + slots + bank
         # one inventory key per tile at most: `"tile":N,` in usage and in used, `"tile",` in unused
         per_tile = [len(e.word) + len(e.syllables) * (4 + count_digits) for e in words]
         herring_key = longest_syllable + 4 + count_digits
@@ -404,20 +434,43 @@ class SySkill:
         solutions = top([len(_solution(most_words, e)) + 1 for e in words])
         return prompt, solutions + inventory + len('{"solutions":[],"inventory_check":}')
 
-    @staticmethod
-    def _instruction(herrings: int) -> str:
-        return (
-            "sy: rebuild each clued word from the syllable tiles; use every tile exactly once"
-            + (f" except {herrings} {RED_HERRINGS}" if herrings else "")
-            + '. Reply JSON {"solutions":[{"ans_num":1,"syllables":[..],"answer":"WORD"},..],'
-            '"inventory_check":{"total_tiles":..,"usage":{..},"used":{..},"unused_tiles":[..],"status":..}}'
-            ", answers UPPERCASE, in clue order."
-        )
+    def longest_bytes(self, level: int) -> tuple[int, int]:
+        """`longest` in UTF-8 bytes: every character SY writes is ASCII but the slots' em dashes."""
+        prompt, answer = self.longest(level)
+        wide = len(SY_CHARACTERS.encode("utf-8")) - 1
+        return prompt + self.params(level).words[1] * wide, answer
+
+
+def _prompt(
+    level: int, slots: list[tuple[int, str]], bank: list[str], herrings: int, words: int | None = None
+) -> str:
+    """The reference's puzzle prompt: its rules, one line of blanks (one per syllable) and a clue per
+    word slot, the bank; `words` states another count (the length bound renders the frame alone)."""
+    name = LEVEL_NAMES[min(level, len(LEVEL_NAMES)) - 1]
+    unused = f", except {herrings} {RED_HERRINGS} that stay unused" if herrings else ""
+    lines = [
+        "SYLLO Puzzle",
+        "You must recover every hidden word by assigning syllable tiles to definitions.",
+        f"Difficulty: {name} (level {level}).",
+        "Rules:",
+        f"- {len(slots) if words is None else words} target words.",
+        "- Each word lists its syllable count via blank slots.",
+        f"- Use every tile exactly once{unused}.",
+        "- Return your answers as JSON with keys `solutions` and `inventory_check`;"
+        " answers UPPERCASE, in slot order.",
+        "",
+        "Word slots:",
+    ]
+    lines += [
+        f"{i}. {' '.join([SLOT_BLANK] * count)}{CLUE_DASH}{text}" for i, (count, text) in enumerate(slots, 1)
+    ]
+    lines += ["", "Syllable bank: " + ", ".join(bank), "", "Return valid JSON:"]
+    return "\n".join(lines)
 
 
 @functools.lru_cache(maxsize=64)
 def _pool(p: SyParams) -> dict[int, tuple[Entry, ...]]:
-    low, high = p.zipf - ZIPF_BELOW, p.zipf + ZIPF_ABOVE
+    low, high = max(ZIPF_FLOOR, p.zipf - p.band), p.zipf + p.band
     return {
         count: tuple(e for e in lexicon() if len(e.syllables) == count and low <= e.zipf <= high)
         for count in p.syllables

@@ -17,10 +17,11 @@ def test_parse_data_line_reads_lemmas_pointers_gloss_and_examples() -> None:
     )
     s = lexicon.parse_data_line(line, "v")
     assert s.lemmas == ("breathe", "take a breath", "respire", "suspire")
+    # semantic pointers (0000) join synsets; lexical ones (0303: word 3 to word 3) join two words
     assert s.pointers == (
-        ("hypernym", "00004227", "v"),
-        ("antonym", "00005041", "v"),
-        ("related", "00831191", "n"),
+        ("hypernym", "00004227", "v", 0, 0),
+        ("antonym", "00005041", "v", 0, 0),
+        ("related", "00831191", "n", 3, 3),
     )
     assert s.definition == "draw air into, and expel out of, the lungs"
     assert s.examples == ("I can breathe better when the air is clean",)
@@ -33,11 +34,15 @@ def test_the_installed_database_gives_hypernyms_antonyms_and_senses_in_frequency
     assert len(table) > 110_000 and len(index) > 70_000
     dog = table[index["dog"][0]]
     assert "dog" in dog.lemmas and "domesticated" in dog.definition
-    hypernyms = {table[(p, o)].lemmas[0] for kind, o, p in dog.pointers if kind == "hypernym"}
+    hypernyms = {table[(p.pos, p.offset)].lemmas[0] for p in dog.pointers if p.kind == "hypernym"}
     assert "canine" in hypernyms
     good = next(table[k] for k in index["good"] if k[0] == "a")
-    antonyms = {table[(p, o)].lemmas[0] for kind, o, p in good.pointers if kind == "antonym"}
-    assert "bad" in antonyms
+    assert "bad" in lexicon.related_lemmas(good, "good", "antonym", table)
+    # {small, little}: each lemma has its own antonym (lexical pointers), not the synset's
+    small = next(table[k] for k in index["small"] if k[0] == "a")
+    assert set(small.lemmas) >= {"small", "little"}
+    assert lexicon.related_lemmas(small, "small", "antonym", table) == ["large"]
+    assert lexicon.related_lemmas(small, "little", "antonym", table) == ["big"]
 
 
 def test_a_missing_database_names_how_to_install_it(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""SY v3 against the reference (its configs/skills/sy.yaml): the level table axis by axis, checked on
-generated items; WordNet clues; the reference's answer contract and an exact scorer; vocabulary size."""
+"""SY v4 against the reference (its configs/skills/sy.yaml and its eval loop's prompt): the level table
+axis by axis, checked on generated items; the prompt's word slots and bank; WordNet clues, antonyms by
+WordNet's lexical links; the reference's answer contract and an exact scorer; vocabulary size."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ ROWS = {
     10: ((9, 10), (4, 6), 2.0, 80, (5, 6), {"minimal"}),
 }
 REFERENCE = {level: dict(zip(AXES, row, strict=True)) for level, row in ROWS.items()}
+# realm's Zipf half-width per level (not the reference's: it draws from a small word list): 1.0, wider
+# where English has too few words near the target for 10x the eval words (README, BENCHMARKS.md)
+BAND = {level: 1.0 for level in ROWS} | {1: 1.4, 10: 1.5}
 for _level in range(1, 11):  # the kinds a level allows: every kind added up to it
     REFERENCE[_level]["kinds"] = set().union(*(ROWS[lv][-1] for lv in range(1, _level + 1)))
 
@@ -50,7 +54,7 @@ CLUE_FORMS = {
     "domain": r"a term of .+",
     "morphology": r"related form: .+",
     "etymology": r'from [A-Z][^"]* ".+"',
-    "minimal": r"starts with [A-Z], \d syllables",
+    "minimal": r"starts with [A-Z]",
 }
 
 
@@ -60,11 +64,21 @@ def _kind(text: str) -> str:
     return kinds[0] if kinds else "definition"
 
 
+SLOT = re.compile(r"(\d+)\. ((?:___ )*___) \u2014 (.+)")
+
+
+def _slots(item: SkillItem) -> list[tuple[int, int, str]]:
+    """(slot number, blanks, clue) per word slot of the prompt."""
+    return [
+        (int(m[1]), m[2].count("___"), m[3]) for ln in item.prompt.split("\n") if (m := SLOT.fullmatch(ln))
+    ]
+
+
 def _parts(item: SkillItem) -> tuple[list[str], list[str], dict]:
     lines = item.prompt.split("\n")
-    tiles = next(ln for ln in lines if ln.startswith("tiles: "))[len("tiles: ") :].split(" ")
-    clues = [re.sub(r"^\d+\. ", "", ln) for ln in lines if re.match(r"\d+\. ", ln)]
-    return tiles, clues, json.loads(item.answer)
+    bank = next(ln for ln in lines if ln.startswith("Syllable bank: "))
+    tiles = bank.removeprefix("Syllable bank: ").split(", ")
+    return tiles, [text for _, _, text in _slots(item)], json.loads(item.answer)
 
 
 def test_levels_1_to_10_follow_the_reference_table_on_all_six_axes() -> None:
@@ -82,9 +96,9 @@ def test_levels_1_to_10_follow_the_reference_table_on_all_six_axes() -> None:
             # axis 2, syllables
             low, high = ref["syllables"]
             assert all(low <= len(s["syllables"]) <= high for s in solutions), (level, "syllables")
-            # axis 3, zipf: every word near the target (within the documented band of 1.0)
+            # axis 3, zipf: every word near the target (within the level's documented band)
             word_zipf = [wordfreq.zipf_frequency(s["answer"].lower(), "en") for s in solutions]
-            assert all(abs(z - ref["zipf"]) <= 1.0 + 1e-9 for z in word_zipf), (level, "zipf", word_zipf)
+            assert all(abs(z - ref["zipf"]) <= BAND[level] + 1e-9 for z in word_zipf), (level, word_zipf)
             zipfs += word_zipf
             # axis 4, overlap: (word tiles - distinct tiles) / word tiles never above the cap
             word_tiles = [t for s in solutions for t in s["syllables"]]
@@ -100,7 +114,8 @@ def test_levels_1_to_10_follow_the_reference_table_on_all_six_axes() -> None:
             kinds = {_kind(c) for c in clues}
             assert kinds <= ref["kinds"], (level, "clue kinds", kinds - ref["kinds"])
             kinds_seen |= kinds
-        assert abs(sum(zipfs) / len(zipfs) - ref["zipf"]) <= 0.75, (level, "zipf mean")
+        # the mean is near the target: L1's sits lowest (few common 2-3 syllable words), 4.6 for 5.5
+        assert abs(sum(zipfs) / len(zipfs) - ref["zipf"]) <= 1.0, (level, "zipf mean")
         assert ref["new"] <= kinds_seen, (level, "the level's new clue kinds appear")
 
 
@@ -139,7 +154,11 @@ def test_clues_come_from_wordnet_and_a_word_without_the_drawn_kind_is_not_drawn(
                 if kind == "synonym":
                     assert text.removeprefix("synonym: ").lower() in lemmas_of_senses
                 if kind == "minimal":
-                    assert text == f"starts with {word[0].upper()}, {len(solution['syllables'])} syllables"
+                    assert text == f"starts with {word[0].upper()}"
+                if kind == "antonym":  # WordNet's lexical link from this very word to that word
+                    assert _lexical_antonyms(word) and text.removeprefix("opposite of ") in _lexical_antonyms(
+                        word
+                    )
     # WordNet's own gloss of ORTHODOXY names its stem; such a definition is refused
     orthodoxy = next(synsets()[k] for k in senses()["orthodoxy"])
     assert "orthodox " in orthodoxy.definition and clue("orthodoxy", "definition") != orthodoxy.definition
@@ -148,14 +167,57 @@ def test_clues_come_from_wordnet_and_a_word_without_the_drawn_kind_is_not_drawn(
     assert sum(clue(w, "antonym") is None for w in pool[:300]) > 150
 
 
-def test_vocabulary_is_ten_times_the_eval_words_from_level_2_to_9() -> None:
+def _lexical_antonyms(word: str) -> set[str]:
+    """The words WordNet links to `word` by an antonym pointer whose source is `word` itself (resolved
+    here from the parsed synsets, independently of sy.py and lexicon.related_lemmas)."""
+    table, index = synsets(), senses()
+    out = set()
+    for key in index.get(word, ()):
+        sense = table[key]
+        for p in sense.pointers:
+            if p.kind == "antonym" and p.source and sense.lemmas[p.source - 1].lower() == word:
+                out.add(table[(p.pos, p.offset)].lemmas[p.target - 1])
+    return out
+
+
+def test_an_antonym_clue_is_the_words_own_antonym_not_another_lemmas() -> None:
+    """{small, little} is one WordNet synset, but its antonym links are lexical: small <-> large and
+    little <-> big. Taking the target synset's first lemma (v3) clued LITTLE as "opposite of large"."""
+    assert clue("small", "antonym") == "opposite of large"
+    assert clue("little", "antonym") == "opposite of big"
+    assert "big" in _lexical_antonyms("little") and "large" not in _lexical_antonyms("little")
+    # and every antonym clue a level-7 pool can give is such a link (a sample of 400 words)
+    pool = [e.word for entries in SY.pool(7).values() for e in entries][:400]
+    given = [(w, c) for w in pool if (c := clue(w, "antonym"))]
+    assert len(given) > 20
+    assert all(c.removeprefix("opposite of ") in _lexical_antonyms(w) for w, c in given)
+
+
+def test_the_prompt_is_the_references_word_slots_and_bank() -> None:
+    """One numbered slot per answer word, a blank per syllable of that word, the clue after an em dash;
+    the bank holds exactly the tiles (words' syllables and herrings), shuffled, comma-separated."""
+    unsorted = 0
+    for level in (1, 5, 10, 30):
+        for i in range(10):
+            item = SY.generate(level, 4, i)
+            tiles, _, answer = _parts(item)
+            slots = _slots(item)
+            assert [n for n, _, _ in slots] == list(range(1, len(answer["solutions"]) + 1))
+            assert [b for _, b, _ in slots] == [len(s["syllables"]) for s in answer["solutions"]]
+            assert Counter(tiles) == Counter(answer["inventory_check"]["usage"])
+            assert item.prompt.startswith("SYLLO Puzzle\n") and item.prompt.endswith("\nReturn valid JSON:")
+            assert f"- {len(slots)} target words." in item.prompt
+            unsorted += tiles != sorted(tiles)
+    assert unsorted > 30  # shuffled: a sorted bank would hand the model an order to read words from
+
+
+def test_vocabulary_is_ten_times_the_eval_words_at_every_reference_level() -> None:
     """(words training can draw) / (distinct words of the eval set of 50 items, the configured size)."""
     ratios = {}
     for level in range(1, 11):
         eval_words, pool = SY.vocabulary(level, 50)
         ratios[level] = pool / eval_words
-    assert all(ratios[level] >= 10 for level in range(2, 10)), ratios
-    assert ratios[1] >= 6 and ratios[10] >= 9, ratios  # L1's common words and L10's rare ones are fewer
+    assert all(ratio >= 10 for ratio in ratios.values()), ratios
 
 
 # ---------------------------------------------------------------- the reference's contract, scored exactly
@@ -227,9 +289,9 @@ def test_the_scorer_accepts_the_reference_answer_and_rejects_one_change() -> Non
         assert not res.correct and res.partial == 0.0
 
 
-def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
-    """An SY score stored under v2's protocol is not current once SY is v3: stale_scores lists it and
-    the automation re-scores it (the champion's); the same score under v3's protocol is current."""
+def test_version_4_makes_a_version_3_score_stale(tmp_path, config_dir) -> None:
+    """An SY score stored under v3's protocol is not current once SY is v4: stale_scores lists it and
+    the automation re-scores it (the champion's); the same score under v4's protocol is current."""
     from realm_pipeline import ledger
     from realm_pipeline.evaluation.scores import (
         checkpoints_to_rescore,
@@ -243,7 +305,7 @@ def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
     from realm_pipeline.skills.heldout import eval_items, eval_set_hash
     from tests.test_sensors_regression import score
 
-    assert SY.version == "3"
+    assert SY.version == "4"
     settings = Settings(config_dir)
     set_hash = eval_set_hash(eval_items(SY, 1, 50))
     con = ledger.duckdb.connect(str(tmp_path / "realm.duckdb"))
@@ -264,7 +326,7 @@ def test_version_3_makes_a_version_2_score_stale(tmp_path, config_dir) -> None:
             "fingerprint": f"{ckpt}:{version}",
         }
 
-    ledger.upsert(con, "eval_scores", [under("2", ckpts[0]), under("3", ckpts[1])])
+    ledger.upsert(con, "eval_scores", [under("3", ckpts[0]), under("4", ckpts[1])])
     assert stale_scores(con) == [(ckpts[0], "sy")]
     con.execute("INSERT INTO hero_state (hero, champion) VALUES ('tiny', ?)", [ckpts[0]])
     assert checkpoints_to_rescore(con, "tiny") == [(ckpts[0], "sy")]  # what the automation re-scores
