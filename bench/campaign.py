@@ -16,6 +16,11 @@ steps and the same seeds (the hero's seed and the checkpoint keys), each in HOME
 of levels reached, held-out accuracy of every mastered level at the last checkpoint, and wall time:
 
     .venv/bin/python bench/campaign.py --skills bin --segments 9 --schedules restart,carry,continuous
+
+Where a segment's wall time goes (every run): the training steps themselves (tokens / tokens_per_s),
+the trainer's whole loop (steps, held-out losses, saves), the train run, the eval runs and the rollup runs
+(Dagster's own start and end times), and the rest (run launches, the campaign's polling): printed after
+the report, with the share of the segment's wall that is not training steps.
 """
 
 from __future__ import annotations
@@ -135,6 +140,85 @@ def report(home: Path, config_dir: Path, wall_s: float) -> None:
     print(f"wall time {wall_s / 60:.1f} min for {len(state.timeline)} segments on {os.cpu_count()} cores")
 
 
+def time_breakdown(home: Path) -> list[dict]:
+    """Per segment (train run start to the next one's): seconds of training steps, the trainer's loop, the
+    train run, the eval runs, the rollup runs and the rest, from the ledger and the Dagster instance."""
+    import dagster as dg
+
+    from realm_pipeline import ledger
+
+    with ledger.connect(home / "realm.duckdb", read_only=True) as con:
+        trained = {
+            ckpt: (tokens / max(rate, 1e-9), wall)
+            for ckpt, tokens, rate, wall in con.execute(
+                "SELECT checkpoint_id, tokens, tokens_per_s, wall_s FROM checkpoints WHERE hero = ?", [HERO]
+            ).fetchall()
+        }
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as instance:
+        records = [
+            r
+            for r in instance.get_run_records(ascending=True, order_by="create_timestamp")
+            if r.start_time and r.end_time
+        ]
+    trains = [r for r in records if r.dagster_run.job_name == "train_job"]
+    rows = []
+    for i, train in enumerate(trains):
+        start = train.start_time
+        stop = trains[i + 1].start_time if i + 1 < len(trains) else max(r.end_time for r in records)
+        inside = [r for r in records if start <= r.start_time < stop and r is not train]
+        ckpt = train.dagster_run.tags.get("dagster/partition", "")
+        steps_s, loop_s = trained.get(ckpt, (float("nan"), float("nan")))
+
+        evals = [r for r in inside if "eval" in r.dagster_run.job_name]
+        others = [
+            r for r in inside if r not in evals
+        ]  # rollups (curriculum, leaderboard, mirror) and the rest
+        wall = stop - start
+        row = {
+            "checkpoint": ckpt,
+            "steps_s": steps_s,
+            "loop_s": loop_s,
+            "train_run_s": train.end_time - train.start_time,
+            "eval_s": sum(r.end_time - r.start_time for r in evals),
+            "rollup_s": sum(r.end_time - r.start_time for r in others),
+            "runs": len(inside) + 1,
+            "wall_s": wall,
+        }
+        # runs may overlap (an eval beside a rollup); what no run covers is launch and polling time
+        covered = _union_seconds([(r.start_time, min(r.end_time, stop)) for r in [train, *inside]])
+        row["idle_s"] = wall - covered
+        rows.append(row)
+    return rows
+
+
+def _union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one (start, end) span."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def print_breakdown(rows: list[dict]) -> None:
+    """The per-segment table of time_breakdown and the overhead share over all segments."""
+    cols = ("steps_s", "loop_s", "train_run_s", "eval_s", "rollup_s", "idle_s", "wall_s")
+    print("\n| checkpoint | " + " | ".join(cols) + " | not training |")
+    print("|---" * (len(cols) + 2) + "|")
+    for r in rows:
+        share = 1 - r["steps_s"] / r["wall_s"]
+        cells = " | ".join(f"{r[c]:.1f}" for c in cols)
+        print(f"| {r['checkpoint']} ({r['runs']} runs) | {cells} | {share:.0%} |")
+    if rows:
+        steps, wall = sum(r["steps_s"] for r in rows), sum(r["wall_s"] for r in rows)
+        share = 1 - steps / wall
+        print(
+            f"all segments: {steps:.0f} s of training steps in {wall:.0f} s wall: {share:.0%} is not training"
+        )
+
+
 def arm_summary(home: Path, config_dir: Path) -> dict:
     """One arm's outcome: levels, the held-out accuracy of each mastered level on the newest checkpoint
     evaluated at it, and the segment of each level-up."""
@@ -245,6 +329,7 @@ def main() -> None:
         )
     wall = 0.0 if args.report_only else run_campaign(home, config_dir, args.segments)
     report(home, config_dir, wall)
+    print_breakdown(time_breakdown(home))
 
 
 if __name__ == "__main__":
