@@ -387,6 +387,20 @@ class SySkill:
         }
         return Score(correct, right / len(expected), detail)
 
+    def score_reference(self, item: SkillItem, output: str) -> Score:
+        """The reference's rule (its eval loop's check_answer): the set of answer words equals the set of
+        expected words, case and order aside; inventory and syllables are not checked. Words come from
+        the JSON's solutions (`answer`), else, as its last resort, from the UPPERCASE words of 4+ letters."""
+        expected = {s["answer"].lower() for s in json.loads(item.answer)["solutions"]}
+        data = _parse_object(output)
+        solutions = data.get("solutions") if data is not None else None
+        words = {
+            str(s["answer"]).lower() for s in solutions or [] if isinstance(s, dict) and "answer" in s
+        } or {w.lower() for w in re.findall(r"\b([A-Z]{4,})\b", output)}
+        right = len(expected & words)
+        detail = {"mode": "reference", "words_right": right, "words": len(expected)}
+        return Score(words == expected, right / len(expected), detail)
+
     def distinct_prompts(self, level: int) -> int | None:
         """Always None: even L1 chooses 4 of hundreds of words in order, far beyond 10**6."""
         check_level(self.name, level, self.max_level)

@@ -289,6 +289,28 @@ def test_the_scorer_accepts_the_reference_answer_and_rejects_one_change() -> Non
         assert not res.correct and res.partial == 0.0
 
 
+def test_the_references_rule_takes_its_answer_in_any_order_and_rejects_one_letter() -> None:
+    """`scoring: reference` scores as the reference's eval loop does: the set of answer words, order,
+    case and inventory aside; one letter changed in one word, a word missing or one extra is wrong."""
+    item = SY.generate(6, 2, 1)
+    ref = json.loads(item.answer)
+    words = [s["answer"] for s in ref["solutions"]]
+    shuffled = {"solutions": list(reversed(ref["solutions"]))}  # no inventory, clue order reversed
+    lowercase = {"solutions": [dict(s, answer=s["answer"].lower()) for s in ref["solutions"]]}
+    for accepted in (item.answer, _reference_format(ref), json.dumps(shuffled), json.dumps(lowercase)):
+        assert SY.score_reference(item, accepted).correct
+    assert not SY.score(item, json.dumps(shuffled)).correct  # the exact scorer is stricter
+    assert SY.score_reference(item, "The words: " + ", ".join(words) + ".").correct  # its last resort
+    one_letter = json.loads(item.answer)
+    first = one_letter["solutions"][0]
+    first["answer"] = first["answer"][:-1] + ("X" if first["answer"][-1] != "X" else "Y")
+    missing = {"solutions": ref["solutions"][1:]}
+    extra = {"solutions": ref["solutions"] + [{"ans_num": 99, "syllables": ["ba"], "answer": "BANANA"}]}
+    for rejected, partial in ((one_letter, 1 - 1 / len(words)), (missing, 1 - 1 / len(words)), (extra, 1.0)):
+        res = SY.score_reference(item, json.dumps(rejected))
+        assert not res.correct and res.partial == pytest.approx(partial)
+
+
 def test_version_4_makes_a_version_3_score_stale(tmp_path, config_dir) -> None:
     """An SY score stored under v3's protocol is not current once SY is v4: stale_scores lists it and
     the automation re-scores it (the champion's); the same score under v4's protocol is current."""
