@@ -41,14 +41,26 @@ HERO = "tiny_bench"
 
 
 def write_configs(
-    dest: Path, skills: list[str], budget: int, schedule: str | None = None, segment_steps: int | None = None
+    dest: Path,
+    skills: list[str],
+    budget: int,
+    schedule: str | None = None,
+    segment_steps: int | None = None,
+    seed: int | None = None,
+    uniform_levels: int | None = None,
 ) -> Path:
     """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
-    the LR schedule across segments and steps per segment, when given)."""
+    the LR schedule across segments, steps per segment, the hero's seed and, for the no-curriculum arm,
+    the top level of its uniform mix, when given)."""
     shutil.copytree(REPO / "configs", dest)
     hero = yaml.safe_load((dest / "heroes" / "tiny.yaml").read_text())
     hero["name"] = HERO
     hero["campaign"]["skills"] = skills
+    if seed is not None:
+        hero["seed"] = seed
+    if uniform_levels is not None:
+        hero["campaign"]["curriculum"] = "uniform"
+        hero["campaign"]["uniform_levels"] = uniform_levels
     if schedule:
         hero["training"]["schedule"] = schedule
     if segment_steps:
@@ -221,7 +233,8 @@ def print_breakdown(rows: list[dict]) -> None:
 
 def arm_summary(home: Path, config_dir: Path) -> dict:
     """One arm's outcome: levels, the held-out accuracy of each mastered level on the newest checkpoint
-    evaluated at it, and the segment of each level-up."""
+    evaluated at it, the segment of each level-up, the last checkpoint's accuracy at every level it was
+    scored on, and each skill's verdict."""
     from realm_pipeline import ledger
     from realm_pipeline.campaign import curriculum_state, latest_scores
     from realm_pipeline.settings import Settings
@@ -235,6 +248,7 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
             if key not in newest or r["step"] > newest[key][0]:
                 newest[key] = (int(r["step"]), float(r["accuracy"]))
     steps = settings.heroes[HERO].campaign.segment_steps
+    last_step = max((step for step, _ in newest.values()), default=None)
     return {
         "levels": state.levels(),
         "held": {
@@ -245,6 +259,12 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
         },
         "level_ups": [f"{u.skill}@{u.mastered}:seg{u.step // steps}" for u in state.level_ups],
         "segments": len(state.timeline),
+        # every level scored on the last evaluated checkpoint (the curriculum's mastered, current and next;
+        # a uniform arm's every trained level)
+        "last": {key: round(acc, 2) for key, (step, acc) in newest.items() if step == last_step},
+        "verdicts": {}
+        if state.verdicts is None
+        else {n: v.verdict for n, v in state.verdicts.skills.items()},
     }
 
 
@@ -304,6 +324,44 @@ def schedule_arms(args: argparse.Namespace, home: Path) -> None:
     print(f"\n{os.cpu_count()} cores; shared machine: wall times are noisy")
 
 
+def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
+    """Per seed: (b) realm's curriculum, then (c) no curriculum (one continuous run on a uniform mix of
+    levels 1..K+1 of each skill, K the highest level (b) reached), equal segments x steps; a table of levels,
+    the last checkpoint's held-out accuracy at levels 1..K+1, verdicts and wall time."""
+    rows = []
+    skills = args.skills.split(",")
+    for seed in (int(x) for x in args.seeds.split(",")):
+        top = None
+        for arm in ("b", "c"):
+            name = f"{arm}-seed{seed}"
+            arm_home, config_dir = home / name, home / f"{name}-configs"
+            if not args.report_only:
+                for d in (arm_home, config_dir):
+                    if d.exists():
+                        shutil.rmtree(d)
+                schedule = "continuous" if arm == "c" else None
+                write_configs(config_dir, skills, args.segments, schedule, args.segment_steps, seed, top)
+                wall = run_campaign(arm_home, config_dir, args.segments)
+            else:
+                wall = float("nan")
+            summary = arm_summary(arm_home, config_dir)
+            if arm == "b":
+                top = max(summary["levels"].values()) + 1
+            rows.append((arm, seed, wall, top, summary))
+            print(f"{name}: {summary} wall {wall:.0f} s", flush=True)
+    print()
+    print("| arm | seed | levels | held-out accuracy, last checkpoint, levels 1..K+1 | verdicts | wall s |")
+    print("|---|---|---|---|---|---|")
+    for arm, seed, wall, top, r in rows:
+        levels = ", ".join(f"{s} L{lv}" for s, lv in r["levels"].items())
+        last = " ".join(
+            f"{s}@{lv}={acc:.2f}" for (s, lv), acc in sorted(r["last"].items()) if lv <= (top or 1)
+        )
+        verdicts = ", ".join(f"{s} {v}" for s, v in r["verdicts"].items())
+        print(f"| {arm} | {seed} | {levels} | {last or '-'} | {verdicts} | {wall:.0f} |")
+    print(f"\n{os.cpu_count()} cores")
+
+
 def main() -> None:
     """Run the campaign (or one per --schedules arm), then report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -315,10 +373,19 @@ def main() -> None:
         "--schedules", default=None, help="arms: comma-separated training.schedule values (restart,carry,...)"
     )
     parser.add_argument("--segment-steps", type=int, default=None, help="steps per segment (default: tiny's)")
+    parser.add_argument(
+        "--arms",
+        action="store_true",
+        help="arms b (realm's curriculum) and c (none: a uniform mix), per seed",
+    )
+    parser.add_argument("--seeds", default="1234,99", help="hero seeds for --arms")
     args = parser.parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
     if args.schedules:
         schedule_arms(args, home)
+        return
+    if args.arms:
+        curriculum_arms(args, home)
         return
     config_dir = home.parent / f"{home.name}-configs"
     if not args.report_only:

@@ -15,6 +15,7 @@ from realm_pipeline.evaluation.progression import (
     SegmentPoint,
     apply_progression,
     lost_levels,
+    uniform_mix,
 )
 from realm_pipeline.evaluation.regressions import split_bench
 from realm_pipeline.evaluation.scores import current_scores
@@ -132,8 +133,12 @@ def next_mix(
     before_step: int | None = None,
 ) -> list[tuple[str, int, float]]:
     """The next segment's (skill, level, weight) mix: the hero's mastered share and skill schedule, its
-    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets."""
+    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets; or,
+    under `curriculum: uniform`, the same uniform mix every segment."""
     cfg = settings.heroes[hero]
+    if cfg.campaign.curriculum == "uniform":
+        caps = {name: settings.skills[name].level_cap for name in cfg.campaign.skills}
+        return uniform_mix(caps, cfg.campaign.uniform_levels or 1)
     lost = lost_levels(
         state,
         trained_levels(con, hero, before_step=before_step),
@@ -237,10 +242,11 @@ def weakest_primitive(accuracy: dict[str, dict[str, float | int]]) -> str | None
     return min(accuracy, key=lambda p: (accuracy[p]["accuracy"], accuracy[p]["n"], p))
 
 
-def levels_to_evaluate(state: CurriculumState, skill: str) -> list[int]:
-    """Every mastered level, the current one and the next (within the cap)."""
+def levels_to_evaluate(state: CurriculumState, skill: str, trained_up_to: int = 0) -> list[int]:
+    """Every mastered level, the current one and the next (within the cap), and every level up to
+    `trained_up_to` (a uniform mix trains them all)."""
     s = state.skills[skill]
-    return sorted({*s.mastered, s.level, min(s.level + 1, s.cap)})
+    return sorted({*s.mastered, s.level, min(s.level + 1, s.cap), *range(1, min(trained_up_to, s.cap) + 1)})
 
 
 def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:

@@ -228,6 +228,11 @@ class HeroCampaign(_Strict):
     segment_steps: int = Field(ge=1)
     segment_budget: int = Field(ge=1)
     skill_schedule: SkillSchedule = SkillSchedule()
+    # `levels`: realm's curriculum (each segment's mix from the evals: levels being learned, replay of
+    # mastered ones). `uniform`: none, the baseline a curriculum must beat: every segment the same uniform
+    # mix of levels 1..uniform_levels of every skill (within its cap), every one of them evaluated.
+    curriculum: Literal["levels", "uniform"] = "levels"
+    uniform_levels: int | None = Field(None, ge=1, le=1000)
 
     @field_validator("skills")
     @classmethod
@@ -236,6 +241,16 @@ class HeroCampaign(_Strict):
         if twice:
             raise ValueError(f"skill named more than once: {', '.join(twice)}")
         return skills
+
+    @model_validator(mode="after")
+    def _uniform_levels_with_uniform(self) -> HeroCampaign:
+        if self.curriculum == "uniform" and self.uniform_levels is None:
+            raise ValueError("curriculum 'uniform' needs uniform_levels: the highest level its mix trains")
+        if self.curriculum != "uniform" and self.uniform_levels is not None:
+            raise ValueError(
+                f"uniform_levels is used by curriculum 'uniform' only (it is {self.curriculum!r})"
+            )
+        return self
 
 
 class HeroEval(_Strict):

@@ -206,3 +206,45 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
         two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
         assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two
         assert two[("bin", 2)] == pytest.approx(MAINTENANCE_SHARE * BOOST / (BOOST + 2))
+
+
+def test_a_uniform_curriculum_trains_the_same_mix_every_segment_and_evaluates_every_level_it_trains(
+    tmp_path, config_dir
+) -> None:
+    """The no-curriculum baseline (`curriculum: uniform`): whatever the evals say, every segment trains
+    levels 1..uniform_levels of every skill (within its cap) equally, and each is evaluated; a hero YAML
+    asking for it without the top level, or the top level without it, is refused naming the field."""
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import levels_to_evaluate, next_mix
+    from realm_pipeline.settings import ConfigError, Settings
+
+    path = config_dir / "heroes" / "tiny.yaml"
+    original = path.read_text()
+    budget = next(line for line in original.splitlines() if "segment_budget:" in line)
+    path.write_text(
+        original.replace("  skills: [bin]", "  skills: [bin, attn_count]").replace(
+            budget, f"{budget}\n  curriculum: uniform\n  uniform_levels: 3"
+        )
+    )
+    settings = Settings(config_dir)
+    for state in (
+        hero({"bin": 1, "attn_count": 1}, {"bin": 30, "attn_count": 10}),
+        hero({"bin": 4, "attn_count": 2}, {"bin": 30, "attn_count": 10}, regressed={"bin": [2]}),
+    ):
+        with ledger.connect(tmp_path / "realm.duckdb") as con:
+            ledger.migrate(con)
+            w = weights(next_mix(con, settings, "tiny", state, "level_up"))
+        assert w == {(s, lv): pytest.approx(1 / 6) for s in ("bin", "attn_count") for lv in (1, 2, 3)}
+        assert levels_to_evaluate(state, "bin", trained_up_to=3)[:3] == [1, 2, 3]
+    # within a skill's cap, and the curriculum's own levels still evaluated beside them
+    state = hero({"bin": 6}, {"bin": 30})
+    assert levels_to_evaluate(state, "bin", trained_up_to=3) == [1, 2, 3, 4, 5, 6, 7]
+    assert levels_to_evaluate(hero({"bin": 2}, {"bin": 2}), "bin", trained_up_to=5) == [1, 2]
+    for extra, field in (
+        ("  curriculum: uniform", "uniform_levels"),
+        ("  uniform_levels: 3", "uniform_levels"),
+    ):
+        path.write_text(original.replace(budget, f"{budget}\n{extra}"))
+        with pytest.raises(ConfigError, match=field) as err:
+            Settings(config_dir).heroes  # noqa: B018
+        assert "tiny.yaml" in str(err.value)

@@ -544,6 +544,12 @@ def _learning_skills(
     raise ValueError(f"skill strategy must be one of {', '.join(SKILL_STRATEGIES)}, got {strategy!r}")
 
 
+def uniform_mix(caps: Mapping[str, int], top: int) -> list[tuple[str, int, float]]:
+    """No curriculum: levels 1..top of every skill (within its cap), all of equal weight, summing to 1."""
+    levels = [(name, level) for name, cap in caps.items() for level in range(1, min(top, cap) + 1)]
+    return [(name, level, 1.0 / len(levels)) for name, level in levels]
+
+
 def training_mix(
     state: CurriculumState,
     skills: list[str],

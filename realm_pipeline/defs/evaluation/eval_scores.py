@@ -80,9 +80,13 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
         )
     skill = get_skill(skill_name)
     cap = settings.skills[skill_name].level_cap
-    levels = levels_to_evaluate(state, skill_name) if skill_name in state.skills else [1, min(2, cap)]
-    eval_cfg = settings.realm.eval
     hero_cfg = settings.heroes[hero]
+    uniform = hero_cfg.campaign.uniform_levels or 0  # a uniform mix trains (and so scores) levels 1..it
+    if skill_name in state.skills:
+        levels = levels_to_evaluate(state, skill_name, trained_up_to=uniform)
+    else:
+        levels = sorted({1, min(2, cap), *range(1, min(uniform, cap) + 1)})
+    eval_cfg = settings.realm.eval
     profile = settings.memory_profiles[hero_cfg.memory_profile]
     count = settings.skills[skill_name].eval_items_per_level
     bench = context.run.tags.get(CONFIRM_TAG)
