@@ -80,15 +80,23 @@ def write_configs(
     return dest
 
 
-def old_rule(timeline, ups_at: dict[str, int], window: int, maintenance_max: float) -> int | None:
-    """Baseline: the first evaluated checkpoint (1-based) at which the old maxed-out rule fired."""
+def old_rule(
+    timeline, ups_at: dict[str, int], tokens: dict[str, float], window: int, maintenance_max: float
+) -> int | None:
+    """Baseline: the first evaluated checkpoint (1-based) at which the old maxed-out rule fired: a stall
+    (no level-up in the window, or a rate under half the earlier one) while the window's multiplier, with
+    the old floor (maintenance tokens / max(earning tokens, the window's mean segment)), exceeds the max."""
     n_ups = [ups_at.get(r.checkpoint_id, 0) for r in timeline]
+    costs = [tokens.get(r.checkpoint_id, 0.0) for r in timeline]
     for i in range(window, len(timeline) + 1):
         lo = i - window
         recent = sum(n_ups[lo:i]) / window
         earlier = sum(n_ups[:lo]) / lo if lo else None
         stalled = recent == 0 or (earlier is not None and recent < earlier / 2)
-        if stalled and timeline[i - 1].window_multiplier > maintenance_max:
+        maint = sum(c for c, r in zip(costs[lo:i], timeline[lo:i], strict=True) if r.maintenance)
+        prog = sum(c for c, u in zip(costs[lo:i], n_ups[lo:i], strict=True) if u)
+        floor = sum(costs[lo:i]) / window
+        if stalled and max(prog, floor) > 0 and maint / max(prog, floor) > maintenance_max:
             return i
     return None
 
@@ -107,6 +115,9 @@ def report(home: Path, config_dir: Path, wall_s: float) -> None:
         # what the hero does next or why it stopped, as the campaign's one decision function put it
         row = con.execute("SELECT status FROM hero_state WHERE hero = ?", [HERO]).fetchone()
         blocker = row[0] if row else None
+        tokens = dict(
+            con.execute("SELECT checkpoint_id, tokens FROM checkpoints WHERE hero = ?", [HERO]).fetchall()
+        )
         shares = dict(
             ((s, lv), share)
             for s, lv, share in con.execute(
@@ -129,12 +140,12 @@ def report(home: Path, config_dir: Path, wall_s: float) -> None:
         print(
             f"{i:>3} {row.step:>6}  "
             + "  ".join(f"{c:<26}" for c in cells)
-            + f"  {row.window_multiplier:>7.2f}  {zone}"
+            + f"  {'undef.' if row.window_multiplier is None else f'{row.window_multiplier:.2f}':>7}  {zone}"
         )
     ups = {}
     for u in state.level_ups:
         ups[u.checkpoint_id] = ups.get(u.checkpoint_id, 0) + 1
-    fired = old_rule(state.timeline, ups, prog.maxed_out_window, prog.maintenance_multiplier_max)
+    fired = old_rule(state.timeline, ups, tokens, prog.maxed_out_window, prog.maintenance_multiplier_max)
     print()
     print(f"claim: {state.cap_claim()}")
     print(f"stopped: {blocker or 'the --segments given to realm campaign ran out'}")

@@ -104,7 +104,8 @@ def test_a_stall_with_inferred_maintenance_is_no_cap():
     evals += [EvalPoint(ck(i), i * 100, "bin", 1, 0.5) for i in range(6, 13)]
     evals += [EvalPoint(ck(i), i * 100, "bin", 3, 0.3) for i in range(7, 13)]
     state = run(evals, segs(13))
-    assert state.window_maintenance_multiplier == pytest.approx(6.0)  # shown in the timeline, not the rule
+    # no level-up in the window: the multiplier is undefined, not the old floor's count of 6 segments
+    assert state.window_maintenance_multiplier is None and state.timeline[-1].window_multiplier is None
     assert not state.maxed_out and state.verdicts.skills["bin"].verdict == "plateau"
 
 
@@ -121,14 +122,14 @@ def test_not_maxed_out_while_stalled_without_regressions_or_still_levelling():
 
 def test_maintenance_multiplier_uses_tokens():
     # Level 1 earned by seg 3 (1000 tokens) and regressed at ck4, so segs 5 and 6 (4000 tokens each) are
-    # maintenance: 8000 / max(1000 earned, 2000 mean segment).
+    # maintenance: 8000 / 1000 earned (no floor: v3's divided by the 2000-token mean segment).
     evals = evals_for("bin", [(1, 0.9)] * 3) + [EvalPoint(ck(4), 400, "bin", 1, 0.5)]
     segments = [
         SegmentPoint(ck(i), i * 100, t, 0.2) for i, t in enumerate([1000, 1000, 1000, 1000, 4000, 4000], 1)
     ]
     state = run(evals, segments)
     assert state.cost_unit == "tokens" and state.xp == 12000
-    assert state.maintenance_multiplier == pytest.approx(8000 / 2000)  # floor: mean segment = 2000 tokens
+    assert state.maintenance_multiplier == pytest.approx(8000 / 1000)
 
 
 def test_hero_sheet_fields():

@@ -104,7 +104,7 @@ class TimelineRow:
     trend: dict[str, float | None]  # skill -> slope of that level's accuracy over the window (None: too few)
     regressed: dict[str, tuple[int, ...]]
     maintenance: bool  # the segment that produced this checkpoint was a maintenance segment
-    window_multiplier: float
+    window_multiplier: float | None  # None: no level-up in the window, nothing earned to divide by
     strain: float | None
 
     def to_json(self) -> dict:
@@ -117,7 +117,7 @@ class TimelineRow:
             "trend": {k: None if v is None else round(v, 4) for k, v in self.trend.items()},
             "regressed": {k: list(v) for k, v in self.regressed.items() if v},
             "maintenance": self.maintenance,
-            "window_multiplier": round(self.window_multiplier, 4),
+            "window_multiplier": _rounded(self.window_multiplier),
             "strain": self.strain,
             "zone": None if self.strain is None else zone(self.strain).value.title(),
         }
@@ -143,8 +143,10 @@ class CurriculumState:
     skills: dict[str, SkillState]
     level_ups: tuple[LevelUp, ...]
     regressions: tuple[Regression, ...]
-    maintenance_multiplier: float
-    window_maintenance_multiplier: float
+    # hero-wide, all skills pooled (each skill's own is in `verdicts`): maintenance cost over the cost of
+    # the segments that earned a level, over all segments and over the window; None where none earned one
+    maintenance_multiplier: float | None
+    window_maintenance_multiplier: float | None
     cost_unit: str  # "tokens" | "steps"
     maxed_out: bool
     maxed_out_reason: str
@@ -182,8 +184,8 @@ class CurriculumState:
             "hint": None if strain is None else curriculum_hint([strain], window=1).value,
             "champion": self.champion,
             "champion_accuracy": self.champion_accuracy,
-            "maintenance_multiplier": round(self.maintenance_multiplier, 4),
-            "window_maintenance_multiplier": round(self.window_maintenance_multiplier, 4),
+            "maintenance_multiplier": _rounded(self.maintenance_multiplier),
+            "window_maintenance_multiplier": _rounded(self.window_maintenance_multiplier),
             "trend": self.timeline[-1].to_json()["trend"] if self.timeline else {},
             "maxed_out": self.maxed_out,
             "maxed_out_reason": self.maxed_out_reason,
@@ -231,12 +233,14 @@ class _Skill:
         return tuple(range(1, self.level + 1 if self.complete else self.level))
 
 
-def _ratio(maint: float, prog: float, costs: list[float]) -> float:
-    if not costs:
-        return 0.0
-    floor = sum(costs) / len(costs)
-    denom = max(prog, floor)
-    return maint / denom if denom > 0 else 0.0
+def _ratio(maint: float, prog: float) -> float | None:
+    """Maintenance cost per unit of earning cost; None (undefined) where nothing was earned: no floor
+    that would turn it into a count of maintenance segments."""
+    return maint / prog if prog > 0 else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def apply_progression(
@@ -384,12 +388,12 @@ def apply_progression(
         maint_flags.append(i >= 0 and snap_regressed[i])
     n_ups = [ups_at.get(g.checkpoint_id, 0) for g in segs]
 
-    def multiplier(lo: int, hi: int | None = None) -> float:
+    def multiplier(lo: int, hi: int | None = None) -> float | None:
         """Maintenance multiplier over segments lo..hi-1 (to the newest by default)."""
         hi = len(segs) if hi is None else hi
         maint = sum(c for c, m in zip(costs[lo:hi], maint_flags[lo:hi], strict=True) if m)
         prog = sum(c for c, u in zip(costs[lo:hi], n_ups[lo:hi], strict=True) if u)
-        return _ratio(maint, prog, costs[lo:hi])
+        return _ratio(maint, prog)
 
     overall = multiplier(0)
     lo = max(len(segs) - window, 0)
@@ -408,7 +412,7 @@ def apply_progression(
                 trend_at,
                 regressed,
                 maintenance=bool(i is not None and maint_flags[i]),
-                window_multiplier=multiplier(max(i + 1 - window, 0), i + 1) if i is not None else 0.0,
+                window_multiplier=multiplier(max(i + 1 - window, 0), i + 1) if i is not None else None,
                 strain=None if seg is None or seg.strain is None else float(seg.strain),
             )
         )
