@@ -64,6 +64,45 @@ def test_standings_move_with_the_newest_checkpoint_and_drops_compare_like_with_l
         assert find_drops(con, 0.05) == []
 
 
+def test_a_creep_under_tau_per_build_is_a_drop_once_it_adds_up_and_a_check_resets_the_baseline(
+    tmp_path: Path,
+) -> None:
+    """A mastered level losing 0.04 a build never drops more than tau below the previous build, but
+    it falls more than tau below the mean standing of the checkpoints since its last check: flagged once
+    it adds up; after a confirming check on that checkpoint, the baseline starts from the dropped value."""
+    ckpts = [f"tiny.{150 * i:06d}" for i in range(1, 8)]
+    with _ledger(tmp_path) as con:
+        ledger.migrate(con)
+        found = []
+        for i, (ckpt, acc) in enumerate(zip(ckpts, (0.96, 0.96, 0.92, 0.88, 0.84, 0.84, 0.82), strict=True)):
+            ledger.upsert(con, "eval_scores", [score(ckpt, 1, acc, t=i)])
+            version = record_standings(con, {"tiny": {"bin": [1]}}, built_at=T0)
+            drops = find_drops(con, 0.05)
+            found.append([(d.checkpoint_id, round(d.baseline, 4), d.accuracy) for d in drops])
+            for d in drops:  # the confirming re-run's verdict, as the sensor's run records it
+                record_check(
+                    con,
+                    hero="tiny",
+                    bench=d.bench,
+                    baseline_version=d.baseline_version,
+                    checkpoint_id=d.checkpoint_id,
+                    step=150 * (i + 1),
+                    baseline=d.baseline,
+                    eval_accuracy=d.accuracy,
+                    reserve_accuracy=d.accuracy,
+                    tau=0.05,
+                    now=T0,
+                )
+            assert version == i + 1
+        # 0.92 is 0.04 under the mean 0.96; 0.88 is 0.067 under the mean 0.947 of 0.96, 0.96, 0.92: flagged
+        assert found[:4] == [[], [], [], [(ckpts[3], 0.9467, 0.88)]]
+        # after its check the baseline counts from 0.88: 0.84, 0.84, 0.82 stay within tau of that mean
+        assert found[4:] == [[], [], []]
+        # the previous build alone (the old baseline) never showed a drop over tau here
+        accs = (0.96, 0.96, 0.92, 0.88, 0.84, 0.84, 0.82)
+        assert all(a - b <= 0.05 for a, b in zip(accs, accs[1:], strict=False))
+
+
 def test_a_changed_protocol_hides_stale_scores_until_re_evaluated(tmp_path: Path) -> None:
     with _ledger(tmp_path) as con:
         ledger.migrate(con)

@@ -3,9 +3,10 @@
 A checkpoint's greedy score on a fixed eval set never changes, so watching a checkpoint cannot show a
 regression. What can regress is a hero's *standing* on a bench (`skill@level`): the accuracy of its newest
 checkpoint evaluated there. Every leaderboard build records each hero's standings under a new version
-(`record_standings`); `find_drops` compares the newest version with the one before it, bench by bench,
-mastered levels included, and only under the same protocol (a changed scorer or eval set is re-evaluated,
-not compared).
+(`record_standings`); `find_drops` compares the newest version with its baseline (the previous build's
+standing, or the mean since the bench's last check where that is higher: a slow creep counts too), bench
+by bench, mastered levels included, and only under the same protocol (a changed scorer or eval set is
+re-evaluated, not compared).
 
 A drop is a claim about one eval sample. A confirming re-run scores the same checkpoint on the level's
 *reserve* sample (a second held-out draw, never trained on, see skills/heldout.py) and `judge` decides:
@@ -105,8 +106,14 @@ def record_standings(
 
 
 def find_drops(con: duckdb.DuckDBPyConnection, tau: float, version: int | None = None) -> list[Drop]:
-    """Benches where a hero's standing at `version` (default: the newest) fell more than tau below the
-    version before; only standings under the same protocol are compared. Worst drop first."""
+    """Benches where a hero's standing at `version` (default: the newest) fell more than tau below its
+    baseline; only standings under the same protocol are compared. Worst drop first.
+
+    The baseline is the higher of the previous build's standing and the mean standing of the distinct
+    checkpoints that held the bench since its last confirming re-run (all of them before any): a sudden
+    drop is caught as before, and so is a creep of less than tau per build, which the previous build
+    alone never shows. The mean, not the best, so that noise between builds does not raise the bar. Only
+    a standing a new checkpoint holds can drop: the same checkpoint's score is the same claim again."""
     version = latest_version(con) if version is None else version
     if version is None:
         return []
@@ -115,11 +122,33 @@ def find_drops(con: duckdb.DuckDBPyConnection, tau: float, version: int | None =
         WITH prev AS (
             SELECT * FROM hero_standings WHERE version = (
                 SELECT max(version) FROM hero_standings WHERE version < $v)
+        ),
+        checked AS (  -- per bench: the build from which its last checked checkpoint held the standing
+            SELECT hero, bench, max(first_held) AS since FROM (
+                SELECT r.hero, r.bench, min(h.version) AS first_held
+                FROM regression_checks r JOIN hero_standings h
+                  ON h.hero = r.hero AND h.bench = r.bench AND h.checkpoint_id = r.checkpoint_id
+                WHERE h.version < $v
+                GROUP BY r.hero, r.bench, r.checkpoint_id
+            ) GROUP BY hero, bench
+        ),
+        held AS (
+            SELECT hero, bench, protocol, avg(accuracy) AS mean FROM (
+                SELECT DISTINCT h.hero, h.bench, h.protocol, h.checkpoint_id, h.accuracy
+                FROM hero_standings h LEFT JOIN checked k USING (hero, bench)
+                WHERE h.version < $v AND h.version >= coalesce(k.since, 0)
+            ) GROUP BY hero, bench, protocol
+        ),
+        compared AS (
+            SELECT c.*, greatest(p.accuracy, coalesce(m.mean, p.accuracy)) AS baseline,
+                   p.version AS prev_version, p.checkpoint_id AS prev_checkpoint
+            FROM hero_standings c JOIN prev p USING (hero, bench, protocol)
+            LEFT JOIN held m USING (hero, bench, protocol)
+            WHERE c.version = $v
         )
-        SELECT c.hero, c.bench, c.checkpoint_id, p.accuracy, c.accuracy, p.version, c.version, c.mastered
-        FROM hero_standings c JOIN prev p USING (hero, bench, protocol)
-        WHERE c.version = $v AND p.accuracy - c.accuracy > $tau
-        ORDER BY p.accuracy - c.accuracy DESC, c.hero, c.bench
+        SELECT hero, bench, checkpoint_id, baseline, accuracy, prev_version, version, mastered
+        FROM compared WHERE baseline - accuracy > $tau AND checkpoint_id <> prev_checkpoint
+        ORDER BY baseline - accuracy DESC, hero, bench
         """,
         {"v": version, "tau": tau},
     ).fetchall()
