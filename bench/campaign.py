@@ -17,6 +17,13 @@ of levels reached, held-out accuracy of every mastered level at the last checkpo
 
     .venv/bin/python bench/campaign.py --skills bin --segments 9 --schedules restart,carry,continuous
 
+Whose cap it is (issue 18): per seed, three arms at equal segments x steps, each a real campaign:
+(a) the curriculum before per-skill replay (`curriculum: pooled`; the old cap rule replayed on its history),
+(b) realm's curriculum, (c) none (`curriculum: uniform`, one continuous schedule, levels 1..K+1 of each
+skill, K the highest level (b) reached):
+
+    .venv/bin/python bench/campaign.py --arms --skills bin,seq_reverse,attn_count --segments 12 --seeds 1234,99
+
 Where a segment's wall time goes (every run): the training steps themselves (tokens / tokens_per_s),
 the trainer's whole loop (steps, held-out losses, saves), the train run, the eval runs and the rollup runs
 (Dagster's own start and end times), and the rest (run launches, the campaign's polling): printed after
@@ -48,6 +55,7 @@ def write_configs(
     segment_steps: int | None = None,
     seed: int | None = None,
     uniform_levels: int | None = None,
+    curriculum: str | None = None,
 ) -> Path:
     """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
     the LR schedule across segments, steps per segment, the hero's seed and, for the no-curriculum arm,
@@ -61,6 +69,8 @@ def write_configs(
     if uniform_levels is not None:
         hero["campaign"]["curriculum"] = "uniform"
         hero["campaign"]["uniform_levels"] = uniform_levels
+    elif curriculum is not None:
+        hero["campaign"]["curriculum"] = curriculum
     if schedule:
         hero["training"]["schedule"] = schedule
     if segment_steps:
@@ -251,8 +261,12 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
     from realm_pipeline.settings import Settings
 
     settings = Settings(config_dir)
+    prog = settings.realm.progression
     with ledger.connect(home / "realm.duckdb", read_only=True) as con:
         state = curriculum_state(con, settings, HERO)
+        tokens = dict(
+            con.execute("SELECT checkpoint_id, tokens FROM checkpoints WHERE hero = ?", [HERO]).fetchall()
+        )
         newest: dict[tuple[str, int], tuple[int, float]] = {}
         for r in latest_scores(con, HERO):
             key = (r["skill"], int(r["level"]))
@@ -260,6 +274,9 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
                 newest[key] = (int(r["step"]), float(r["accuracy"]))
     steps = settings.heroes[HERO].campaign.segment_steps
     last_step = max((step for step, _ in newest.values()), default=None)
+    ups: dict[str, int] = {}
+    for u in state.level_ups:
+        ups[u.checkpoint_id] = ups.get(u.checkpoint_id, 0) + 1
     return {
         "levels": state.levels(),
         "held": {
@@ -276,6 +293,9 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
         "verdicts": {}
         if state.verdicts is None
         else {n: v.verdict for n, v in state.verdicts.skills.items()},
+        "old_rule": old_rule(
+            state.timeline, ups, tokens, prog.maxed_out_window, prog.maintenance_multiplier_max
+        ),
     }
 
 
@@ -336,14 +356,15 @@ def schedule_arms(args: argparse.Namespace, home: Path) -> None:
 
 
 def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
-    """Per seed: (b) realm's curriculum, then (c) no curriculum (one continuous run on a uniform mix of
-    levels 1..K+1 of each skill, K the highest level (b) reached), equal segments x steps; a table of levels,
-    the last checkpoint's held-out accuracy at levels 1..K+1, verdicts and wall time."""
+    """Per seed, equal segments x steps: (a) the curriculum before issue 18 (pooled replay, the old cap
+    rule replayed on its history), (b) realm's curriculum, (c) none: one continuous run on a uniform mix of
+    levels 1..K+1 of each skill, K the highest level (b) reached. A table of levels, the last checkpoint's
+    held-out accuracy at levels 1..K+1, verdicts (realm's and the old rule's) and wall time."""
     rows = []
     skills = args.skills.split(",")
     for seed in (int(x) for x in args.seeds.split(",")):
         top = None
-        for arm in ("b", "c"):
+        for arm in ("a", "b", "c"):
             name = f"{arm}-seed{seed}"
             arm_home, config_dir = home / name, home / f"{name}-configs"
             if not args.report_only:
@@ -351,7 +372,16 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
                     if d.exists():
                         shutil.rmtree(d)
                 schedule = "continuous" if arm == "c" else None
-                write_configs(config_dir, skills, args.segments, schedule, args.segment_steps, seed, top)
+                write_configs(
+                    config_dir,
+                    skills,
+                    args.segments,
+                    schedule,
+                    args.segment_steps,
+                    seed,
+                    uniform_levels=top if arm == "c" else None,
+                    curriculum="pooled" if arm == "a" else None,
+                )
                 wall = run_campaign(arm_home, config_dir, args.segments)
             else:
                 wall = float("nan")
@@ -361,15 +391,18 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
             rows.append((arm, seed, wall, top, summary))
             print(f"{name}: {summary} wall {wall:.0f} s", flush=True)
     print()
-    print("| arm | seed | levels | held-out accuracy, last checkpoint, levels 1..K+1 | verdicts | wall s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| arm | seed | levels | held-out accuracy, last checkpoint, levels 1..K+1 | verdicts | old rule | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for arm, seed, wall, top, r in rows:
         levels = ", ".join(f"{s} L{lv}" for s, lv in r["levels"].items())
         last = " ".join(
             f"{s}@{lv}={acc:.2f}" for (s, lv), acc in sorted(r["last"].items()) if lv <= (top or 1)
         )
         verdicts = ", ".join(f"{s} {v}" for s, v in r["verdicts"].items())
-        print(f"| {arm} | {seed} | {levels} | {last or '-'} | {verdicts} | {wall:.0f} |")
+        old = f"cap at segment {r['old_rule']}" if r["old_rule"] else "never fired"
+        print(f"| {arm} | {seed} | {levels} | {last or '-'} | {verdicts} | {old} | {wall:.0f} |")
     print(f"\n{os.cpu_count()} cores")
 
 

@@ -15,6 +15,7 @@ from realm_pipeline.evaluation.progression import (
     SegmentPoint,
     apply_progression,
     lost_levels,
+    pooled_mix,
     uniform_mix,
 )
 from realm_pipeline.evaluation.regressions import split_bench
@@ -133,12 +134,16 @@ def next_mix(
     before_step: int | None = None,
 ) -> list[tuple[str, int, float]]:
     """The next segment's (skill, level, weight) mix: the hero's mastered share and skill schedule, its
-    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets; or,
-    under `curriculum: uniform`, the same uniform mix every segment."""
+    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets; or the
+    baselines: `curriculum: pooled` (the replay before per-skill shares), `uniform` (the same mix always)."""
     cfg = settings.heroes[hero]
     if cfg.campaign.curriculum == "uniform":
         caps = {name: settings.skills[name].level_cap for name in cfg.campaign.skills}
         return uniform_mix(caps, cfg.campaign.uniform_levels or 1)
+    if cfg.campaign.curriculum == "pooled":
+        return pooled_mix(
+            state, list(cfg.campaign.skills), mastered_share=cfg.training.mastered_share, hint=hint
+        )
     lost = lost_levels(
         state,
         trained_levels(con, hero, before_step=before_step),

@@ -229,9 +229,11 @@ class HeroCampaign(_Strict):
     segment_budget: int = Field(ge=1)
     skill_schedule: SkillSchedule = SkillSchedule()
     # `levels`: realm's curriculum (each segment's mix from the evals: levels being learned, replay of
-    # mastered ones). `uniform`: none, the baseline a curriculum must beat: every segment the same uniform
-    # mix of levels 1..uniform_levels of every skill (within its cap), every one of them evaluated.
-    curriculum: Literal["levels", "uniform"] = "levels"
+    # mastered ones per skill). `pooled`: the curriculum before per-skill replay (one review share over
+    # every skill's mastered levels, no relearning of lost levels), a baseline. `uniform`: none, the
+    # baseline a curriculum must beat: every segment the same uniform mix of levels 1..uniform_levels of
+    # every skill (within its cap), every one of them evaluated.
+    curriculum: Literal["levels", "pooled", "uniform"] = "levels"
     uniform_levels: int | None = Field(None, ge=1, le=1000)
 
     @field_validator("skills")

@@ -11,6 +11,7 @@ from realm_pipeline.evaluation.progression import (
     EvalPoint,
     apply_progression,
     lost_levels,
+    pooled_mix,
     training_mix,
 )
 from realm_pipeline.training.strain import Hint
@@ -248,3 +249,32 @@ def test_a_uniform_curriculum_trains_the_same_mix_every_segment_and_evaluates_ev
         with pytest.raises(ConfigError, match=field) as err:
             Settings(config_dir).heroes  # noqa: B018
         assert "tiny.yaml" in str(err.value)
+    # and the pooled baseline reaches next_mix from the hero YAML
+    path.write_text(
+        original.replace("  skills: [bin]", "  skills: [bin, attn_count]").replace(
+            budget, f"{budget}\n  curriculum: pooled"
+        )
+    )
+    state = hero({"bin": 4, "attn_count": 2}, {"bin": 30, "attn_count": 10}, regressed={"bin": [2]})
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        got = next_mix(con, Settings(config_dir), "tiny", state, None)
+    assert got == pooled_mix(state, ["bin", "attn_count"], mastered_share=0.2)
+
+
+def test_the_pooled_baseline_is_the_replay_before_per_skill_shares():
+    """`curriculum: pooled` (arm a of bench/campaign.py): one review share over every skill's mastered
+    levels, so seq_reverse's seven held levels outweigh bin's two regressed ones, and a lost level is
+    never a target again; the per-skill mix gives bin's regressed levels more."""
+    caps = {"bin": 10, "seq_reverse": 7}
+    state = hero({"bin": 4, "seq_reverse": 7}, caps, regressed={"bin": [2, 3]})
+    pooled = weights(pooled_mix(state, ["bin", "seq_reverse"], mastered_share=0.2))
+    assert sum(pooled.values()) == pytest.approx(1.0)
+    pool = 1 + 2 * BOOST + 7  # bin L1, bin L2 and L3 boosted, seq_reverse L1-7
+    assert pooled[("bin", 2)] == pooled[("bin", 3)] == pytest.approx(MAINTENANCE_SHARE * BOOST / pool)
+    assert review_of(pooled, "seq_reverse", tuple(range(1, 8))) == pytest.approx(MAINTENANCE_SHARE * 7 / pool)
+    assert pooled[("bin", 4)] == pytest.approx(1 - MAINTENANCE_SHARE)
+    per_skill = weights(training_mix(state, ["bin", "seq_reverse"], mastered_share=0.2))
+    assert per_skill[("bin", 2)] > pooled[("bin", 2)]
+    assert review_of(per_skill, "seq_reverse", tuple(range(1, 8))) < review_of(
+        pooled, "seq_reverse", tuple(range(1, 8))
+    )

@@ -548,6 +548,47 @@ def _learning_skills(
     raise ValueError(f"skill strategy must be one of {', '.join(SKILL_STRATEGIES)}, got {strategy!r}")
 
 
+def pooled_mix(
+    state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
+) -> list[tuple[str, int, float]]:
+    """The curriculum before per-skill replay (`curriculum: pooled`, a baseline arm): the review share is
+    split over every skill's mastered levels together (a level needing maintenance BOOST times a held one),
+    the learning share equally over the skills' current levels, and a lost level is never a target again.
+    The hint and the maintenance floor act as in `training_mix`."""
+    if not 0 <= mastered_share <= 1:
+        raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
+    hint = Hint(hint) if hint is not None else None
+    if hint is Hint.BACK_OFF:
+        mastered_share += BACK_OFF_SHIFT * (1 - mastered_share)
+    elif hint is Hint.LEVEL_UP:
+        mastered_share *= LEVEL_UP_KEEP
+    learn: list[tuple[str, int, int]] = []  # (skill, level, cap)
+    review: list[tuple[str, int, float]] = []
+    for name in skills:
+        s = state.skills.get(name)
+        if s is None:  # a skill never evaluated starts at level 1
+            learn.append((name, 1, 1))
+            continue
+        if not s.complete:
+            learn.append((name, s.level, s.cap))
+        boosted = state.boosted.get(name, ())
+        review += [(name, lv, BOOST if lv in boosted else 1.0) for lv in s.mastered]
+    share = mastered_share
+    if any(w > 1.0 for *_, w in review):
+        share = max(share, MAINTENANCE_SHARE)
+    share = 1.0 if not learn else 0.0 if not review else share
+    mix: list[tuple[str, int, float]] = []
+    for name, lv, cap in learn:
+        weight = (1 - share) / len(learn)
+        if hint is Hint.LEVEL_UP and lv < cap:
+            mix += [(name, lv, weight * (1 - NEXT_LEVEL_SHARE)), (name, lv + 1, weight * NEXT_LEVEL_SHARE)]
+        else:
+            mix.append((name, lv, weight))
+    total = sum(w for *_, w in review)
+    mix += [(name, lv, share * w / total) for name, lv, w in review]
+    return [m for m in mix if m[2] > 0]
+
+
 def uniform_mix(caps: Mapping[str, int], top: int) -> list[tuple[str, int, float]]:
     """No curriculum: levels 1..top of every skill (within its cap), all of equal weight, summing to 1."""
     levels = [(name, level) for name, cap in caps.items() for level in range(1, min(top, cap) + 1)]
