@@ -548,13 +548,8 @@ def _learning_skills(
     raise ValueError(f"skill strategy must be one of {', '.join(SKILL_STRATEGIES)}, got {strategy!r}")
 
 
-def pooled_mix(
-    state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
-) -> list[tuple[str, int, float]]:
-    """The curriculum before per-skill replay (`curriculum: pooled`, a baseline arm): the review share is
-    split over every skill's mastered levels together (a level needing maintenance BOOST times a held one),
-    the learning share equally over the skills' current levels, and a lost level is never a target again.
-    The hint and the maintenance floor act as in `training_mix`."""
+def _hinted_share(mastered_share: float, hint: Hint | str | None) -> tuple[float, Hint | None]:
+    """The mastered share the strain hint leaves (back_off raises it, level_up lowers it), and the hint."""
     if not 0 <= mastered_share <= 1:
         raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
     hint = Hint(hint) if hint is not None else None
@@ -562,6 +557,17 @@ def pooled_mix(
         mastered_share += BACK_OFF_SHIFT * (1 - mastered_share)
     elif hint is Hint.LEVEL_UP:
         mastered_share *= LEVEL_UP_KEEP
+    return mastered_share, hint
+
+
+def pooled_mix(
+    state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
+) -> list[tuple[str, int, float]]:
+    """The curriculum before per-skill replay (`curriculum: pooled`, a baseline arm): the review share is
+    split over every skill's mastered levels together (a level needing maintenance BOOST times a held one),
+    the learning share equally over the skills' current levels, and a lost level is never a target again.
+    The hint and the maintenance floor act as in `training_mix`."""
+    mastered_share, hint = _hinted_share(mastered_share, hint)
     learn: list[tuple[str, int, int]] = []  # (skill, level, cap)
     review: list[tuple[str, int, float]] = []
     for name in skills:
@@ -626,13 +632,7 @@ def training_mix(
     next level (within the cap); continue or None (too few segments to judge) leave it as configured.
     The maintenance floor applies after the hint: a regression is never out-voted by it.
     """
-    if not 0 <= mastered_share <= 1:
-        raise ValueError(f"mastered_share must be in [0, 1], got {mastered_share}")
-    hint = Hint(hint) if hint is not None else None
-    if hint is Hint.BACK_OFF:
-        mastered_share += BACK_OFF_SHIFT * (1 - mastered_share)
-    elif hint is Hint.LEVEL_UP:
-        mastered_share *= LEVEL_UP_KEEP
+    mastered_share, hint = _hinted_share(mastered_share, hint)
     lost = lost or {}
     current: dict[str, int] = {}  # skill -> level it is learning
     levels: dict[str, int] = {}
