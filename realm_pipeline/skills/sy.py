@@ -2,7 +2,9 @@
 
 A puzzle is the reference's prompt (its curriculum eval loop's `format_puzzle_prompt`, "matching the
 actual training data format"): its rules, one numbered word slot per answer word with a blank per
-syllable and the clue after an em dash, and the shuffled, comma-separated syllable bank. The answer is the
+syllable and the clue after an em dash, and the shuffled, comma-separated syllable bank. The texts of the
+clue kinds other than definitions ("synonym: X", "a kind of X", ...) are realm's wording: the reference
+names its hint types but never shows them. The answer is the
 reference's contract (its configs/skills/sy.yaml, `output_schema`): a JSON object
 `{"solutions": [{"ans_num", "syllables", "answer"}], "inventory_check": {...}}`, one solution per clue
 in clue order (ans_num 1, 2, ...), syllables before the word, answers UPPERCASE, every tile used
