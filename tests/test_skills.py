@@ -308,8 +308,8 @@ def test_longest_bounds_every_item_of_every_level(name: str) -> None:
 
 
 def test_sy_longest_bounds_every_level_fast() -> None:
-    # SY v3's prompt bound counts every clue at MAX_CLUE (a gloss may be that long), while weak clue
-    # kinds are short ("starts with R, 4 syllables"): a sample of puzzles reaches ~0.55-0.85 of it
+    # SY's prompt bound counts every clue at MAX_CLUE (a gloss may be that long), while weak clue
+    # kinds are short ("starts with R"): a sample of puzzles reaches ~0.55-0.85 of it
     _check_longest("sy", 300, prompt_share=0.5)
 
 
