@@ -247,11 +247,12 @@ def weakest_primitive(accuracy: dict[str, dict[str, float | int]]) -> str | None
     return min(accuracy, key=lambda p: (accuracy[p]["accuracy"], accuracy[p]["n"], p))
 
 
-def levels_to_evaluate(state: CurriculumState, skill: str, trained_up_to: int = 0) -> list[int]:
-    """Every mastered level, the current one and the next (within the cap), and every level up to
-    `trained_up_to` (a uniform mix trains them all)."""
-    s = state.skills[skill]
-    return sorted({*s.mastered, s.level, min(s.level + 1, s.cap), *range(1, min(trained_up_to, s.cap) + 1)})
+def levels_to_evaluate(state: CurriculumState, skill: str, cap: int, trained_up_to: int = 0) -> list[int]:
+    """Every mastered level, the current one and the next (within `cap`), and every level up to
+    `trained_up_to` (a uniform mix trains them all); a skill the state does not hold yet starts at 1."""
+    s = state.skills.get(skill)
+    mastered, level = (s.mastered, s.level) if s is not None else ((), 1)
+    return sorted({*mastered, level, min(level + 1, cap), *range(1, min(trained_up_to, cap) + 1)})
 
 
 def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:

@@ -236,11 +236,15 @@ def test_a_uniform_curriculum_trains_the_same_mix_every_segment_and_evaluates_ev
             ledger.migrate(con)
             w = weights(next_mix(con, settings, "tiny", state, "level_up"))
         assert w == {(s, lv): pytest.approx(1 / 6) for s in ("bin", "attn_count") for lv in (1, 2, 3)}
-        assert levels_to_evaluate(state, "bin", trained_up_to=3)[:3] == [1, 2, 3]
+        assert levels_to_evaluate(state, "bin", 30, trained_up_to=3)[:3] == [1, 2, 3]
     # within a skill's cap, and the curriculum's own levels still evaluated beside them
     state = hero({"bin": 6}, {"bin": 30})
-    assert levels_to_evaluate(state, "bin", trained_up_to=3) == [1, 2, 3, 4, 5, 6, 7]
-    assert levels_to_evaluate(hero({"bin": 2}, {"bin": 2}), "bin", trained_up_to=5) == [1, 2]
+    assert levels_to_evaluate(state, "bin", 30, trained_up_to=3) == [1, 2, 3, 4, 5, 6, 7]
+    assert levels_to_evaluate(hero({"bin": 2}, {"bin": 2}), "bin", 2, trained_up_to=5) == [1, 2]
+    # a skill the state does not hold yet (its first checkpoint): level 1 and the next, and the uniform set
+    assert levels_to_evaluate(state, "attn_count", 10) == [1, 2]
+    assert levels_to_evaluate(state, "attn_count", 10, trained_up_to=4) == [1, 2, 3, 4]
+    assert levels_to_evaluate(state, "attn_count", 1, trained_up_to=4) == [1]
     for extra, field in (
         ("  curriculum: uniform", "uniform_levels"),
         ("  uniform_levels: 3", "uniform_levels"),

@@ -82,10 +82,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     cap = settings.skills[skill_name].level_cap
     hero_cfg = settings.heroes[hero]
     uniform = hero_cfg.campaign.uniform_levels or 0  # a uniform mix trains (and so scores) levels 1..it
-    if skill_name in state.skills:
-        levels = levels_to_evaluate(state, skill_name, trained_up_to=uniform)
-    else:
-        levels = sorted({1, min(2, cap), *range(1, min(uniform, cap) + 1)})
+    levels = levels_to_evaluate(state, skill_name, cap, trained_up_to=uniform)
     eval_cfg = settings.realm.eval
     profile = settings.memory_profiles[hero_cfg.memory_profile]
     count = settings.skills[skill_name].eval_items_per_level
