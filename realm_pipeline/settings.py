@@ -132,6 +132,20 @@ class MemoryProfile(_Strict):
     gradient_checkpointing: bool = False
     deepspeed: Literal["zero2", "zero3_offload"] | None = None
     num_gpus: int = Field(1, ge=1, le=1024)
+    # Where a segment trains. `subprocess`: a Dagster Pipes subprocess that dies with its launcher and
+    # hands the GPU back when it exits (DeepSpeed's launcher needs one). `in_process`: inside the run's
+    # own process, with no second interpreter to import torch and transformers (under `realm campaign`
+    # they are loaded already): a tiny CPU segment's wall time is then its training.
+    launch: Literal["subprocess", "in_process"] = "subprocess"
+
+    @field_validator("launch")
+    @classmethod
+    def _deepspeed_needs_its_launcher(cls, launch: str, info: Any) -> str:
+        if launch == "in_process" and info.data.get("deepspeed") is not None:
+            raise ValueError(
+                f"DeepSpeed ({info.data['deepspeed']}) starts its ranks through its own launcher: use 'subprocess'"
+            )
+        return launch
 
 
 class TinyBase(_Strict):

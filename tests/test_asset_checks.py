@@ -39,7 +39,7 @@ def test_checkpoint_and_eval_checks_in_real_runs(realm_env: Path) -> None:
             instance=instance, partition_key="bin"
         )
         instance.add_dynamic_partitions("checkpoints", [CKPT])
-        # the training subprocess reports the check through Pipes; the asset passes it on
+        # the segment reports the check (through Pipes when it trains in a subprocess); the asset passes it on
         trained = defs.resolve_job_def("train_job").execute_in_process(instance=instance, partition_key=CKPT)
         check = _checks(trained)[HELDOUT_CHECK]
         assert check.passed and check.asset_key == dg.AssetKey("checkpoints")

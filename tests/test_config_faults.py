@@ -145,6 +145,16 @@ def test_a_deepspeed_config_without_a_stage_is_refused(config_dir: Path) -> None
     assert str(path) in msg and "zero_optimization" in msg
 
 
+def test_a_deepspeed_profile_asked_to_train_in_process_is_refused(config_dir: Path) -> None:
+    """DeepSpeed starts its ranks through its own launcher: `launch: in_process` cannot run it."""
+    path = config_dir / "memory_profiles" / "multi_gpu_zero3.yaml"
+    path.write_text(path.read_text() + "launch: in_process\n")
+    msg = _refused(config_dir, path)
+    assert (
+        str(path) in msg and "field 'launch'" in msg and "'in_process'" in msg and "use 'subprocess'" in msg
+    )
+
+
 SECRET = "sk-proj-Zx81QmT4uVw0RkL2sN9aB7cD3eF5gH6j"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tiny_hero import set_launch
 
 from realm_pipeline.disk import DiskFull, disk_full_line, free_bytes
 
@@ -174,15 +175,18 @@ def test_a_segment_the_disk_cannot_hold_waits_with_the_numbers_then_trains_once_
 
 @pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("launch", ["in_process", "subprocess"])
 def test_a_disk_that_fills_mid_segment_names_enospc_keeps_the_save_and_resumes_by_itself(
-    small_fs, tmp_path: Path
+    small_fs, tmp_path: Path, config_dir: Path, launch: str
 ) -> None:
     """Only the checkpoints fill the disk here (the Dagster instance lives elsewhere): the segment's own
-    write is what fails, deterministically."""
+    write is what fails, deterministically, whether it trains inside the run or in its subprocess."""
     pytest.importorskip("torch")
     fs = small_fs(64 * MIB)
     home = fs / "home"
     env = _env(home, tmp_path / "dagster")
+    set_launch(config_dir, launch)
+    env["REALM_CONFIG_DIR"] = str(config_dir)
     assert _campaign(env, 0).returncode == 0
     before = _ledger(home)
     cmd = [sys.executable, "-c", CAMPAIGN, "campaign", "--hero", "tiny", "--segments", "1"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tiny_hero import set_launch
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = "from realm_pipeline.cli import main; main()"
@@ -56,13 +57,19 @@ def _rows(home: Path) -> list[tuple]:
 
 @pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the segment")
-def test_kill_9_mid_segment_then_rerun_resumes_from_the_save(tmp_path: Path) -> None:
-    """Fault 1: `kill -9` of `realm campaign` mid-segment. The segment dies with it (no orphan writes an
-    unrecorded checkpoint), the next `realm campaign` reports the dead run failed, retries it, and the
-    segment resumes from its save with the losses and weights of an uninterrupted run."""
+@pytest.mark.parametrize("launch", ["in_process", "subprocess"])
+def test_kill_9_mid_segment_then_rerun_resumes_from_the_save(
+    tmp_path: Path, config_dir: Path, launch: str
+) -> None:
+    """Fault 1: `kill -9` of `realm campaign` mid-segment, with the segment trained inside the run (the
+    tiny hero's `launch: in_process`) or in its Pipes subprocess. The segment dies with it (no orphan
+    writes an unrecorded checkpoint), the next `realm campaign` reports the dead run failed, retries it,
+    and the segment resumes from its save with the losses and weights of an uninterrupted run."""
     pytest.importorskip("torch")
     home = tmp_path / "home"
     env = _env(home)
+    set_launch(config_dir, launch)
+    env["REALM_CONFIG_DIR"] = str(config_dir)
     cmd = [sys.executable, "-c", CAMPAIGN, "campaign", "--hero", "tiny", "--segments", "1"]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -75,7 +82,7 @@ def test_kill_9_mid_segment_then_rerun_resumes_from_the_save(tmp_path: Path) -> 
         assert time.monotonic() < deadline, "no resume save appeared"
         time.sleep(0.05)
     segments = [p for p in _children(proc.pid) if "realm_pipeline.training.segment" in _cmdline(p)]
-    assert segments, "the training subprocess was not found"
+    assert bool(segments) == (launch == "subprocess"), f"{launch}: training subprocesses {segments}"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     saved_at = json.loads(state.read_text())["step"]

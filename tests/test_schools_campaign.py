@@ -32,7 +32,7 @@ def mirror_defs(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.proof
-@pytest.mark.slow  # two Pipes subprocesses: ~1-2 minutes on a loaded 2-core box
+@pytest.mark.slow  # two training segments: ~1-2 minutes on a loaded 2-core box
 def test_mirror_reflections_flow_into_the_next_segment(realm_env: Path, mirror_defs: dg.Definitions) -> None:
     from realm_pipeline.training.sparring import REFLECTIONS_FILE, load_reflections
 

@@ -20,3 +20,10 @@ def row_length(*levels: tuple[str, int], eval_count: int = 50) -> int:
     return segment_max_length(
         "char", [(get_skill(skill), level, eval_count) for skill, level in levels], ceiling=4096
     )
+
+
+def set_launch(config_dir, launch: str) -> None:
+    """Make the tiny hero's memory profile in `config_dir` train its segments with `launch`."""
+    profile = config_dir / "memory_profiles" / "cpu_tiny.yaml"
+    kept = [line for line in profile.read_text().splitlines() if not line.startswith("launch:")]
+    profile.write_text("\n".join([*kept, f"launch: {launch}", ""]))

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,8 @@ def heldout_check(result: SegmentResult) -> tuple[bool, dict[str, Any]]:
     return passed, metadata
 
 
-def _run(spec_data: str | dict, log: Any) -> SegmentResult:
+def run_segment(spec_data: str | dict, log: Callable[[str], Any]) -> SegmentResult:
+    """Train the segment `spec_data` describes, logging one line per progress report through `log`."""
     spec = spec_from_json(spec_data)
 
     def progress(p: dict[str, Any]) -> None:
@@ -140,18 +142,20 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # Under the deepspeed launcher every rank inherits the Pipes environment: rank 0 alone talks to Dagster.
     if PipesEnvVarParamsLoader().is_dagster_pipes_process() and os.environ.get("RANK", "0") == "0":
         with open_dagster_pipes() as pipes:
-            result = _run(spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info)
+            result = run_segment(
+                spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info
+            )
             pipes.report_asset_materialization(metadata=result_metadata(result))
             passed, check_metadata = heldout_check(result)
             pipes.report_asset_check(HELDOUT_CHECK, passed=passed, severity="ERROR", metadata=check_metadata)
         return 0
     if os.environ.get("RANK", "0") != "0":
-        _run(spec_data(), lambda msg: None)
+        run_segment(spec_data(), lambda msg: None)
         return 0
 
     if not args.spec:
         parser.error("not under Dagster Pipes: pass --spec FILE.json")
-    result = _run(spec_data(), lambda msg: print(msg, flush=True))
+    result = run_segment(spec_data(), lambda msg: print(msg, flush=True))
     print(json.dumps(dataclasses.asdict(result)), flush=True)
     return 0
 

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,9 @@ class SegmentResult:
     zone: str  # Recovery < 0.1 <= Productive < 0.3 <= Stretch < 0.5 <= Overload
     tokens_per_s: float  # trained tokens / time spent in training steps
     wall_s: float  # whole segment, summed over resumes
-    peak_memory_bytes: int  # CUDA max allocated, or process peak RSS on CPU
+    # CUDA max allocated, or the process's peak RSS on CPU, both from the segment's start (in_process: the
+    # run's process, whose own baseline is included)
+    peak_memory_bytes: int
     sha256: str  # over the saved *.safetensors files, sorted by name
     path: str
     resumed_from_step: int = 0
@@ -194,14 +196,49 @@ def _recover(target: Path) -> None:
             os.replace(old, target)
 
 
+# Linux: writing "5" resets the process's peak RSS (VmHWM), so a segment trained inside a long-lived
+# process (`launch: in_process`) reports its own peak, not the largest the process ever held.
+_CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+
+
+def _reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with contextlib.suppress(OSError):
+        _CLEAR_REFS.write_text("5")
+
+
 def _peak_memory(device: str) -> int:
     if device.startswith("cuda"):
         import torch
 
         return int(torch.cuda.max_memory_allocated())
+    with contextlib.suppress(OSError, ValueError):
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+@contextlib.contextmanager
+def torch_state_kept() -> Iterator[None]:
+    """Give back torch's global RNG and deterministic-algorithms setting as they were: a segment trained
+    inside a longer-lived process (`launch: in_process`) must not change what that process does next."""
+    import torch
+
+    rng = torch.get_rng_state()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(rng)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _lr_lambda(spec: SegmentSpec) -> Callable[[int], float]:
@@ -571,8 +608,7 @@ def train_segment(
     device = str(engine.device) if engine is not None else spec.device
     tail_from = spec.steps - max(1, spec.steps // 4)
     use_bf16 = spec.dtype in ("bfloat16", "bf16") and spec.device.startswith("cuda")
-    if spec.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    _reset_peak_memory(spec.device)
 
     model.train()
     wall_mark = time.perf_counter()

@@ -1,9 +1,12 @@
 """`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool, via Pipes."""
 
+import dataclasses
 import json
 import os
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -23,7 +26,13 @@ from realm_pipeline.defs.resources import LedgerResource, RealmResource
 from realm_pipeline.defs.training.workers import WORKER_TAG, worker_id
 from realm_pipeline.disk import DiskFull, free_bytes, require_free
 from realm_pipeline.training.plan import CheckpointKey, segment_command, segment_disk_bytes, segment_spec
-from realm_pipeline.training.segment import DISK_FULL_EXIT, HELDOUT_CHECK, PARENT_PID_ENV
+from realm_pipeline.training.segment import (
+    DISK_FULL_EXIT,
+    HELDOUT_CHECK,
+    PARENT_PID_ENV,
+    heldout_check,
+    run_segment,
+)
 from realm_pipeline.training.strain import effort
 
 checkpoint_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -153,32 +162,17 @@ def checkpoints(
         f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
         f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
     )
-    command = segment_command(
-        spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
-    )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
-    try:
-        invocation = pipes_subprocess_client.run(
-            command=command,
-            context=context,
-            extras={"spec": spec_dict},
-            # the segment exits when this process dies (kill -9, OOM): no orphan trains on unrecorded
-            env={PARENT_PID_ENV: str(os.getpid())},
+    if profile.launch == "in_process":
+        result, check_results = _train_in_process(context, key, spec_dict, output_dir)
+    else:
+        command = segment_command(
+            spec, profile, config_dir=settings.config_dir, work_dir=output_dir.with_name(f".{key}.launch")
         )
-    except dg.DagsterPipesExecutionError as exc:
-        # Dagster's message is "External execution process failed with code N"
-        if str(exc).rstrip().endswith(f"code {DISK_FULL_EXIT}"):
-            raise dg.Failure(
-                f"checkpoint {key}: disk full (ENOSPC) while the segment wrote to {output_dir} "
-                f"({free_bytes(output_dir)} bytes free now); nothing half-written is left and its last "
-                f"save is kept: {DISK_REMEDY}",
-                allow_retries=False,  # retrying on a full disk fails the same way; the campaign waits
-            ) from exc
-        raise
-    reported_result = invocation.get_materialize_result()
-    reported = reported_result.metadata
-    result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.items()}
+        result, check_results = _train_in_subprocess(
+            context, pipes_subprocess_client, key, command, spec_dict, output_dir
+        )
     cumulative_effort = effort([c["strain"] for c in earlier if c["strain"] is not None] + [result["strain"]])
     row = {
         "checkpoint_id": str(key),
@@ -237,8 +231,63 @@ def checkpoints(
     return dg.MaterializeResult(
         metadata=metadata,
         data_version=dg.DataVersion(result["sha256"]),
-        check_results=list(reported_result.check_results or []),
+        check_results=check_results,
     )
+
+
+def _disk_full(key: CheckpointKey, output_dir: Path) -> dg.Failure:
+    """The one-line failure of a segment whose write hit ENOSPC (retrying fails the same way: none)."""
+    return dg.Failure(
+        f"checkpoint {key}: disk full (ENOSPC) while the segment wrote to {output_dir} "
+        f"({free_bytes(output_dir)} bytes free now); nothing half-written is left and its last save is "
+        f"kept: {DISK_REMEDY}",
+        allow_retries=False,  # the campaign waits for free space instead
+    )
+
+
+def _train_in_process(
+    context: dg.AssetExecutionContext, key: CheckpointKey, spec_dict: dict, output_dir: Path
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    """Train the segment inside this run's process (`launch: in_process`): its result and check."""
+    from realm_pipeline.training.trainer import torch_state_kept
+
+    try:
+        with torch_state_kept():
+            trained = run_segment(spec_dict, context.log.info)
+    except DiskFull as exc:
+        raise _disk_full(key, output_dir) from exc
+    passed, check_metadata = heldout_check(trained)
+    check = dg.AssetCheckResult(
+        check_name=HELDOUT_CHECK, passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata
+    )
+    return {k: v for k, v in dataclasses.asdict(trained).items() if v is not None}, [check]
+
+
+def _train_in_subprocess(
+    context: dg.AssetExecutionContext,
+    client: dg.PipesSubprocessClient,
+    key: CheckpointKey,
+    command: list[str],
+    spec_dict: dict,
+    output_dir: Path,
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    """Train the segment in a Pipes subprocess (`launch: subprocess`): the result and check it reported."""
+    try:
+        invocation = client.run(
+            command=command,
+            context=context,
+            extras={"spec": spec_dict},
+            # the segment exits when this process dies (kill -9, OOM): no orphan trains on unrecorded
+            env={PARENT_PID_ENV: str(os.getpid())},
+        )
+    except dg.DagsterPipesExecutionError as exc:
+        # Dagster's message is "External execution process failed with code N"
+        if str(exc).rstrip().endswith(f"code {DISK_FULL_EXIT}"):
+            raise _disk_full(key, output_dir) from exc
+        raise
+    reported = invocation.get_materialize_result()
+    result = {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in reported.metadata.items()}
+    return result, list(reported.check_results or [])
 
 
 def already_trained_message(key: CheckpointKey, sha256: str | None) -> str:
