@@ -362,9 +362,12 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
     held-out accuracy at levels 1..K+1, verdicts (realm's and the old rule's) and wall time."""
     rows = []
     skills = args.skills.split(",")
+    arms = args.only.split(",")
+    if "c" in arms and "b" not in arms and args.uniform_levels is None:
+        raise SystemExit("--only without arm b: give arm c's levels with --uniform-levels (K+1 of arm b)")
     for seed in (int(x) for x in args.seeds.split(",")):
-        top = None
-        for arm in ("a", "b", "c"):
+        top = args.uniform_levels
+        for arm in arms:
             name = f"{arm}-seed{seed}"
             arm_home, config_dir = home / name, home / f"{name}-configs"
             if not args.report_only:
@@ -386,7 +389,7 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
             else:
                 wall = float("nan")
             summary = arm_summary(arm_home, config_dir)
-            if arm == "b":
+            if arm == "b" and args.uniform_levels is None:
                 top = max(summary["levels"].values()) + 1
             rows.append((arm, seed, wall, top, summary))
             print(f"{name}: {summary} wall {wall:.0f} s", flush=True)
@@ -423,6 +426,10 @@ def main() -> None:
         help="arms b (realm's curriculum) and c (none: a uniform mix), per seed",
     )
     parser.add_argument("--seeds", default="1234,99", help="hero seeds for --arms")
+    parser.add_argument("--only", default="a,b,c", help="which --arms to run (e.g. c: arm b ran before)")
+    parser.add_argument(
+        "--uniform-levels", type=int, default=None, help="arm c's levels 1..N (default: K+1 of arm b)"
+    )
     args = parser.parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
     if args.schedules:
