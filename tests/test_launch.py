@@ -34,6 +34,7 @@ def _train(config_dir: Path, home: Path, launch: str, monkeypatch: pytest.Monkey
         assert run.success
         (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == HELDOUT_CHECK]
         messages = [e.user_message for e in instance.all_logs(run.run_id)]
+        (materialized,) = run.asset_materializations_for_node("checkpoints")
     logged = [m for m in messages if m.startswith("step ") and " loss " in m]
     with connect(home / "realm.duckdb", read_only=True) as con:
         row = con.execute(
@@ -55,6 +56,7 @@ def _train(config_dir: Path, home: Path, launch: str, monkeypatch: pytest.Monkey
         "check": (check.passed, check.asset_key, {k: v.value for k, v in check.metadata.items()}),
         "progress_lines": len(logged),
         "peak_memory_bytes": peak,
+        "launch": materialized.metadata["launch"].value,  # the UI says where it trained
         "pipes": any(m.startswith("[pipes]") for m in messages),  # the subprocess opened Dagster Pipes
     }
 
@@ -96,6 +98,7 @@ def test_both_launches_record_the_same_checkpoint(
     assert in_process["check"][1] == dg.AssetKey("checkpoints")
     assert in_process["progress_lines"] > 0
     assert (in_process.pop("pipes"), subprocess.pop("pipes")) == (False, True)  # each trained where it says
+    assert (in_process.pop("launch"), subprocess.pop("launch")) == ("in_process", "subprocess")
     # each records its own process's peak while it trained: not comparable to each other, and the
     # in-process one is not the gigabyte this process held before the segment began
     in_process_peak, subprocess_peak = (

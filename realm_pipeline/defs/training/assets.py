@@ -1,4 +1,5 @@
-"""`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool, via Pipes."""
+"""`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool (in the
+run's process or a Pipes subprocess, as the memory profile's `launch` says)."""
 
 import dataclasses
 import json
@@ -76,7 +77,7 @@ class CheckpointsConfig(dg.Config):
             HELDOUT_CHECK,
             asset="checkpoints",
             description="The segment measured a finite loss on its held-out items (reported by the "
-            "training subprocess through Pipes); NaN, inf or none is a red light.",
+            "segment, through Pipes when it trains in a subprocess); NaN, inf or none is a red light.",
         )
     ],
 )
@@ -225,6 +226,7 @@ def checkpoints(
         max_length=spec.max_length,
         schedule=spec.schedule,  # the LR schedule across segments; optimizer_carried: the parent's state
         optimizer_carried=bool(result.get("optimizer_carried")),
+        launch=profile.launch,  # where it trained: an in-process peak_memory_bytes includes the run's own
         schools=", ".join(hero.schools),
         strain_hint=strain.hint.value if strain.hint else "none",
     )
