@@ -16,13 +16,17 @@ from typing import Any
 from .trainer import RESULT_FILE, SegmentResult, spec_from_json, train_segment
 
 
+def result_values(result: SegmentResult) -> dict[str, Any]:
+    """A segment result's fields as the asset records them (None values dropped: metadata needs a value)."""
+    return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+
+
 def result_metadata(result: SegmentResult) -> dict[str, Any]:
-    """Materialization metadata for a segment result (None values dropped: Pipes metadata needs a value)."""
+    """Pipes materialization metadata for a segment result: result_values, mappings marked as JSON."""
     # Pipes infers scalars; a mapping (level_losses) must say it is JSON.
     return {
         k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v
-        for k, v in dataclasses.asdict(result).items()
-        if v is not None
+        for k, v in result_values(result).items()
     }
 
 

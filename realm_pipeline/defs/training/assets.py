@@ -1,7 +1,6 @@
 """`checkpoints`: one training segment per dynamic partition `<hero>.<step>`, on the `gpu` pool (in the
 run's process or a Pipes subprocess, as the memory profile's `launch` says)."""
 
-import dataclasses
 import json
 import os
 import socket
@@ -32,6 +31,7 @@ from realm_pipeline.training.segment import (
     HELDOUT_CHECK,
     PARENT_PID_ENV,
     heldout_check,
+    result_values,
     run_segment,
 )
 from realm_pipeline.training.strain import effort
@@ -262,7 +262,7 @@ def _train_in_process(
     check = dg.AssetCheckResult(
         check_name=HELDOUT_CHECK, passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata
     )
-    return {k: v for k, v in dataclasses.asdict(trained).items() if v is not None}, [check]
+    return result_values(trained), [check]
 
 
 def _train_in_subprocess(
