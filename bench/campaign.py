@@ -56,10 +56,11 @@ def write_configs(
     seed: int | None = None,
     uniform_levels: int | None = None,
     curriculum: str | None = None,
+    training: dict[str, float | int] | None = None,
 ) -> Path:
     """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
-    the LR schedule across segments, steps per segment, the hero's seed and, for the no-curriculum arm,
-    the top level of its uniform mix, when given)."""
+    the LR schedule across segments, steps per segment, the hero's seed, for the no-curriculum arm the
+    top level of its uniform mix, and `training` keys set over tiny's, when given)."""
     shutil.copytree(REPO / "configs", dest)
     hero = yaml.safe_load((dest / "heroes" / "tiny.yaml").read_text())
     hero["name"] = HERO
@@ -73,6 +74,7 @@ def write_configs(
         hero["campaign"]["curriculum"] = curriculum
     if schedule:
         hero["training"]["schedule"] = schedule
+    hero["training"].update(training or {})
     if segment_steps:
         hero["campaign"]["segment_steps"] = segment_steps
     realm = yaml.safe_load((dest / "realm.yaml").read_text())
@@ -325,6 +327,12 @@ def run_campaign(home: Path, config_dir: Path, segments: int) -> float:
     return time.perf_counter() - started
 
 
+def training_keys(args: argparse.Namespace) -> dict[str, float | int]:
+    """The hero's `training` keys the command line sets (realm's curriculum arms only)."""
+    keys = {"preview_share": args.preview_share, "preview_levels": args.preview_levels}
+    return {k: v for k, v in keys.items() if v is not None}
+
+
 def schedule_arms(args: argparse.Namespace, home: Path) -> None:
     """One campaign per LR schedule across segments, equal segments x steps and seeds; a table of them."""
     rows = []
@@ -335,7 +343,14 @@ def schedule_arms(args: argparse.Namespace, home: Path) -> None:
             for d in (arm, config_dir):
                 if d.exists():
                     shutil.rmtree(d)
-            write_configs(config_dir, args.skills.split(","), args.segments, schedule, args.segment_steps)
+            write_configs(
+                config_dir,
+                args.skills.split(","),
+                args.segments,
+                schedule,
+                args.segment_steps,
+                training=training_keys(args),
+            )
             wall = run_campaign(arm, config_dir, args.segments)
         else:
             wall = float("nan")
@@ -384,6 +399,7 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
                     seed,
                     uniform_levels=top if arm == "c" else None,
                     curriculum="pooled" if arm == "a" else None,
+                    training=training_keys(args) if arm == "b" else None,
                 )
                 wall = run_campaign(arm_home, config_dir, args.segments)
             else:
@@ -430,6 +446,8 @@ def main() -> None:
     parser.add_argument(
         "--uniform-levels", type=int, default=None, help="arm c's levels 1..N (default: K+1 of arm b)"
     )
+    parser.add_argument("--preview-share", type=float, default=None, help="training.preview_share (arm b)")
+    parser.add_argument("--preview-levels", type=int, default=None, help="training.preview_levels (arm b)")
     args = parser.parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
     if args.schedules:
@@ -443,7 +461,11 @@ def main() -> None:
         if config_dir.exists():
             shutil.rmtree(config_dir)
         write_configs(
-            config_dir, args.skills.split(","), max(args.segments, 1), segment_steps=args.segment_steps
+            config_dir,
+            args.skills.split(","),
+            max(args.segments, 1),
+            segment_steps=args.segment_steps,
+            training=training_keys(args),
         )
     wall = 0.0 if args.report_only else run_campaign(home, config_dir, args.segments)
     report(home, config_dir, wall)

@@ -154,6 +154,8 @@ def next_mix(
         list(cfg.campaign.skills),
         hint=hint,
         lost=lost,
+        preview_share=cfg.training.preview_share,
+        preview_levels=cfg.training.preview_levels,
         **cfg.campaign.skill_schedule.mix_options(),
     )
 
@@ -247,12 +249,16 @@ def weakest_primitive(accuracy: dict[str, dict[str, float | int]]) -> str | None
     return min(accuracy, key=lambda p: (accuracy[p]["accuracy"], accuracy[p]["n"], p))
 
 
-def levels_to_evaluate(state: CurriculumState, skill: str, cap: int, trained_up_to: int = 0) -> list[int]:
-    """Every mastered level, the current one and the next (within `cap`), and every level up to
-    `trained_up_to` (a uniform mix trains them all); a skill the state does not hold yet starts at 1."""
+def levels_to_evaluate(
+    state: CurriculumState, skill: str, cap: int, trained_up_to: int = 0, ahead: int = 1
+) -> list[int]:
+    """Every mastered level, the current one and the `ahead` above it (a preview trains them; within
+    `cap`), and every level up to `trained_up_to` (a uniform mix trains them all); a skill the state does
+    not hold yet starts at 1."""
     s = state.skills.get(skill)
     mastered, level = (s.mastered, s.level) if s is not None else ((), 1)
-    return sorted({*mastered, level, min(level + 1, cap), *range(1, min(trained_up_to, cap) + 1)})
+    above = range(level, min(level + max(ahead, 1), cap) + 1)
+    return sorted({*mastered, level, *above, *range(1, min(trained_up_to, cap) + 1)})
 
 
 def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:

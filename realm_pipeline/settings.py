@@ -166,6 +166,9 @@ class TrainingDefaults(_Strict):
     max_length: int = Field(ge=8, le=131_072)
     save_every: int = Field(50, ge=1)
     mastered_share: float = Field(0.2, ge=0, le=1)
+    # Of each level being learned, this share of its weight trains the `preview_levels` levels above it.
+    preview_share: float = Field(0.0, ge=0, lt=1)
+    preview_levels: int = Field(1, ge=1, le=100)
     # The learning-rate schedule across segments: restart (a fresh optimizer, warm-up and cosine to 0.1x
     # every segment); carry (the parent checkpoint's optimizer state, the per-segment schedule); continuous
     # (carried state, warm-up once, one cosine over the campaign's segment budget); constant (carried state,

@@ -285,3 +285,16 @@ def test_every_schedule_and_strategy_loads(config_dir: Path) -> None:
             hero = Settings(config_dir).heroes["tiny"]
             assert hero.training.schedule == schedule
             assert hero.campaign.skill_schedule.strategy == lines[1].split(": ")[1]
+
+
+@pytest.mark.parametrize(("field", "value"), [("preview_share", "1.0"), ("preview_levels", "0")])
+def test_a_preview_out_of_range_is_refused_naming_field_and_value(
+    config_dir: Path, field: str, value: str
+) -> None:
+    path = config_dir / "heroes" / "tiny.yaml"
+    path.write_text(
+        path.read_text().replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  {field}: {value}")
+    )
+    msg = _refused(config_dir, path)
+    assert len(msg.splitlines()) == 1, msg
+    assert str(path) in msg and f"field 'training.{field}'" in msg and value in msg, msg

@@ -203,6 +203,15 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
         # bin L2 lost: a target beside sy L1 (focus on sy leaves bin's L4 out); bin L1/L3 its review.
         assert w[("bin", 2)] == w[("sy", 1)] == pytest.approx(0.4)
         assert ("bin", 4) not in w and review_of(w, "bin", (1, 3)) == pytest.approx(0.2)
+        # The hero's preview reaches the mix: half of sy L1's learning weight trains sy L2.
+        path.write_text(
+            path.read_text().replace("  mastered_share: 0.2", "  mastered_share: 0.2\n  preview_share: 0.5")
+        )
+        ahead = weights(next_mix(con, Settings(config_dir), "tiny", state, None))
+        assert ahead[("sy", 1)] == ahead[("sy", 2)] == pytest.approx(0.2) and ahead[
+            ("bin", 2)
+        ] == pytest.approx(0.4)
+        path.write_text(path.read_text().replace("\n  preview_share: 0.5", ""))
         # One segment fewer after the drop: still maintenance, not lost.
         two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
         assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two
@@ -282,3 +291,45 @@ def test_the_pooled_baseline_is_the_replay_before_per_skill_shares():
     assert review_of(per_skill, "seq_reverse", tuple(range(1, 8))) < review_of(
         pooled, "seq_reverse", tuple(range(1, 8))
     )
+
+
+def test_a_preview_trains_the_levels_above_the_current_one_from_its_learning_weight():
+    # bin learning L3 with L1-2 held, cap 10: 0.8 learns, of it half stays on L3 and half previews L4-5.
+    state = hero({"bin": 3}, {"bin": 10})
+    w = weights(training_mix(state, ["bin"], mastered_share=0.2, preview_share=0.5, preview_levels=2))
+    assert w == pytest.approx(
+        {("bin", 3): 0.4, ("bin", 4): 0.2, ("bin", 5): 0.2, ("bin", 1): 0.1, ("bin", 2): 0.1}
+    )
+    # one level under the cap: the whole preview goes to the one level left; at the cap, none
+    near = weights(
+        training_mix(hero({"bin": 9}, {"bin": 10}), ["bin"], mastered_share=0.2, preview_share=0.5)
+    )
+    assert near[("bin", 9)] == near[("bin", 10)] == pytest.approx(0.4)
+    at_cap = weights(
+        training_mix(
+            hero({"bin": 10, "sy": 1}, {"bin": 10, "sy": 2}),
+            ["bin", "sy"],
+            mastered_share=0.2,
+            preview_share=0.5,
+        )
+    )
+    assert max(lv for s, lv in at_cap if s == "bin") == 10 and at_cap[("sy", 1)] == at_cap[("sy", 2)]
+    # the level_up hint's next-level share wins only where it is the larger
+    hinted = weights(training_mix(state, ["bin"], mastered_share=0.2, hint=Hint.LEVEL_UP, preview_share=0.1))
+    assert set(hinted) == {("bin", 1), ("bin", 2), ("bin", 3), ("bin", 4)}
+    assert hinted[("bin", 4)] == pytest.approx(hinted[("bin", 3)] / 3)  # NEXT_LEVEL_SHARE = 0.25
+    with pytest.raises(ValueError, match="preview_share"):
+        training_mix(state, ["bin"], mastered_share=0.2, preview_share=1.0)
+
+
+def test_a_lost_level_relearned_previews_nothing_and_the_evals_cover_the_preview():
+    from realm_pipeline.campaign import levels_to_evaluate
+
+    state = hero({"bin": 4}, {"bin": 10}, regressed={"bin": [2]})
+    w = weights(training_mix(state, ["bin"], mastered_share=0.2, lost={"bin": (2,)}, preview_share=0.5))
+    # L2 is a target again at its full share; only the current level L4 gives half of its share to L5
+    assert w[("bin", 2)] == pytest.approx(0.4) and ("bin", 3) in w
+    assert w[("bin", 4)] == w[("bin", 5)] == pytest.approx(0.2)
+    assert levels_to_evaluate(state, "bin", 10) == [1, 2, 3, 4, 5]
+    assert levels_to_evaluate(state, "bin", 10, ahead=3) == [1, 2, 3, 4, 5, 6, 7]
+    assert levels_to_evaluate(state, "bin", 6, ahead=3) == [1, 2, 3, 4, 5, 6]

@@ -560,6 +560,15 @@ def _hinted_share(mastered_share: float, hint: Hint | str | None) -> tuple[float
     return mastered_share, hint
 
 
+def _preview(level: int, cap: int, hint: Hint | None, share: float, levels: int) -> list[tuple[int, float]]:
+    """(level above, share of the current level's weight) for a current level: the configured preview, or
+    the level_up hint's NEXT_LEVEL_SHARE of the next level where that is larger; nothing at the cap."""
+    if hint is Hint.LEVEL_UP and share < NEXT_LEVEL_SHARE:
+        share, levels = NEXT_LEVEL_SHARE, 1
+    above = list(range(level + 1, min(level + levels, cap) + 1)) if share > 0 else []
+    return [(up, share / len(above)) for up in above]
+
+
 def pooled_mix(
     state: CurriculumState, skills: list[str], *, mastered_share: float, hint: Hint | str | None = None
 ) -> list[tuple[str, int, float]]:
@@ -586,10 +595,9 @@ def pooled_mix(
     mix: list[tuple[str, int, float]] = []
     for name, lv, cap in learn:
         weight = (1 - share) / len(learn)
-        if hint is Hint.LEVEL_UP and lv < cap:
-            mix += [(name, lv, weight * (1 - NEXT_LEVEL_SHARE)), (name, lv + 1, weight * NEXT_LEVEL_SHARE)]
-        else:
-            mix.append((name, lv, weight))
+        ahead = _preview(lv, cap, hint, 0.0, 1)
+        kept = 1 - sum(w for _, w in ahead)
+        mix += [(name, lv, weight * kept), *((name, up, weight * w) for up, w in ahead)]
     total = sum(w for *_, w in review)
     mix += [(name, lv, share * w / total) for name, lv, w in review]
     return [m for m in mix if m[2] > 0]
@@ -612,6 +620,8 @@ def training_mix(
     priority: Sequence[str] = (),
     catch_up_gap: int = 3,
     lost: Mapping[str, Sequence[int]] | None = None,
+    preview_share: float = 0.0,
+    preview_levels: int = 1,
 ) -> list[tuple[str, int, float]]:
     """Next segment's (skill, level, weight): levels being learned get 1 - mastered_share, mastered the rest.
 
@@ -631,7 +641,14 @@ def training_mix(
     mastered share by LEVEL_UP_KEEP and gives NEXT_LEVEL_SHARE of each current level's weight to its
     next level (within the cap); continue or None (too few segments to judge) leave it as configured.
     The maintenance floor applies after the hint: a regression is never out-voted by it.
+    `preview_share` of each current level's weight always goes to the `preview_levels` levels above it
+    (within the cap, equally): the levels of a skill share their structure, so training ahead helps the
+    current one (BENCHMARKS, "Whose cap it is"); with the level_up hint the larger of the two shares holds.
     """
+    if not 0 <= preview_share < 1 or preview_levels < 1:
+        raise ValueError(
+            f"preview_share must be in [0, 1) and preview_levels >= 1, got {preview_share}, {preview_levels}"
+        )
     mastered_share, hint = _hinted_share(mastered_share, hint)
     lost = lost or {}
     current: dict[str, int] = {}  # skill -> level it is learning
@@ -677,14 +694,9 @@ def training_mix(
         s = state.skills.get(name)
         cap = s.cap if s is not None else 1
         for lv in own:
-            previews = hint is Hint.LEVEL_UP and lv == current.get(name) and lv < cap
-            if previews:
-                mix += [
-                    (name, lv, per_target * (1 - NEXT_LEVEL_SHARE)),
-                    (name, lv + 1, per_target * NEXT_LEVEL_SHARE),
-                ]
-            else:
-                mix.append((name, lv, per_target))
+            ahead = _preview(lv, cap, hint, preview_share, preview_levels) if lv == current.get(name) else ()
+            kept = 1 - sum(w for _, w in ahead)
+            mix += [(name, lv, per_target * kept), *((name, up, per_target * w) for up, w in ahead)]
     skill_weight = {name: BOOST if any(w > 1.0 for _, w in held) else 1.0 for name, held in review.items()}
     review_total = sum(skill_weight.values())
     for name, held in review.items():

@@ -82,7 +82,9 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
     cap = settings.skills[skill_name].level_cap
     hero_cfg = settings.heroes[hero]
     uniform = hero_cfg.campaign.uniform_levels or 0  # a uniform mix trains (and so scores) levels 1..it
-    levels = levels_to_evaluate(state, skill_name, cap, trained_up_to=uniform)
+    training = hero_cfg.training
+    ahead = training.preview_levels if training.preview_share > 0 else 1  # the levels a preview trains
+    levels = levels_to_evaluate(state, skill_name, cap, trained_up_to=uniform, ahead=ahead)
     eval_cfg = settings.realm.eval
     profile = settings.memory_profiles[hero_cfg.memory_profile]
     count = settings.skills[skill_name].eval_items_per_level
