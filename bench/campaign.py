@@ -18,11 +18,18 @@ of levels reached, held-out accuracy of every mastered level at the last checkpo
     .venv/bin/python bench/campaign.py --skills bin --segments 9 --schedules restart,carry,continuous
 
 Whose cap it is (issue 18): per seed, three arms at equal segments x steps, each a real campaign:
-(a) the curriculum before per-skill replay (`curriculum: pooled`; the old cap rule replayed on its history),
-(b) realm's curriculum, (c) none (`curriculum: uniform`, one continuous schedule, levels 1..K+1 of each
-skill, K the highest level (b) reached):
+(a) the curriculum before issue 18 (`curriculum: pooled` replay, the per-segment `restart` schedule, no
+preview; the old cap rule replayed on its history), (b) realm's curriculum (tiny's training keys, or
+--schedule / --preview-share / --preview-levels), (c) none (`curriculum: uniform`, one continuous
+schedule, levels 1..K+1 of each skill, K the highest level (b) reached):
 
     .venv/bin/python bench/campaign.py --arms --skills bin,seq_reverse,attn_count --segments 12 --seeds 1234,99
+
+The hero's size at equal wall time (issue 18 item 8): one campaign per size, each stopped after --minutes
+(--segments is then a ceiling and the budget a continuous schedule decays over):
+
+    .venv/bin/python bench/campaign.py --skills bin --segments 200 --minutes 60 \
+        --model hidden_size=192,num_hidden_layers=4 --home /tmp/size192
 
 Where a segment's wall time goes (every run): the training steps themselves (tokens / tokens_per_s),
 the trainer's whole loop (steps, held-out losses, saves), the train run, the eval runs and the rollup runs
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,10 +65,12 @@ def write_configs(
     uniform_levels: int | None = None,
     curriculum: str | None = None,
     training: dict[str, float | int] | None = None,
+    model: dict[str, int] | None = None,
 ) -> Path:
     """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
     the LR schedule across segments, steps per segment, the hero's seed, for the no-curriculum arm the
-    top level of its uniform mix, and `training` keys set over tiny's, when given)."""
+    top level of its uniform mix, `training` keys over tiny's, `model` keys over its model config, when
+    given)."""
     shutil.copytree(REPO / "configs", dest)
     hero = yaml.safe_load((dest / "heroes" / "tiny.yaml").read_text())
     hero["name"] = HERO
@@ -75,6 +85,7 @@ def write_configs(
     if schedule:
         hero["training"]["schedule"] = schedule
     hero["training"].update(training or {})
+    hero["base"]["config"].update(model or {})
     if segment_steps:
         hero["campaign"]["segment_steps"] = segment_steps
     realm = yaml.safe_load((dest / "realm.yaml").read_text())
@@ -301,8 +312,10 @@ def arm_summary(home: Path, config_dir: Path) -> dict:
     }
 
 
-def run_campaign(home: Path, config_dir: Path, segments: int) -> float:
-    """`realm campaign` for the bench hero into `home`; its wall seconds."""
+def run_campaign(home: Path, config_dir: Path, segments: int, minutes: float | None = None) -> float:
+    """`realm campaign` for the bench hero into `home`; its wall seconds. With `minutes`, the campaign is
+    stopped (its process group killed) once that much wall time has passed: equal wall time for arms that
+    train at different speeds; the ledger keeps every segment that finished, the one in flight is lost."""
     env = {
         **os.environ,
         "REALM_HOME": str(home),
@@ -314,16 +327,26 @@ def run_campaign(home: Path, config_dir: Path, segments: int) -> float:
     log = home / "campaign.log"
     home.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:  # streamed, so a long campaign can be watched with tail -f
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [str(realm), "campaign", "--hero", HERO, "--segments", str(segments)],
             env=env,
             text=True,
             stdout=fh,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a time limit stops every process it started
         )
-    if proc.returncode != 0:
+        try:
+            returncode = proc.wait(timeout=None if minutes is None else minutes * 60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            print(
+                f"stopped at the {minutes:g}-minute limit; reporting the segments that finished", flush=True
+            )
+            return time.perf_counter() - started
+    if returncode != 0:
         print(log.read_text()[-4000:])
-        raise SystemExit(f"realm campaign failed ({proc.returncode}); log in {log}")
+        raise SystemExit(f"realm campaign failed ({returncode}); log in {log}")
     return time.perf_counter() - started
 
 
@@ -331,6 +354,15 @@ def training_keys(args: argparse.Namespace) -> dict[str, float | int]:
     """The hero's `training` keys the command line sets (realm's curriculum arms only)."""
     keys = {"preview_share": args.preview_share, "preview_levels": args.preview_levels}
     return {k: v for k, v in keys.items() if v is not None}
+
+
+def model_keys(spec: str | None) -> dict[str, int]:
+    """`--model`'s key=value pairs (the hero's model config over tiny's), e.g. hidden_size=192."""
+    pairs = [item.split("=", 1) for item in (spec or "").split(",") if item]
+    bad = [p[0] for p in pairs if len(p) != 2 or not p[1].isdigit()]
+    if bad:
+        raise SystemExit(f"--model: each item is key=integer, got {', '.join(bad)}")
+    return {key: int(value) for key, value in pairs}
 
 
 def schedule_arms(args: argparse.Namespace, home: Path) -> None:
@@ -351,7 +383,7 @@ def schedule_arms(args: argparse.Namespace, home: Path) -> None:
                 args.segment_steps,
                 training=training_keys(args),
             )
-            wall = run_campaign(arm, config_dir, args.segments)
+            wall = run_campaign(arm, config_dir, args.segments, args.minutes)
         else:
             wall = float("nan")
         rows.append((schedule, wall, arm_summary(arm, config_dir)))
@@ -389,7 +421,9 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
                 for d in (arm_home, config_dir):
                     if d.exists():
                         shutil.rmtree(d)
-                schedule = "continuous" if arm == "c" else None
+                # (a) is pinned to what realm trained before issue 18, whatever tiny's defaults are now
+                schedule = {"a": "restart", "b": args.schedule, "c": "continuous"}[arm]
+                training = {"a": {"preview_share": 0.0}, "b": training_keys(args), "c": None}[arm]
                 write_configs(
                     config_dir,
                     skills,
@@ -399,9 +433,9 @@ def curriculum_arms(args: argparse.Namespace, home: Path) -> None:
                     seed,
                     uniform_levels=top if arm == "c" else None,
                     curriculum="pooled" if arm == "a" else None,
-                    training=training_keys(args) if arm == "b" else None,
+                    training=training,
                 )
-                wall = run_campaign(arm_home, config_dir, args.segments)
+                wall = run_campaign(arm_home, config_dir, args.segments, args.minutes)
             else:
                 wall = float("nan")
             summary = arm_summary(arm_home, config_dir)
@@ -446,6 +480,18 @@ def main() -> None:
     parser.add_argument(
         "--uniform-levels", type=int, default=None, help="arm c's levels 1..N (default: K+1 of arm b)"
     )
+    parser.add_argument(
+        "--schedule", default=None, help="training.schedule of arm b or the one campaign (default: tiny's)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="stop each campaign after this much wall time (equal time)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="the hero's size over tiny's, e.g. hidden_size=192,num_hidden_layers=4"
+    )
     parser.add_argument("--preview-share", type=float, default=None, help="training.preview_share (arm b)")
     parser.add_argument("--preview-levels", type=int, default=None, help="training.preview_levels (arm b)")
     args = parser.parse_args()
@@ -464,10 +510,12 @@ def main() -> None:
             config_dir,
             args.skills.split(","),
             max(args.segments, 1),
+            args.schedule,
             segment_steps=args.segment_steps,
             training=training_keys(args),
+            model=model_keys(args.model),
         )
-    wall = 0.0 if args.report_only else run_campaign(home, config_dir, args.segments)
+    wall = 0.0 if args.report_only else run_campaign(home, config_dir, args.segments, args.minutes)
     report(home, config_dir, wall)
     print_breakdown(time_breakdown(home))
 
