@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_hero import set_training_key
 
 from realm_pipeline.cli import main
 from realm_pipeline.settings import MAX_EVAL_ITEMS_PER_LEVEL, ConfigError, Settings
@@ -258,10 +259,9 @@ def test_a_schedule_that_cannot_run_is_refused(
     config_dir: Path, schedule: str, method: str | None, says: str
 ) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
-    text = path.read_text().replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  schedule: {schedule}")
+    set_training_key(path, "schedule", schedule)
     if method:
-        text = text.replace("method: full", f"method: {method}")
-    path.write_text(text)
+        path.write_text(path.read_text().replace("method: full", f"method: {method}"))
     msg = _refused(config_dir, path)
     assert len(msg.splitlines()) == 1, msg
     assert (
@@ -278,9 +278,8 @@ def test_every_schedule_and_strategy_loads(config_dir: Path) -> None:
             ["  skill_schedule:", "    strategy: focus", "    priority: [bin]"],
             ["  skill_schedule:", "    strategy: catch_up", "    catch_up_gap: 2"],
         ):
-            path.write_text(
-                original.replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  schedule: {schedule}")
-            )
+            path.write_text(original)
+            set_training_key(path, "schedule", schedule)
             _with_campaign_lines(path, *lines)
             hero = Settings(config_dir).heroes["tiny"]
             assert hero.training.schedule == schedule
@@ -292,9 +291,7 @@ def test_a_preview_out_of_range_is_refused_naming_field_and_value(
     config_dir: Path, field: str, value: str
 ) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
-    path.write_text(
-        path.read_text().replace("  mastered_share: 0.2", f"  mastered_share: 0.2\n  {field}: {value}")
-    )
+    set_training_key(path, field, value)
     msg = _refused(config_dir, path)
     assert len(msg.splitlines()) == 1, msg
     assert str(path) in msg and f"field 'training.{field}'" in msg and value in msg, msg

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 import torch  # noqa: E402
-from tiny_hero import TINY, row_length  # noqa: E402
+from tiny_hero import TINY, row_length, set_training_key  # noqa: E402
 
 from realm_pipeline.settings import Settings  # noqa: E402
 from realm_pipeline.training.plan import CheckpointKey, segment_spec  # noqa: E402
@@ -136,9 +136,7 @@ def test_carry_from_a_parent_without_state_starts_fresh_and_a_lora_carry_is_refu
 
 def test_the_checkpoints_spec_records_its_schedule(config_dir: Path, tmp_path: Path) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
-    path.write_text(
-        path.read_text().replace("  mastered_share: 0.2", "  mastered_share: 0.2\n  schedule: continuous")
-    )
+    set_training_key(path, "schedule", "continuous")
     settings = Settings(config_dir)
     hero = settings.heroes["tiny"]
     steps = hero.campaign.segment_steps

@@ -4,6 +4,7 @@ within their skill, a level lost after maintenance trained as a target again, th
 from __future__ import annotations
 
 import pytest
+from tiny_hero import set_training_key
 
 from realm_pipeline.evaluation.progression import (
     BOOST,
@@ -179,6 +180,9 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
     path.write_text(
         path.read_text().replace(budget, f"{budget}\n  skill_schedule: {{strategy: focus, priority: [sy]}}")
     )
+    set_training_key(
+        path, "preview_share", 0
+    )  # whatever tiny ships: the lost level's mix first, then a preview
     settings = Settings(config_dir)
     state = hero({"bin": 4, "sy": 1}, {"bin": 10, "sy": 10}, regressed={"bin": [2]})
     mixes = [
@@ -204,14 +208,11 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
         assert w[("bin", 2)] == w[("sy", 1)] == pytest.approx(0.4)
         assert ("bin", 4) not in w and review_of(w, "bin", (1, 3)) == pytest.approx(0.2)
         # The hero's preview reaches the mix: half of sy L1's learning weight trains sy L2.
-        path.write_text(
-            path.read_text().replace("  mastered_share: 0.2", "  mastered_share: 0.2\n  preview_share: 0.5")
-        )
+        set_training_key(path, "preview_share", 0.5)
         ahead = weights(next_mix(con, Settings(config_dir), "tiny", state, None))
         assert ahead[("sy", 1)] == ahead[("sy", 2)] == pytest.approx(0.2) and ahead[
             ("bin", 2)
         ] == pytest.approx(0.4)
-        path.write_text(path.read_text().replace("\n  preview_share: 0.5", ""))
         # One segment fewer after the drop: still maintenance, not lost.
         two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
         assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two

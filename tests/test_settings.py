@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_hero import set_training_key
 
 from realm_pipeline.settings import ConfigError, Settings
 
@@ -131,8 +132,6 @@ def test_schools_validated(config_dir: Path) -> None:
 
 def test_surprise_weighted_points_to_the_oracle(config_dir: Path) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
-    path.write_text(
-        path.read_text().replace("  mastered_share: 0.2", "  mastered_share: 0.2\n  surprise_weighted: true")
-    )
+    set_training_key(path, "surprise_weighted", "true")
     msg = _error(config_dir)
     assert "field 'training.surprise_weighted'" in msg and "value True" in msg and "oracle" in msg

@@ -27,3 +27,16 @@ def set_launch(config_dir, launch: str) -> None:
     profile = config_dir / "memory_profiles" / "cpu_tiny.yaml"
     kept = [line for line in profile.read_text().splitlines() if not line.startswith("launch:")]
     profile.write_text("\n".join([*kept, f"launch: {launch}", ""]))
+
+
+def set_training_key(hero_yaml, key: str, value: object) -> int:
+    """Set `training.<key>` in a shipped hero YAML: its line rewritten where the key is set already, else a
+    line added after `mastered_share` (a YAML key twice is refused); the line's number (1-based)."""
+    lines = hero_yaml.read_text().splitlines()
+    where = next((i for i, line in enumerate(lines) if line.startswith(f"  {key}:")), None)
+    if where is None:
+        where = 1 + next(i for i, line in enumerate(lines) if line.startswith("  mastered_share:"))
+        lines.insert(where, "")
+    lines[where] = f"  {key}: {value}"
+    hero_yaml.write_text("\n".join([*lines, ""]))
+    return where + 1
