@@ -20,8 +20,8 @@ of levels reached, held-out accuracy of every mastered level at the last checkpo
 Whose cap it is (issue 18): per seed, three arms at equal segments x steps, each a real campaign:
 (a) the curriculum before issue 18 (`curriculum: pooled` replay, the per-segment `restart` schedule, no
 preview; the old cap rule replayed on its history), (b) realm's curriculum (tiny's training keys, or
---schedule / --preview-share / --preview-levels), (c) none (`curriculum: uniform`, one continuous
-schedule, levels 1..K+1 of each skill, K the highest level (b) reached):
+--schedule, --preview-share, --preview-levels, --mastered-share), (c) none (`curriculum: uniform`, one
+continuous schedule, levels 1..K+1 of each skill, K the highest level (b) reached):
 
     .venv/bin/python bench/campaign.py --arms --skills bin,seq_reverse,attn_count --segments 12 --seeds 1234,99
 
@@ -352,7 +352,11 @@ def run_campaign(home: Path, config_dir: Path, segments: int, minutes: float | N
 
 def training_keys(args: argparse.Namespace) -> dict[str, float | int]:
     """The hero's `training` keys the command line sets (realm's curriculum arms only)."""
-    keys = {"preview_share": args.preview_share, "preview_levels": args.preview_levels}
+    keys = {
+        "preview_share": args.preview_share,
+        "preview_levels": args.preview_levels,
+        "mastered_share": args.mastered_share,
+    }
     return {k: v for k, v in keys.items() if v is not None}
 
 
@@ -494,6 +498,7 @@ def main() -> None:
     )
     parser.add_argument("--preview-share", type=float, default=None, help="training.preview_share (arm b)")
     parser.add_argument("--preview-levels", type=int, default=None, help="training.preview_levels (arm b)")
+    parser.add_argument("--mastered-share", type=float, default=None, help="training.mastered_share (arm b)")
     args = parser.parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
     if args.schedules:
