@@ -180,9 +180,9 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
     path.write_text(
         path.read_text().replace(budget, f"{budget}\n  skill_schedule: {{strategy: focus, priority: [sy]}}")
     )
-    set_training_key(
-        path, "preview_share", 0
-    )  # whatever tiny ships: the lost level's mix first, then a preview
+    # whatever tiny ships: the lost level's mix first, then a preview of one level
+    set_training_key(path, "preview_share", 0)
+    set_training_key(path, "preview_levels", 1)
     settings = Settings(config_dir)
     state = hero({"bin": 4, "sy": 1}, {"bin": 10, "sy": 10}, regressed={"bin": [2]})
     mixes = [
