@@ -69,7 +69,7 @@ def _peak_rss() -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from /proc")
 def test_both_launches_record_the_same_checkpoint(
-    config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread: None
 ) -> None:
     """The same spec trained inside the run and in a Pipes subprocess gives the same weights (sha256),
     losses, strain, trained tokens, held-out check and progress log: the launch changes where the
@@ -81,6 +81,10 @@ def test_both_launches_record_the_same_checkpoint(
     hero = config_dir / "heroes" / "tiny.yaml"
     hero.write_text(hero.read_text().replace("segment_steps: 150", "segment_steps: 20"))
     monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    # The same thread count on both sides (this process: one_torch_thread; the subprocess: the variable,
+    # whatever an earlier test left in the environment): another count sums in another order, and rows
+    # of the levels ahead (BIN L2-L3) are long enough for that to move the last bits of the losses.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     # A peak this process reached before the segment is not the segment's: held, touched and freed here.
     ballast = b"\x01" * (1 << 30)
