@@ -29,9 +29,9 @@ def set_launch(config_dir, launch: str) -> None:
     profile.write_text("\n".join([*kept, f"launch: {launch}", ""]))
 
 
-def set_training_key(hero_yaml, key: str, value: object) -> int:
+def set_training_key(hero_yaml, key: str, value: object) -> None:
     """Set `training.<key>` in a shipped hero YAML: its line rewritten where the key is set already, else a
-    line added after `mastered_share` (a YAML key twice is refused); the line's number (1-based)."""
+    line added after `mastered_share` (a YAML key twice is refused)."""
     lines = hero_yaml.read_text().splitlines()
     where = next((i for i, line in enumerate(lines) if line.startswith(f"  {key}:")), None)
     if where is None:
@@ -39,4 +39,3 @@ def set_training_key(hero_yaml, key: str, value: object) -> int:
         lines.insert(where, "")
     lines[where] = f"  {key}: {value}"
     hero_yaml.write_text("\n".join([*lines, ""]))
-    return where + 1
