@@ -20,7 +20,7 @@ MODEL_TYPE = "qwen3"
 MODEL_CLASS = "Qwen3Config"
 
 # Keys realm reads itself and never passes to the class (training/hero.py pops them).
-REALM_KEYS: dict[str, tuple[type, ...]] = {"seed": (int,), "characters": (str,), "dtype": (str,)}
+REALM_KEYS: dict[str, tuple[type, ...]] = {"characters": (str,), "dtype": (str,)}
 # Keyword arguments the class accepts outside its declared fields (folded into rope_parameters).
 LEGACY_KEYS: dict[str, tuple[type, ...]] = {"rope_theta": (float, int)}
 # Fields realm sets from the tokenizer or fixes for deterministic training: a value here would clash.
@@ -115,6 +115,10 @@ def base_config_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
     known = {**fields, **LEGACY_KEYS, **REALM_KEYS}
     problems: list[tuple[str, str]] = []
     for key, value in config.items():
+        if key == "seed":
+            # One seed per hero: two knobs would let `--seeds` arms differ in data but not in weights.
+            problems.append((key, "the hero's top-level `seed` seeds the initial weights; set it there"))
+            continue
         if key in SET_BY_REALM and key in fields:
             problems.append((key, "set by realm from the tokenizer / for determinism; remove it"))
             continue

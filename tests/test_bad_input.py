@@ -137,6 +137,10 @@ CONFIG_CASES = {
         _replace(TINY, "head_dim: 24", "head_dim: 24\n    use_cache: true"),
         ["field 'base.config.use_cache': value True", "set by realm"],
     ),
+    "base.config seed beside the hero's": (
+        _replace(TINY, "head_dim: 24", "head_dim: 24\n    seed: 7"),
+        ["field 'base.config.seed': value 7", "the hero's top-level `seed`"],
+    ),
     "base.config int for a float": (
         _replace(TINY, "head_dim: 24", "head_dim: 24\n    rms_norm_eps: 1"),
         ["line 13: field 'base.config.rms_norm_eps': value 1", "expects float"],

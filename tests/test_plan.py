@@ -21,7 +21,9 @@ from realm_pipeline.training.plan import (
 def test_checkpoint_keys_parse_sort_and_seed() -> None:
     key = CheckpointKey.parse("tiny.000150")
     assert (key.hero, key.step, str(key)) == ("tiny", 150, "tiny.000150")
-    assert key.seed >= 1 and key.seed == CheckpointKey("tiny", 150).seed != CheckpointKey("tiny", 300).seed
+    seed = key.stream_seed(1234)
+    assert seed >= 1 and seed == CheckpointKey("tiny", 150).stream_seed(1234)
+    assert seed != CheckpointKey("tiny", 300).stream_seed(1234) and seed != key.stream_seed(99)
     assert sorted(["tiny.001050", "tiny.000300"]) == ["tiny.000300", "tiny.001050"]
     with pytest.raises(ValueError, match="not '<hero>.<step>'"):
         CheckpointKey.parse("tiny-150")
@@ -48,9 +50,10 @@ def _spec(tmp_path: Path, hero_name: str, profile_name: str):
 
 def test_spec_follows_hero_then_profile(tmp_path: Path) -> None:
     _, _, spec = _spec(tmp_path, "tiny", "cpu_tiny")
-    assert spec.base == {"tiny": dict(Settings().heroes["tiny"].base.config)}
+    tiny = Settings().heroes["tiny"]
+    assert spec.base == {"tiny": {**tiny.base.config, "seed": tiny.seed}}
     assert (spec.method, spec.optimizer, spec.device, spec.batch_size) == ("full", "adamw", "cpu", 8)
-    assert spec.heldout == [("bin", 1, 24)] and spec.seed == CheckpointKey("tiny", 150).seed
+    assert spec.heldout == [("bin", 1, 24)] and spec.seed == CheckpointKey("tiny", 150).stream_seed(tiny.seed)
     _, _, dio = _spec(tmp_path, "dio", "24gb_full_small")
     assert dio.base == "Qwen/Qwen3-0.6B" and dio.device == "cuda" and dio.gradient_checkpointing
 
@@ -93,3 +96,27 @@ def test_deepspeed_json_comes_from_the_users_config_dir(config_dir: Path, tmp_pa
     )
     cmd = segment_command(spec, profile, config_dir=settings.config_dir, work_dir=tmp_path / "w")
     assert json.loads(Path(cmd[cmd.index("--deepspeed_config") + 1]).read_text())["steps_per_print"] == 4321
+
+
+def test_the_heros_seed_draws_both_its_initial_weights_and_its_streams(tmp_path: Path) -> None:
+    """Two heroes that differ only in `seed` are two samples: their weights and data both differ."""
+    settings = Settings()
+    profile = settings.memory_profiles["cpu_tiny"]
+    specs = []
+    for seed in (1234, 99):
+        hero = settings.heroes["tiny"].model_copy(update={"seed": seed})
+        key = CheckpointKey("tiny", hero.campaign.segment_steps)
+        specs.append(
+            segment_spec(
+                hero,
+                profile,
+                key,
+                output_dir=tmp_path / str(seed),
+                parent_dir=None,
+                mix=[("bin", 1, 1.0)],
+                quests=[],
+                eval_items_per_level={"bin": 50},
+            )
+        )
+    assert [s.base["tiny"]["seed"] for s in specs] == [1234, 99]
+    assert specs[0].seed != specs[1].seed

@@ -78,6 +78,12 @@ def test_labels_mask_everything_but_the_answer() -> None:
     assert enc.encode(CHAT) == (ids, labels)
 
 
+def test_a_tiny_heros_initial_weights_follow_its_seed() -> None:
+    tok = build_char_tokenizer("⓪①")
+    weights = [build_tiny_hero({**TINY, "seed": s}, tok).lm_head.weight for s in (1, 1, 2)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
 def test_packed_loss_equals_unpacked_loss() -> None:
     tok = build_char_tokenizer("⓪①")
     model = build_tiny_hero(TINY, tok).eval()

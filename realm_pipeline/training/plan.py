@@ -30,10 +30,9 @@ class CheckpointKey:
             raise ValueError(f"checkpoint key {key!r} is not '<hero>.<step>' (e.g. 'tiny.000150')")
         return cls(m["hero"], int(m["step"]))
 
-    @property
-    def seed(self) -> int:
-        """A training-stream seed derived from the key (>= 1: eval owns the other seed space)."""
-        return int(hashlib.sha256(str(self).encode()).hexdigest()[:8], 16) + 1
+    def stream_seed(self, hero_seed: int) -> int:
+        """This segment's training-stream seed, from the hero's seed and the key (>= 1: eval owns 0)."""
+        return int(hashlib.sha256(f"{hero_seed}:{self}".encode()).hexdigest()[:8], 16) + 1
 
 
 def next_key(hero: HeroConfig, latest_step: int | None) -> CheckpointKey:
@@ -71,7 +70,8 @@ def segment_spec(
     from realm_pipeline.training.trainer import SegmentSpec
 
     base = (
-        {"tiny": dict(hero.base.config)}
+        # the hero's seed draws the initial weights (and, with the key, each segment's stream)
+        {"tiny": {**hero.base.config, "seed": hero.seed}}
         if hero.base.kind == "config"
         else hero.base.path or hero.base.model_id
     )
@@ -109,7 +109,7 @@ def segment_spec(
         schedule_offset_steps=max(key.step - hero.campaign.segment_steps, 0),
         schedule_total_steps=hero.campaign.segment_budget * hero.campaign.segment_steps,
         save_every=t.save_every,
-        seed=key.seed,
+        seed=key.stream_seed(hero.seed),
         mix=mix,
         eval_items_per_level=dict(eval_items_per_level),
         quests=quests,
