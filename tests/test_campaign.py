@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -148,17 +149,14 @@ def test_a_checkpoint_writes_one_row_its_tokens_and_loadable_weights(
     with connect(db, read_only=True) as con:
         first = con.execute("SELECT sha256, train_loss, heldout_loss FROM checkpoints").fetchall()
         assert len(first) == 1
-        # the tokens it trained, per skill level, written with its row (the mix: BIN L1 and the levels the
-        # tiny hero previews above it, no quests)
+        # the tokens it trained, per skill level, written with its row: one row per level of the mix the
+        # checkpoint records (BIN L1 and whatever the hero previews above it; no quests)
         trained = con.execute(
             "SELECT checkpoint_id, skill, level, tokens FROM segment_tokens ORDER BY level"
         ).fetchall()
-        tokens = con.execute("SELECT tokens FROM checkpoints").fetchone()[0]
-    from realm_pipeline.settings import Settings
-
-    training = Settings().heroes["tiny"].training
-    ahead = training.preview_levels if training.preview_share > 0 else 0
-    assert [row[:3] for row in trained] == [("tiny.000150", "bin", lv) for lv in range(1, ahead + 2)]
+        tokens, spec_json = con.execute("SELECT tokens, spec_json FROM checkpoints").fetchone()
+    mix = sorted((skill, level) for skill, level, _ in json.loads(spec_json)["mix"])
+    assert mix[0] == ("bin", 1) and [row[:3] for row in trained] == [("tiny.000150", *m) for m in mix]
     assert all(row[3] > 0 for row in trained) and sum(row[3] for row in trained) == tokens
     ckpt = realm_env / "checkpoints" / "tiny" / "tiny.000150"
     from transformers import AutoModelForCausalLM, AutoTokenizer
