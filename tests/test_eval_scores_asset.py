@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 from openai_server import OpenAIServer, save_test_hero
+from tiny_hero import set_training_key
 
 from realm_pipeline import ledger
 from realm_pipeline.ledger import connect
@@ -90,6 +91,8 @@ def test_served_hero_scores_like_the_local_one_under_its_own_fingerprint(
     from realm_pipeline.skills import get_skill
     from realm_pipeline.skills.heldout import eval_items
 
+    # no training ahead: the levels evaluated are exactly L1 (being learned) and L2 (the next)
+    set_training_key(config_dir / "heroes" / "tiny.yaml", "preview_share", 0)
     _run(_defs(config_dir, monkeypatch), "eval_job", PARTITION)
     local = _scores(realm_env, "local")
     assert [r[0] for r in local] == [1, 2]

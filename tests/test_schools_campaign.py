@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from tiny_hero import set_training_key
 
 from realm_pipeline.ledger import connect
 from realm_pipeline.training.strain import DEFAULT_FLOOR
@@ -25,6 +26,7 @@ def mirror_defs(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPat
     hero.write_text(
         text.replace("segment_steps: 150", "segment_steps: 10").replace("probes: 32", "probes: 12")
     )
+    set_training_key(hero, "preview_share", 0)  # measured: exactly the level being learned and the next
     monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
     from realm_pipeline.definitions import build_defs
 
