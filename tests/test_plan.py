@@ -31,9 +31,11 @@ def test_checkpoint_keys_parse_sort_and_seed() -> None:
     assert str(next_key(hero, None)) == "tiny.000150" and str(next_key(hero, 150)) == "tiny.000300"
 
 
-def _spec(tmp_path: Path, hero_name: str, profile_name: str):
+def _spec(tmp_path: Path, hero_name: str, profile_name: str, seed: int | None = None):
     settings = Settings()
     hero, profile = settings.heroes[hero_name], settings.memory_profiles[profile_name]
+    if seed is not None:
+        hero = hero.model_copy(update={"seed": seed})
     key = CheckpointKey(hero_name, hero.campaign.segment_steps)
     spec = segment_spec(
         hero,
@@ -100,23 +102,6 @@ def test_deepspeed_json_comes_from_the_users_config_dir(config_dir: Path, tmp_pa
 
 def test_the_heros_seed_draws_both_its_initial_weights_and_its_streams(tmp_path: Path) -> None:
     """Two heroes that differ only in `seed` are two samples: their weights and data both differ."""
-    settings = Settings()
-    profile = settings.memory_profiles["cpu_tiny"]
-    specs = []
-    for seed in (1234, 99):
-        hero = settings.heroes["tiny"].model_copy(update={"seed": seed})
-        key = CheckpointKey("tiny", hero.campaign.segment_steps)
-        specs.append(
-            segment_spec(
-                hero,
-                profile,
-                key,
-                output_dir=tmp_path / str(seed),
-                parent_dir=None,
-                mix=[("bin", 1, 1.0)],
-                quests=[],
-                eval_items_per_level={"bin": 50},
-            )
-        )
+    specs = [_spec(tmp_path, "tiny", "cpu_tiny", seed=seed)[2] for seed in (1234, 99)]
     assert [s.base["tiny"]["seed"] for s in specs] == [1234, 99]
     assert specs[0].seed != specs[1].seed
