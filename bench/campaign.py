@@ -64,7 +64,7 @@ def write_configs(
     seed: int | None = None,
     uniform_levels: int | None = None,
     curriculum: str | None = None,
-    training: dict[str, float | int] | None = None,
+    training: dict[str, float | int | bool] | None = None,
     model: dict[str, int] | None = None,
 ) -> Path:
     """A copy of configs/ with the bench hero: tiny's model and training, these skills and budget (and
@@ -350,12 +350,13 @@ def run_campaign(home: Path, config_dir: Path, segments: int, minutes: float | N
     return time.perf_counter() - started
 
 
-def training_keys(args: argparse.Namespace) -> dict[str, float | int]:
+def training_keys(args: argparse.Namespace) -> dict[str, float | int | bool]:
     """The hero's `training` keys the command line sets (realm's curriculum arms only)."""
     keys = {
         "preview_share": args.preview_share,
         "preview_levels": args.preview_levels,
         "mastered_share": args.mastered_share,
+        "strain_hint": False if args.no_strain_hint else None,
     }
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -499,6 +500,11 @@ def main() -> None:
     parser.add_argument("--preview-share", type=float, default=None, help="training.preview_share (arm b)")
     parser.add_argument("--preview-levels", type=int, default=None, help="training.preview_levels (arm b)")
     parser.add_argument("--mastered-share", type=float, default=None, help="training.mastered_share (arm b)")
+    parser.add_argument(
+        "--no-strain-hint",
+        action="store_true",
+        help="training.strain_hint: false (arm b; the mix ignores it)",
+    )
     args = parser.parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="realm-bench-campaign-"))).resolve()
     if args.schedules:

@@ -134,9 +134,12 @@ def next_mix(
     before_step: int | None = None,
 ) -> list[tuple[str, int, float]]:
     """The next segment's (skill, level, weight) mix: the hero's mastered share and skill schedule, its
-    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets; or the
-    baselines: `curriculum: pooled` (the replay before per-skill shares), `uniform` (the same mix always)."""
+    levels lost after maintenance (`maintenance_min` segments that trained them) back as targets, the strain
+    hint unless `training.strain_hint` is off; or the baselines: `curriculum: pooled` (the replay before
+    per-skill shares), `uniform` (the same mix always)."""
     cfg = settings.heroes[hero]
+    if not cfg.training.strain_hint:
+        hint = None
     if cfg.campaign.curriculum == "uniform":
         caps = {name: settings.skills[name].level_cap for name in cfg.campaign.skills}
         return uniform_mix(caps, cfg.campaign.uniform_levels or 1)

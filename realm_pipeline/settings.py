@@ -169,6 +169,9 @@ class TrainingDefaults(_Strict):
     # Of each level being learned, this share of its weight trains the `preview_levels` levels above it.
     preview_share: float = Field(0.0, ge=0, lt=1)
     preview_levels: int = Field(1, ge=1, le=100)
+    # Whether the strain hint moves the mix (level_up halves the replay, back_off raises it). Off where
+    # the zones do not fit the skill: on BIN, strain per answer token sits in Recovery all campaign.
+    strain_hint: bool = True
     # The learning-rate schedule across segments: restart (a fresh optimizer, warm-up and cosine to 0.1x
     # every segment); carry (the parent checkpoint's optimizer state, the per-segment schedule); continuous
     # (carried state, warm-up once, one cosine over the campaign's segment budget); constant (carried state,

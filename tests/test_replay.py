@@ -8,6 +8,7 @@ from tiny_hero import set_training_key
 
 from realm_pipeline.evaluation.progression import (
     BOOST,
+    LEVEL_UP_KEEP,
     MAINTENANCE_SHARE,
     EvalPoint,
     apply_progression,
@@ -217,6 +218,28 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
         two = weights(next_mix(con, settings, "tiny", state, None, before_step=600))
         assert two[("sy", 1)] == pytest.approx(1 - MAINTENANCE_SHARE) and ("bin", 2) in two
         assert two[("bin", 2)] == pytest.approx(MAINTENANCE_SHARE * BOOST / (BOOST + 2))
+
+
+def test_a_hero_can_turn_the_strain_hint_off(tmp_path, config_dir) -> None:
+    """`training.strain_hint: false` (hero YAML): the level_up hint no longer halves the replay, so the
+    mix is the configured one; left on, the same hint does halve it."""
+    from realm_pipeline import ledger
+    from realm_pipeline.campaign import next_mix
+    from realm_pipeline.settings import Settings
+
+    path = config_dir / "heroes" / "tiny.yaml"
+    set_training_key(path, "preview_share", 0)
+    set_training_key(path, "mastered_share", 0.4)
+    state = hero({"bin": 3}, {"bin": 10})
+    with ledger.connect(tmp_path / "realm.duckdb") as con:
+        ledger.migrate(con)
+        followed = weights(next_mix(con, Settings(config_dir), "tiny", state, "level_up"))
+        set_training_key(path, "strain_hint", "false")
+        ignored = weights(next_mix(con, Settings(config_dir), "tiny", state, "level_up"))
+        plain = weights(next_mix(con, Settings(config_dir), "tiny", state, None))
+    assert review_of(followed, "bin", (1, 2)) == pytest.approx(0.4 * LEVEL_UP_KEEP)
+    assert ignored == plain and review_of(ignored, "bin", (1, 2)) == pytest.approx(0.4)
+    assert ignored[("bin", 3)] == pytest.approx(0.6) and ("bin", 4) not in ignored
 
 
 def test_a_uniform_curriculum_trains_the_same_mix_every_segment_and_evaluates_every_level_it_trains(

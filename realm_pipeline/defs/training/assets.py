@@ -162,6 +162,7 @@ def checkpoints(
         f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
         f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
         f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
+        + ("" if hero.training.strain_hint else "; ignored (training.strain_hint: false)")
     )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
