@@ -264,6 +264,10 @@ def levels_to_evaluate(
     return sorted({*mastered, level, *above, *range(1, min(trained_up_to, cap) + 1)})
 
 
+# Said beside the strain hint wherever it is shown, when the hero's mix does not follow it.
+HINT_IGNORED = "; the mix ignores it (training.strain_hint: false)"
+
+
 def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:
     """Per-level floors, effort, plastic gain, efficiency and the strain hint of the hero (strain_report)."""
     rows = con.execute(

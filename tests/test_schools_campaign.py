@@ -27,6 +27,7 @@ def mirror_defs(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPat
         text.replace("segment_steps: 150", "segment_steps: 10").replace("probes: 32", "probes: 12")
     )
     set_training_key(hero, "preview_share", 0)  # measured: exactly the level being learned and the next
+    set_training_key(hero, "strain_hint", "false")  # the sheet says the mix ignores the hint
     monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
     from realm_pipeline.definitions import build_defs
 
@@ -88,3 +89,4 @@ def test_mirror_reflections_flow_into_the_next_segment(realm_env: Path, mirror_d
     assert [(e["skill"], e["level"], e["segments"]) for e in effort_rows] == [("bin", 1, 2), ("bin", 2, 0)]
     assert cmeta["tiny/effort"].value > 0
     assert cmeta["tiny/hint"].value == "none" and "2/3" in cmeta["tiny/hint_reason"].value
+    assert cmeta["tiny/hint_reason"].value.endswith("the mix ignores it (training.strain_hint: false)")

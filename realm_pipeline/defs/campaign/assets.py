@@ -7,6 +7,7 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
+    HINT_IGNORED,
     curriculum_state,
     hero_paused,
     level_up_facts,
@@ -67,7 +68,9 @@ def curriculum(
             primitives[hero] = primitive_accuracy(con, settings, hero)
             # The hint is read from the strain trend over segments, not from one value (none: too few yet).
             sheets[hero]["hint"] = strain.hint.value if strain.hint else None
-            sheets[hero]["hint_reason"] = strain.hint_reason
+            sheets[hero]["hint_reason"] = strain.hint_reason + (
+                "" if settings.heroes[hero].training.strain_hint else HINT_IGNORED
+            )
             efforts[hero] = [
                 {
                     "skill": e.skill,

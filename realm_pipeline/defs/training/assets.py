@@ -13,6 +13,7 @@ import dagster as dg
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
     DISK_REMEDY,
+    HINT_IGNORED,
     curriculum_state,
     hero_checkpoints,
     learning_floors,
@@ -162,7 +163,7 @@ def checkpoints(
         f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
         f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
         f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
-        + ("" if hero.training.strain_hint else "; ignored (training.strain_hint: false)")
+        + ("" if hero.training.strain_hint else HINT_IGNORED)
     )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
