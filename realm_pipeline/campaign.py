@@ -264,8 +264,9 @@ def levels_to_evaluate(
     return sorted({*mastered, level, *above, *range(1, min(trained_up_to, cap) + 1)})
 
 
-# Said beside the strain hint wherever it is shown, when the hero's mix does not follow it.
-HINT_IGNORED = "; the mix ignores it (training.strain_hint: false)"
+def hint_reason(report: StrainReport, follows_hint: bool) -> str:
+    """The strain hint's reason as shown (sheet, log), saying so when the hero's mix does not follow it."""
+    return report.hint_reason + ("" if follows_hint else "; the mix ignores it (training.strain_hint: false)")
 
 
 def strain_state(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState) -> StrainReport:

@@ -7,9 +7,9 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
-    HINT_IGNORED,
     curriculum_state,
     hero_paused,
+    hint_reason,
     level_up_facts,
     primitive_accuracy,
     strain_state,
@@ -68,9 +68,7 @@ def curriculum(
             primitives[hero] = primitive_accuracy(con, settings, hero)
             # The hint is read from the strain trend over segments, not from one value (none: too few yet).
             sheets[hero]["hint"] = strain.hint.value if strain.hint else None
-            sheets[hero]["hint_reason"] = strain.hint_reason + (
-                "" if settings.heroes[hero].training.strain_hint else HINT_IGNORED
-            )
+            sheets[hero]["hint_reason"] = hint_reason(strain, settings.heroes[hero].training.strain_hint)
             efforts[hero] = [
                 {
                     "skill": e.skill,

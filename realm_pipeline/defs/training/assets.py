@@ -13,9 +13,9 @@ import dagster as dg
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
     DISK_REMEDY,
-    HINT_IGNORED,
     curriculum_state,
     hero_checkpoints,
+    hint_reason,
     learning_floors,
     next_mix,
     quest_examples,
@@ -162,8 +162,8 @@ def checkpoints(
     context.log.info(
         f"{key}: parent {parent['checkpoint_id'] if parent else 'base'}; mix {spec.mix}; "
         f"row length {spec.max_length} (ceiling {hero.training.max_length}); schools {hero.schools}; "
-        f"strain hint {strain.hint.value if strain.hint else 'none'} ({strain.hint_reason})"
-        + ("" if hero.training.strain_hint else HINT_IGNORED)
+        f"strain hint {strain.hint.value if strain.hint else 'none'} "
+        f"({hint_reason(strain, hero.training.strain_hint)})"
     )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
