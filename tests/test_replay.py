@@ -182,6 +182,7 @@ def test_the_next_mix_reads_the_trained_levels_from_the_ledger_and_the_schedule_
         path.read_text().replace(budget, f"{budget}\n  skill_schedule: {{strategy: focus, priority: [sy]}}")
     )
     # whatever tiny ships: the lost level's mix first, then a preview of one level
+    set_training_key(path, "mastered_share", 0.2)
     set_training_key(path, "preview_share", 0)
     set_training_key(path, "preview_levels", 1)
     settings = Settings(config_dir)
@@ -286,16 +287,17 @@ def test_a_uniform_curriculum_trains_the_same_mix_every_segment_and_evaluates_ev
         with pytest.raises(ConfigError, match=field) as err:
             Settings(config_dir).heroes  # noqa: B018
         assert "tiny.yaml" in str(err.value)
-    # and the pooled baseline reaches next_mix from the hero YAML
+    # and the pooled baseline reaches next_mix from the hero YAML, with the hero's review share
     path.write_text(
         original.replace("  skills: [bin]", "  skills: [bin, attn_count]").replace(
             budget, f"{budget}\n  curriculum: pooled"
         )
     )
+    set_training_key(path, "mastered_share", 0.3)
     state = hero({"bin": 4, "attn_count": 2}, {"bin": 30, "attn_count": 10}, regressed={"bin": [2]})
     with ledger.connect(tmp_path / "realm.duckdb") as con:
         got = next_mix(con, Settings(config_dir), "tiny", state, None)
-    assert got == pooled_mix(state, ["bin", "attn_count"], mastered_share=0.2)
+    assert got == pooled_mix(state, ["bin", "attn_count"], mastered_share=0.3)
 
 
 def test_the_pooled_baseline_is_the_replay_before_per_skill_shares():
