@@ -231,6 +231,7 @@ def test_a_hero_can_turn_the_strain_hint_off(tmp_path, config_dir) -> None:
     path = config_dir / "heroes" / "tiny.yaml"
     set_training_key(path, "preview_share", 0)
     set_training_key(path, "mastered_share", 0.4)
+    set_training_key(path, "strain_hint", "true")
     state = hero({"bin": 3}, {"bin": 10})
     with ledger.connect(tmp_path / "realm.duckdb") as con:
         ledger.migrate(con)
