@@ -18,8 +18,10 @@ class OpenAIServer:
     Use as a context manager; `url` is the base URL (without /v1). `fail_next(n, status)` makes the next
     n completion requests fail with `status`, to exercise client retries. Like vLLM, it answers each
     request with the model the body names (404 for one it does not serve); `load_path` adds a model through
-    POST /v1/load_lora_adapter ({lora_name, lora_path}); `cut_answers` reports every answer as cut
-    (finish_reason `length`).
+    POST /v1/load_lora_adapter ({lora_name, lora_path}); `cut_answers` cuts every answer at the server's
+    own limit, one token short of the request's max_tokens (finish_reason `length`); `report_length` answers
+    like vLLM for a hero that rambles: finish_reason `length` and usage.completion_tokens for an answer
+    that used all of max_tokens (`length_answers` counts them).
     """
 
     def __init__(
@@ -30,12 +32,15 @@ class OpenAIServer:
         batch_size: int = 32,
         api_key: str | None = None,
         cut_answers: bool = False,
+        report_length: bool = False,
     ) -> None:
         self.batch_size = batch_size
         self.backend = LocalBackend(model_dir, batch_size=batch_size)
         self.models = {model_name: self.backend}  # served name -> its weights
         self.model_name = model_name
         self.cut_answers = cut_answers
+        self.report_length = report_length
+        self.length_answers = 0  # answers reported finish_reason `length`
         self.api_key = api_key  # when set, completions need `Authorization: Bearer <api_key>` (else 401)
         self.requests = 0
         self._failures: list[int] = []
@@ -133,8 +138,21 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             if model is None:
                 self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
                 return
-            texts = model.generate(prompts, max_new_tokens=max_tokens, stop_strings=stop)
-            finish = "length" if server.cut_answers else "stop"
+            # cut_answers: the server's own limit, one token below what the request asked for
+            limit = max(0, max_tokens - 1) if server.cut_answers else max_tokens
+            texts = model.generate(prompts, max_new_tokens=limit, stop_strings=stop)
+            used = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+            if server.cut_answers:
+                finish = ["length"] * len(texts)
+            elif server.report_length:
+                finish = ["length" if n >= limit else "stop" for n in used]
+            else:
+                finish = ["stop"] * len(texts)
+            with server._lock:
+                server.length_answers += finish.count("length")
+            usage = {}
+            if server.cut_answers or server.report_length:
+                usage = {"usage": {"completion_tokens": sum(used), "total_tokens": sum(used)}}
             self._send(
                 200,
                 {
@@ -143,9 +161,10 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                     "created": int(time.time()),
                     "model": body.get("model"),
                     "choices": [
-                        {"index": i, "text": t, "logprobs": None, "finish_reason": finish}
-                        for i, t in enumerate(texts)
+                        {"index": i, "text": t, "logprobs": None, "finish_reason": f}
+                        for i, (t, f) in enumerate(zip(texts, finish, strict=True))
                     ],
+                    **usage,
                 },
             )
 

@@ -1,5 +1,6 @@
 """A served eval proves its model: the checkpoint is put into the server, /v1/models must list its name,
-and an answer the server cut is refused, never scored wrong (real HTTP servers on loopback)."""
+an answer the server cut below realm's budget is refused, never scored wrong, and one that used all of the
+budget is scored as the local backend scores it (real HTTP servers on loopback)."""
 
 from __future__ import annotations
 
@@ -81,8 +82,29 @@ def test_answers_the_server_cut_are_refused_not_scored_wrong(heroes) -> None:
     with OpenAIServer(heroes[first], model_name=first, cut_answers=True) as server:
         backend = _backend(server.url, first, heroes[first])
         backend.prove_served()
-        with pytest.raises(TruncatedAnswerError, match="finish_reason 'length'.*score refused"):
+        with pytest.raises(
+            TruncatedAnswerError,
+            match="finish_reason 'length' after 11 tokens, below the max_tokens 12 .*score refused",
+        ):
             evaluate_items(backend, get_skill("bin"), _items())
+
+
+def test_a_hero_that_rambles_to_realms_budget_is_scored_as_the_local_backend_scores_it(heroes) -> None:
+    # A server says finish_reason 'length' for an answer that used all the max_tokens realm asked for: that
+    # is the hero's answer at realm's own budget (wrong, here), not a cut that refuses the level.
+    name, path = next(iter(heroes.items()))
+    items = _items()
+    with OpenAIServer(path, model_name=name, report_length=True) as server:
+        served = evaluate_items(_backend(server.url, name, path), get_skill("bin"), items)
+        assert server.length_answers > 0  # the random hero does ramble to the budget
+    local = evaluate_items(LocalBackend(path, max_new_tokens=12), get_skill("bin"), items)
+    assert served.rows == local.rows
+    assert (served.n, served.correct, served.accuracy, served.partial) == (
+        local.n,
+        local.correct,
+        local.accuracy,
+        local.partial,
+    )
 
 
 def test_a_serve_command_is_started_for_the_checkpoint_and_stopped_after(heroes) -> None:

@@ -38,7 +38,7 @@ class ServedModelError(BackendError):
 
 
 class TruncatedAnswerError(BackendError):
-    """The server cut an answer at its own limit (finish_reason `length`): the level's score is refused."""
+    """The server cut an answer at its own limit, below realm's budget: the level's score is refused."""
 
 
 @runtime_checkable
@@ -267,17 +267,33 @@ class OpenAICompatibleBackend:
 
     def _parse(self, resp: Any) -> str:
         try:
-            choice = min(resp.json()["choices"], key=lambda c: c.get("index", 0))
+            body = resp.json()
+            choice = min(body["choices"], key=lambda c: c.get("index", 0))
             text = str(choice["text"])
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise BackendError(f"POST {self.url}: unexpected response {resp.text[:300]!r}") from exc
         if choice.get("finish_reason") == "length":
-            # A cut answer is not a wrong one: scoring it would count the server's limit as the hero's miss.
-            raise TruncatedAnswerError(
-                f"POST {self.url} (model {self.model}): the server cut an answer at its length limit "
-                f"(finish_reason 'length', max_tokens {self.max_new_tokens}): {text[:80]!r}; score refused"
-            )
+            used = self._completion_tokens(body, text)
+            # An answer that used all of realm's own budget is the hero's miss, scored as the local backend
+            # scores the same output cut at the same budget. One the server cut short of that budget (its
+            # own limit) is not a wrong answer: scoring it would count the server's limit as the hero's miss.
+            if used is None or used < self.max_new_tokens:
+                raise TruncatedAnswerError(
+                    f"POST {self.url} (model {self.model}): the server cut an answer at its own length limit "
+                    f"(finish_reason 'length' after {'?' if used is None else used} tokens, below the "
+                    f"max_tokens {self.max_new_tokens} realm asked for): {text[:80]!r}; score refused"
+                )
         return text
+
+    def _completion_tokens(self, body: Any, text: str) -> int | None:
+        """Tokens the server generated for a one-prompt request: its `usage`, else the text re-tokenized
+        with the checkpoint's tokenizer; None when neither is there."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            return usage["completion_tokens"]
+        if self._tokenizer is None:
+            return None
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def served_models(self) -> list[str]:
         """The model names the server's `/v1/models` lists."""
