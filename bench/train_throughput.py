@@ -2,11 +2,13 @@
 
 Usage: python bench/train_throughput.py [--steps 40 --batch-size 8]
        python bench/train_throughput.py --device cuda --model qwen3-0.6b-shaped --peak-tflops 989
+--json PATH also writes the figures as JSON (bench/gpu_check.py reads them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -102,8 +104,8 @@ def bench_hf(args: argparse.Namespace, cfg: dict, workdir: Path) -> dict:
     return {"tokens": tokens, "tokens_per_s": tokens / runtime, "wall_s": wall}
 
 
-def main() -> None:
-    """Run both trainers and print tokens/s and the realm/HF ratio."""
+def main(argv: list[str] | None = None) -> None:
+    """Run both trainers and print tokens/s and the realm/HF ratio (and MFU on CUDA)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--model", default="tiny", help="tiny | qwen3-0.6b-shaped (random weights)")
@@ -114,8 +116,11 @@ def main() -> None:
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak (H100 bf16 dense: 989)")
-    args = p.parse_args()
+    p.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="accelerator peak (H100 and H200 bf16 dense: 989)"
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
     if args.max_length is None:  # the row the campaign would plan for MIX (BIN v4 L1-L4: 561 tokens)
         from realm_pipeline.lm.budgets import segment_max_length
         from realm_pipeline.skills import get_skill
@@ -141,17 +146,42 @@ def main() -> None:
     for name, r in (("realm", realm), ("hf", hf)):
         tps, wall = r["tokens_per_s"], r["wall_s"]
         print(f"{name:<6}: {r['tokens']:>9d} tokens  {tps:>10.0f} tok/s  (wall {wall:.1f}s)")
-    print(f"ratio realm/hf tokens/s: {realm['tokens_per_s'] / hf['tokens_per_s']:.2f}x")
+    ratio = realm["tokens_per_s"] / hf["tokens_per_s"]
+    print(f"ratio realm/hf tokens/s: {ratio:.2f}x")
+    figures = {
+        "model": args.model,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "max_length": args.max_length,
+        "realm": realm,
+        "hf": hf,
+        "ratio": ratio,
+    }
     if args.device == "cuda":
-        from realm_pipeline.skills import CHARACTERS
-        from realm_pipeline.training.hero import build_tiny_hero
-        from realm_pipeline.training.tokenizer import build_char_tokenizer
-
-        params = sum(t.numel() for t in build_tiny_hero(cfg, build_char_tokenizer(CHARACTERS)).parameters())
+        params = _param_count(cfg)
+        figures.update(params=params, peak_tflops=args.peak_tflops)
         for name, r in (("realm", realm), ("hf", hf)):
+            # 6 FLOPs per parameter per trained token (forward 2, backward 4); attention's own FLOPs left out.
             mfu = 6 * params * r["tokens_per_s"] / (args.peak_tflops * 1e12)
-            print(f"{name} MFU: {mfu:.1%} ({params / 1e6:.0f}M params)")
+            figures[f"{name}_mfu"] = mfu
+            print(f"{name} MFU: {mfu:.1%} ({params / 1e6:.0f}M params, peak {args.peak_tflops:g} TFLOP/s)")
         print(f"realm peak memory: {realm['peak_memory_bytes'] / 2**30:.2f} GiB")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _param_count(cfg: dict) -> int:
+    """Parameters of the hero `cfg` builds, counted on the meta device (nothing is allocated)."""
+    import torch
+
+    from realm_pipeline.skills import CHARACTERS
+    from realm_pipeline.training.hero import build_tiny_hero
+    from realm_pipeline.training.tokenizer import build_char_tokenizer
+
+    with torch.device("meta"):
+        model = build_tiny_hero(cfg, build_char_tokenizer(CHARACTERS))
+    return sum(t.numel() for t in model.parameters())
 
 
 if __name__ == "__main__":
