@@ -370,6 +370,8 @@ class HeroFacts:
     confirmations: tuple[str, ...] = ()
     # why its next segment would not fit on the disk (free space below the segment's estimate), if so
     disk_short: str | None = None
+    # why its newest checkpoint cannot be loaded (truncated, missing), if so: nothing can go on from it
+    unloadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +399,7 @@ class Decision:
     stop: str | None = None  # paused / at its segment budget / maxed out / a run failed
     failed: tuple[RunOutcome, ...] = ()  # failed runs that stop it until a person retries them
     short_of_space: str | None = None  # it waits for free space (then goes on by itself)
+    unloadable: str | None = None  # its newest checkpoint cannot be loaded: a person restores or retrains it
 
     @property
     def status(self) -> str:
@@ -502,9 +505,17 @@ def decide_next(facts: HeroFacts) -> Decision:
             if (facts.last_rollup_at or 0.0) < due and not any(s.job == ROLLUP_JOB for s in steps):
                 want(Step(ROLLUP_JOB, None, f"rollup:failed:{failed[0].run_id}", assets=("curriculum",)))
         return Decision(
-            facts.hero, tuple(steps), tuple(waiting), stop, tuple(failed), short[0] if short else None
+            facts.hero,
+            tuple(steps),
+            tuple(waiting),
+            stop,
+            tuple(failed),
+            short[0] if short else None,
+            facts.unloadable if stop == facts.unloadable else None,
         )
 
+    if facts.unloadable:  # neither evaluated nor trained from: said before any run fails on it
+        return decision(facts.unloadable)
     no_eval_set = [s for s in facts.skills if s not in facts.eval_sets_done]
     if no_eval_set:  # evals need the held-out items first: build them, train nothing yet
         for skill in no_eval_set:
@@ -560,12 +571,16 @@ def hero_facts(
 ) -> HeroFacts:
     """The hero's facts: the ledger's part read from `con`, the Dagster instance's part passed in.
 
-    With `home` (REALM_HOME), it also checks that the next segment fits on the disk.
+    With `home` (REALM_HOME), it also checks that its newest checkpoint can be loaded (its weights'
+    headers) and that the next segment fits on the disk.
     """
     cfg = settings.heroes[hero]
     ckpts = hero_checkpoints(con, hero)
     state = curriculum_state(con, settings, hero)
     next_checkpoint = str(next_key(cfg, ckpts[-1]["step"] if ckpts else None))
+    unloadable = None
+    if home is not None and ckpts:
+        unloadable = newest_checkpoint_problem(ckpts[-1], home)
     return HeroFacts(
         hero=hero,
         skills=tuple(cfg.campaign.skills),
@@ -580,11 +595,31 @@ def hero_facts(
         last_rollup_at=last_rollup_at,
         runs=tuple(runs),
         confirmations=confirmations_of(con, hero, ckpts[-1]["checkpoint_id"]) if ckpts else (),
+        # the estimate reads the newest checkpoint's headers: not of one that cannot be loaded
         disk_short=None
-        if home is None
+        if home is None or unloadable
         else disk_shortfall(
             settings, hero, home, ckpts[-1]["checkpoint_id"] if ckpts else None, next_checkpoint
         ),
+        unloadable=unloadable,
+    )
+
+
+def newest_checkpoint_problem(row: dict, home: Path) -> str | None:
+    """Why a hero's newest checkpoint (its ledger row) cannot be loaded, as the line that stops the
+    campaign; None when its weights' headers agree with their files."""
+    from realm_pipeline.ledger import resolve_home_path
+    from realm_pipeline.lm.weights import checkpoint_problem
+
+    cid = row["checkpoint_id"]
+    if row["path"] is None:  # deleted by retention: its eval run says so, with the way out
+        return None
+    problem = checkpoint_problem(resolve_home_path(row["path"], home))
+    if problem is None:
+        return None
+    return (
+        f"its newest checkpoint {cid} cannot be loaded: {problem}; restore it, or retrain {cid} "
+        "(the checkpoints asset with config retrain: true)"
     )
 
 

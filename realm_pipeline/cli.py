@@ -480,12 +480,13 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     _print_hero_sheet(hero, settings, why)
     click.echo(f"mirror: {realm_home() / 'mirror' / 'index.html'}  (open it in a browser; no server needed)")
     click.echo(ui_hint(hero, settings, decision))
-    if decision.failed or failures or decision.short_of_space:
-        # a run it started failed for good (none is retried in-process), or the disk is too full to go on
+    if decision.failed or failures or decision.short_of_space or decision.unloadable:
+        # a run it started failed for good (none is retried in-process), the disk is too full to go on,
+        # or its newest checkpoint cannot be loaded
         if failures:
             click.echo(f"{hero}: {failures} run(s) this campaign started failed", err=True)
-        if decision.short_of_space:
-            click.echo(f"{hero}: {decision.short_of_space}", err=True)
+        if decision.short_of_space or decision.unloadable:
+            click.echo(f"{hero}: {decision.short_of_space or decision.unloadable}", err=True)
         sys.exit(1)
 
 

@@ -204,6 +204,51 @@ def test_a_segment_whose_parent_is_truncated_fails_once_naming_the_file(home: Pa
     assert not (home / "checkpoints" / "tiny" / "tiny.000450").exists()
 
 
+def _cut_in_header(ckpt: Path) -> Path:
+    """`truncate -s 1000 model.safetensors`: the file now ends inside its JSON header."""
+    weights = ckpt / "model.safetensors"
+    with weights.open("rb") as f:
+        assert int.from_bytes(f.read(8), "little") > 1000  # the header itself is cut
+    with weights.open("r+b") as f:
+        f.truncate(1000)
+    return weights
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "tiny"], ["train", "tiny"], ["campaign", "--hero", "tiny", "--segments", "1"]],
+    ids=["status", "train", "campaign"],
+)
+def test_a_newest_checkpoint_cut_inside_its_header_is_one_line_naming_the_file(
+    home: Path, args: list[str]
+) -> None:
+    """Before: the free-space estimate read the header unguarded, and each command died on a
+    JSONDecodeError traceback."""
+    weights = _cut_in_header(home / "checkpoints" / "tiny" / "tiny.000300")
+    out = _refused(home, args, code=0 if args[0] == "status" else 1)
+    said = f"its newest checkpoint tiny.000300 cannot be loaded: {weights}: truncated weights file"
+    assert len([line for line in out.splitlines() if said in line]) >= 1, out
+    assert "JSONDecodeError" not in out
+
+
+def test_the_campaign_sensor_names_a_newest_checkpoint_cut_inside_its_header(home: Path) -> None:
+    from realm_pipeline.cli import init_instance
+    from realm_pipeline.definitions import build_defs
+    from realm_pipeline.defs.campaign.sensors import campaign_sensor
+
+    weights = _cut_in_header(home / "checkpoints" / "tiny" / "tiny.000300")
+    init_instance()
+    defs = build_defs()
+    resources = {k: defs.resources[k] for k in ("realm", "ledger_db")}
+    with dg.DagsterInstance.get() as instance:
+        result = campaign_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(result, dg.SkipReason), result  # nothing requested: no run fails on it
+    assert (
+        f"tiny: stopped: its newest checkpoint tiny.000300 cannot be loaded: {weights}: truncated weights file"
+        in result.skip_message
+    )
+
+
 def test_an_eval_of_a_deleted_checkpoint_fails_once_with_the_way_out(home: Path) -> None:
     gone = home / "checkpoints" / "tiny" / "tiny.000300"
     shutil.rmtree(gone)
@@ -444,6 +489,14 @@ FAULT_CASES = (
     (
         "a truncated parent, not retried three times",
         "test_fault_table.py::test_a_segment_whose_parent_is_truncated_fails_once_naming_the_file",
+    ),
+    (
+        "a newest checkpoint cut inside its header: status, train, campaign",
+        "test_fault_table.py::test_a_newest_checkpoint_cut_inside_its_header_is_one_line_naming_the_file",
+    ),
+    (
+        "a newest checkpoint cut inside its header: the campaign sensor",
+        "test_fault_table.py::test_the_campaign_sensor_names_a_newest_checkpoint_cut_inside_its_header",
     ),
     (
         "a read-only REALM_HOME or ledger",

@@ -169,11 +169,19 @@ DISK_MARGIN_BYTES = 1 << 20  # tokenizer, configs, results, the reflections file
 
 
 def segment_parameters(hero: HeroConfig, parent_dir: Path | None) -> int | None:
-    """The hero's parameter count: the parent's saved weights, the base's config or files; None unknown."""
-    from realm_pipeline.lm.weights import safetensors_parameters
+    """The hero's parameter count: the parent's saved weights, the base's config or files; None unknown.
+
+    Weights whose headers cannot be read (a truncated file) are passed over: the segment's own check
+    names the file, before anything is trained.
+    """
+    from realm_pipeline.lm.weights import checkpoint_problem, safetensors_parameters
 
     for directory in (parent_dir, Path(hero.base.path) if getattr(hero.base, "path", None) else None):
-        if directory is not None and any(Path(directory).glob("*.safetensors")):
+        if (
+            directory is not None
+            and any(Path(directory).glob("*.safetensors"))
+            and checkpoint_problem(directory) is None
+        ):
             return safetensors_parameters(directory)
     if hero.base.kind == "config":
         from realm_pipeline.training.memory import model_shape_for
