@@ -478,6 +478,7 @@ def _bench_module(name: str) -> Any:
     path = REPO / "bench" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would (dataclasses look their module up)
     spec.loader.exec_module(module)
     return module
 
@@ -612,6 +613,9 @@ def _child(item: Item, plan: Plan, log: Path, result: Path) -> None:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        # New objects on fds 1 and 2: the inherited ones may not write there (pytest's capture, for one).
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         try:
             record = item.run(plan)
         except BaseException as exc:  # the record says what broke; the next item still runs
