@@ -66,6 +66,8 @@ class RealmGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
+        except ConfigError as exc:  # a config any command loads: the same line init and doctor give
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
             line = storage_error_line(exc)
             if line is None:
@@ -97,8 +99,8 @@ def _not_writable(path: Path) -> bool:
 
 
 def read_only_line(exc: BaseException, paths: tuple[Path, ...] = ()) -> str | None:
-    """'cannot write ...' when `exc` is a refused write (EROFS, EACCES, a read-only database, or SQLite's
-    bare "unable to open database file" where `paths` are not writable), else None."""
+    """'cannot write ...' when `exc` is a refused write (EROFS, EACCES, EPERM, a read-only database, or
+    SQLite's bare "unable to open database file" where `paths` are not writable), else None."""
     seen: list[BaseException] = []
     e: BaseException | None = exc
     while e is not None and e not in seen:
@@ -108,7 +110,14 @@ def read_only_line(exc: BaseException, paths: tuple[Path, ...] = ()) -> str | No
         text = str(e)
         low = text.lower()
         first = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-        if "permission denied" in low or "readonly database" in low or "read-only file system" in low:
+        # DuckDB words EPERM (an immutable file, a mount that refuses writes) as its strerror
+        refused = (
+            "permission denied",
+            "operation not permitted",
+            "readonly database",
+            "read-only file system",
+        )
+        if any(words in low for words in refused):
             return f"cannot write: {first}"
         if "unable to open database file" in low:
             blocked = [p for p in paths if _not_writable(p)]

@@ -443,8 +443,10 @@ def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
             f"{path}: line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
             "save the file as UTF-8"
         ) from None
-    loader = _ConfigLoader(text)
+    loader = None
     try:
+        # the loader's reader refuses a NUL or other control character as it is built: inside the try
+        loader = _ConfigLoader(text)
         node = loader.get_single_node()
         if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
             raise ConfigError(
@@ -452,13 +454,20 @@ def read_yaml(path: Path) -> tuple[yaml.Node | None, Any]:
                 "a config needs far fewer (write the values out)"
             )
         data = loader.construct_document(node) if node is not None else None
+    except yaml.reader.ReaderError as exc:  # its message is two lines, and names no line of the file
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: character U+{exc.character:04X} is not allowed in YAML (a NUL or other "
+            "control character); remove it"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}: {where}YAML syntax error: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return node, data
 
 

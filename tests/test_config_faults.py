@@ -118,6 +118,49 @@ def test_an_eval_set_too_costly_to_build_is_refused(config_dir: Path) -> None:
     assert "field 'eval_items_per_level'" in msg and "10000" in msg and str(MAX_EVAL_ITEMS_PER_LEVEL) in msg
 
 
+def test_a_nul_byte_is_named_with_its_line(config_dir: Path) -> None:
+    """Before: PyYAML's reader refused the character while the loader was built, outside the handler,
+    and `realm doctor` printed a ReaderError traceback."""
+    path = config_dir / "skills" / "bin.yaml"
+    path.write_bytes(path.read_bytes() + b"# a NUL \x00 pasted in\n")
+    msg = _refused(config_dir, path)
+    lines = path.read_bytes().count(b"\n")
+    assert msg == (
+        f"{path}: line {lines}: character U+0000 is not allowed in YAML (a NUL or other control "
+        "character); remove it"
+    )
+    out = CliRunner().invoke(main, ["doctor"], env={"REALM_CONFIG_DIR": str(config_dir)})
+    assert out.exit_code == 1 and out.output == f"Error: {msg}\n", out.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["campaign", "--hero", "tiny", "--segments", "1"],
+        ["train", "tiny"],
+        ["retry", "tiny"],
+        ["pause", "tiny"],
+        ["resume", "tiny"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_a_config_error_is_one_line_in_every_command(
+    config_dir: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """Before: only init and doctor caught it; every other command ended in a ConfigError traceback."""
+    path = config_dir / "heroes" / "big.yml"
+    path.write_text((config_dir / "heroes" / "tiny.yaml").read_text().replace("name: tiny", "name: big"))
+    env = {
+        "REALM_CONFIG_DIR": str(config_dir),
+        "REALM_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+    }
+    out = CliRunner().invoke(main, args, env=env)
+    assert out.exit_code == 1 and (out.exception is None or isinstance(out.exception, SystemExit)), out
+    assert out.output == f"Error: {path}: realm reads only *.yaml files; rename it to big.yaml\n", out.output
+
+
 def test_a_yml_file_is_named_not_ignored(config_dir: Path) -> None:
     src = config_dir / "heroes" / "tiny.yaml"
     path = config_dir / "heroes" / "big.yml"

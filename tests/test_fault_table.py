@@ -287,6 +287,26 @@ def test_a_read_only_home_is_one_line_and_realm_goes_on_once_writable(
     assert CliRunner().invoke(main, ["pause", "tiny"]).exit_code == 0
 
 
+@pytest.mark.parametrize("immutable", ["realm.duckdb", "."], ids=["ledger file", "home directory"])
+def test_a_home_that_answers_operation_not_permitted_is_one_line_naming_the_path(
+    home: Path, immutable: str
+) -> None:
+    """`chattr +i`: DuckDB's EPERM ("Operation not permitted") is one line, as EACCES and EROFS are.
+    Before: an IOException or TransactionException traceback."""
+    target = (home / immutable).resolve()
+    if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root and a file system that has the flag")
+    try:
+        out = _refused(home, ["pause", "tiny"])
+    finally:
+        subprocess.run(["chattr", "-i", str(target)], check=True)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot write"), out
+    assert "Operation not permitted" in lines[0] and str(home / "realm.duckdb") in lines[0], out
+    assert f"REALM_HOME={home} must be writable" in lines[0], out
+    assert CliRunner().invoke(main, ["pause", "tiny"]).exit_code == 0  # writable again: realm goes on
+
+
 # ---------------------------------------------------------------- a home that moves
 
 
@@ -501,6 +521,10 @@ FAULT_CASES = (
     (
         "a read-only REALM_HOME or ledger",
         "test_fault_table.py::test_a_read_only_home_is_one_line_and_realm_goes_on_once_writable",
+    ),
+    (
+        "a home that answers EPERM (Operation not permitted)",
+        "test_fault_table.py::test_a_home_that_answers_operation_not_permitted_is_one_line_naming_the_path",
     ),
     (
         "a ledger with absolute paths",
