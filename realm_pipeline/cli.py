@@ -38,22 +38,64 @@ def dagster_home() -> Path:
 
 
 def init_instance() -> Path:
-    """Create REALM_HOME and the Dagster instance (settings from dagster.yaml, pool `gpu` limited to 1)."""
+    """Create REALM_HOME and the Dagster instance (settings from dagster.yaml, pool `gpu` limited to 1),
+    or in cluster mode ($REALM_DAGSTER_PG_URL) the instance on that PostgreSQL, pool `gpu` = cluster.gpus."""
     import dagster as dg
+
+    from realm_pipeline import cluster
 
     home = realm_home()
     for sub in ("checkpoints", "inbox/rejected", "knowledge"):  # mirror/ is a symlink the export swaps
         (home / sub).mkdir(parents=True, exist_ok=True)
     dhome = dagster_home()
     dhome.mkdir(parents=True, exist_ok=True)
-    if (
+    url = cluster.pg_url()
+    slots = 1
+    if url is not None:
+        slots = _write_cluster_instance(dhome / "dagster.yaml", url)
+    elif (dhome / "dagster.yaml").exists() and (dhome / "dagster.yaml").read_text().startswith(
+        cluster.CLUSTER_MARK
+    ):
+        # a shell without the setting must not quietly swap a cluster home for a fresh local instance
+        raise click.ClickException(
+            f"{dhome / 'dagster.yaml'} is a cluster instance (PostgreSQL): set {cluster.PG_URL_ENV}, "
+            "or use another DAGSTER_HOME"
+        )
+    elif (
         not (dhome / "dagster.yaml").exists()
         or (dhome / "dagster.yaml").read_bytes() != INSTANCE_TEMPLATE.read_bytes()
     ):
         shutil.copyfile(INSTANCE_TEMPLATE, dhome / "dagster.yaml")
     with dg.DagsterInstance.get() as instance:
-        instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, slots)
     return dhome
+
+
+def cluster_gpus() -> int:
+    """realm.yaml's cluster.gpus: the `gpu` pool's limit in cluster mode."""
+    try:
+        return Settings().realm.cluster.gpus
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _write_cluster_instance(target: Path, url: str) -> int:
+    """Check the cluster's PostgreSQL, then write its dagster.yaml (owner-only: the URL may carry a
+    password); returns the `gpu` pool's limit."""
+    from realm_pipeline import cluster
+
+    gpus = cluster_gpus()
+    try:
+        cluster.check_server(url)  # one line naming the server, not Dagster's retries and traceback
+        text = cluster.instance_yaml(INSTANCE_TEMPLATE.read_text(), url, gpus)
+    except cluster.ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not target.exists() or target.read_text() != text:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    target.chmod(0o600)
+    return gpus
 
 
 class RealmGroup(click.Group):
@@ -146,7 +188,15 @@ def init() -> None:
 
     with LedgerResource(database=str(ledger_path())).get_connection():
         pass  # creates and migrates the ledger
-    click.echo(f"REALM_HOME={realm_home()}\nDAGSTER_HOME={dhome}\npool {GPU_POOL}: limit 1")
+    from realm_pipeline import cluster
+
+    url = cluster.pg_url()
+    if url is None:
+        click.echo(f"REALM_HOME={realm_home()}\nDAGSTER_HOME={dhome}\npool {GPU_POOL}: limit 1")
+    else:
+        click.echo(f"REALM_HOME={realm_home()}\nDAGSTER_HOME={dhome}")
+        click.echo(f"instance: PostgreSQL {cluster.where(url)} (cluster mode)")
+        click.echo(f"pool {GPU_POOL}: limit {cluster_gpus()}")
 
 
 @main.command()
@@ -160,10 +210,34 @@ def doctor() -> None:
     click.echo(f"configs: {settings.config_dir} (ok)")
     click.echo(f"heroes: {', '.join(settings.heroes)}  skills: {', '.join(settings.skills)}")
     click.echo(f"REALM_HOME: {realm_home()}  DAGSTER_HOME: {dagster_home()}")
+    from realm_pipeline import cluster
+
+    url = cluster.pg_url()
+    if url is not None:
+        click.echo(_cluster_instance_line(url))
     import torch
 
     cuda = torch.cuda.is_available()
     click.echo(f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name(0) if cuda else 'none (CPU)'}")
+
+
+def _cluster_instance_line(url: str) -> str:
+    """What doctor says of the cluster instance's PostgreSQL (version, writable, initialized), or one
+    error line naming it."""
+    from realm_pipeline import cluster
+
+    try:
+        found = cluster.check_server(url)
+        current = cluster.instance_yaml(INSTANCE_TEMPLATE.read_text(), url, cluster_gpus())
+    except cluster.ClusterError as exc:
+        raise click.ClickException(str(exc)) from None
+    notes = ["writable"]
+    if not found.dagster_tables:
+        notes.append("no Dagster tables yet: run `realm init`")
+    installed = dagster_home() / "dagster.yaml"
+    if not installed.exists() or installed.read_text() != current:
+        notes.append(f"{installed} is not this instance's: run `realm init`")
+    return f"Dagster instance: PostgreSQL {found.version} at {cluster.where(url)} ({'; '.join(notes)})"
 
 
 # Dagster's console logger prints every event (hundreds of DEBUG lines a campaign): the events still go

@@ -82,6 +82,11 @@ class CampaignSettings(_Strict):
     active_heroes: list[str] = Field(default_factory=lambda: ["tiny"])
 
 
+class ClusterSettings(_Strict):
+    # read only in cluster mode ($REALM_DAGSTER_PG_URL set): the embedded instance keeps its one GPU slot
+    gpus: int = Field(1, ge=1, le=4096)  # the `gpu` pool's limit: GPUs the cluster's machines have in all
+
+
 class RealmConfig(_Strict):
     """`configs/realm.yaml`: thresholds and caps shared by every hero."""
 
@@ -91,6 +96,7 @@ class RealmConfig(_Strict):
     eval: EvalSettings = EvalSettings()
     sensors: SensorSettings = SensorSettings()
     campaign: CampaignSettings = CampaignSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
 
 # ---------------------------------------------------------------- skills, profiles, heroes
