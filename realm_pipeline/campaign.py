@@ -663,3 +663,36 @@ def confirmations_of(con: duckdb.DuckDBPyConnection, hero: str, checkpoint_id: s
         [hero, checkpoint_id],
     ).fetchall()
     return tuple(f"{bench}:v{version}" for bench, version in rows)
+
+
+def ground_truth(con: duckdb.DuckDBPyConnection, settings: Settings, hero: str) -> dict[str, dict] | None:
+    """A simulated hero's ground truth per skill (simulation.oracle.skill_truth: the highest level it can
+    hold, and the tokens that takes at its mean segment so far); None for a hero with a real model."""
+    cfg = settings.heroes[hero]
+    if cfg.base.kind != "simulated":
+        return None
+    from realm_pipeline.simulation.oracle import skill_truth
+
+    (mean_tokens,) = con.execute("SELECT avg(tokens) FROM checkpoints WHERE hero = ?", [hero]).fetchone()
+    params = cfg.base.params()
+    threshold = settings.realm.progression.level_up_accuracy
+    return {
+        skill: skill_truth(
+            params, skill, settings.skills[skill].level_cap, threshold, segment_tokens=mean_tokens
+        ).to_json()
+        for skill in cfg.campaign.skills
+    }
+
+
+def truth_summary(truth: dict[str, dict]) -> str:
+    """One line of a simulated hero's ground truth (`ground_truth`), to hold realm's verdicts against."""
+    parts = []
+    for skill, t in sorted(truth.items()):
+        if t["capped"]:
+            above = f"with L{t['cap'] + 1} {t['above_accuracy']:.2f}"
+            held = f"cap L{t['cap']} (held {t['held_accuracy']:.2f}, {above})"
+        else:
+            held = f"no cap (every level to L{t['level_cap']} holdable, {t['held_accuracy']:.2f})"
+        tokens = "" if t["tokens"] is None else f", oracle holds it after {t['tokens']:,} tokens"
+        parts.append(f"{skill} {held}{tokens}")
+    return "; ".join(parts)

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import click
 
 from realm_pipeline.campaign import TRAIN_JOB, segment_budget
-from realm_pipeline.settings import DEFAULT_CONFIG_DIR, ConfigError, Settings, ledger_path, realm_home
+from realm_pipeline.settings import (
+    DEFAULT_CONFIG_DIR,
+    ConfigError,
+    HeroConfig,
+    Settings,
+    ledger_path,
+    realm_home,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -350,9 +357,11 @@ def _execute(
     return result.success
 
 
-def _quiet_deepspeed() -> None:
+def _quiet_deepspeed(hero: HeroConfig) -> None:
     """Tell DeepSpeed (which transformers imports in the training subprocess) that a CPU-only machine
     has no accelerator, instead of letting it warn about its failed search on every segment."""
+    if hero.base.kind == "simulated":
+        return  # no model: neither torch nor DeepSpeed is imported anywhere on its path
     import torch
 
     if not torch.cuda.is_available():
@@ -447,10 +456,11 @@ def unknown_checkpoint(con: duckdb.DuckDBPyConnection, key: str) -> str:
 
 def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     """The hero sheet: levels, champion, zone, the leaderboard's top rows and what it does next."""
-    from realm_pipeline.campaign import curriculum_state, hero_checkpoints
+    from realm_pipeline.campaign import curriculum_state, ground_truth, hero_checkpoints, truth_summary
 
     with _ledger().read() as con:
         sheet = curriculum_state(con, settings, hero).hero_sheet()
+        truth = ground_truth(con, settings, hero)
         ckpts = hero_checkpoints(con, hero)
         tops = con.execute(
             "SELECT bench, lane, round(accuracy, 3), round(chance_accuracy, 3) FROM leaderboard_rows "
@@ -462,6 +472,8 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     click.echo(f"hero {hero}")
     click.echo(f"  segments   {len(ckpts)} (latest {ckpts[-1]['checkpoint_id'] if ckpts else '-'})")
     click.echo(f"  levels     {levels}")
+    if truth is not None:  # a simulated hero: what it can really hold, to judge realm's call against
+        click.echo(f"  truth      {truth_summary(truth)}")
     click.echo(f"  champion   {sheet['champion'] or '-'}")
     hint = f"  (hint: {sheet['hint']})" if sheet["hint"] else ""
     click.echo(f"  zone       {sheet['zone'] or '-'}{hint}")
@@ -535,7 +547,7 @@ def campaign(hero: str, segments: int, verbose: bool) -> None:
     settings = _hero_settings(hero)
     init_instance()
     if not verbose:
-        _quiet_deepspeed()
+        _quiet_deepspeed(settings.heroes[hero])
     click.echo(f"campaign {hero}: up to {segments} segment(s); REALM_HOME={realm_home()}")
     _notice_dead_runs()
     trained, done, failures = 0, set(), 0  # failures: runs this invocation started that failed
@@ -587,7 +599,7 @@ def train(hero: str, verbose: bool) -> None:
     settings = _hero_settings(hero)
     init_instance()
     if not verbose:
-        _quiet_deepspeed()
+        _quiet_deepspeed(settings.heroes[hero])
     _notice_dead_runs()
     decision = _decide(hero, settings)
     train_steps = [s for s in decision.steps if s.job == TRAIN_JOB]

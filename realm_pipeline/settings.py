@@ -165,6 +165,35 @@ class PretrainedBase(_Strict):
     path: str | None = None
 
 
+class SimulatedBase(_Strict):
+    """`base.kind: simulated`: a stand-in hero whose capacity is known (realm_pipeline.simulation.hero).
+
+    Only the model is simulated: its segments consume the real mix and its evals the real items. The
+    fields are SimParams'; their ranges are SimParams' own, checked when the hero is loaded."""
+
+    kind: Literal["simulated"]
+    base_tokens: float = 20_000.0
+    growth: float = 1.5
+    transfer: float = 0.3
+    interference: float = 0.004
+    cross_skill: float = 0.0
+    relearn: float = 0.5
+    capacity: float | None = None
+    capacities: dict[str, float] = Field(default_factory=dict)
+    size_growth: float = 1.3
+    plateau: float = 1.0
+    plateau_from: int = 1
+    plateau_delay: float = 0.0
+    shocks: list[tuple[int, float]] = Field(default_factory=list)
+    seed: int = 0
+
+    def params(self) -> Any:
+        """The simulator's SimParams (a ValueError naming the field when a value is out of range)."""
+        from realm_pipeline.simulation.hero import SimParams
+
+        return SimParams.from_mapping(self.model_dump(exclude={"kind"}))
+
+
 class TrainingDefaults(_Strict):
     optimizer: Optimizer | None = None  # None: the memory profile chooses
     lr: float = Field(gt=0, lt=1)
@@ -329,7 +358,7 @@ class HeroConfig(_Strict):
     """`configs/heroes/<name>.yaml`: everything that defines a hero and its campaign."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    base: TinyBase | PretrainedBase = Field(discriminator="kind")
+    base: TinyBase | PretrainedBase | SimulatedBase = Field(discriminator="kind")
     method: Method | None = None  # None: the memory profile chooses
     memory_profile: str
     training: TrainingDefaults
@@ -490,7 +519,7 @@ def load_model(path: Path, model: type[BaseModel]) -> Any:
         for err in exc.errors():
             loc = tuple(err["loc"])
             # pydantic puts the discriminator tag into loc ("base", "config", ...): drop it for the path
-            if len(loc) >= 2 and loc[0] == "base" and loc[1] in ("config", "pretrained"):
+            if len(loc) >= 2 and loc[0] == "base" and loc[1] in ("config", "pretrained", "simulated"):
                 loc = (loc[0],) + loc[2:]
             if loc and loc[-1] in _UNION_MEMBER_TAGS:
                 loc = loc[:-1]
@@ -557,6 +586,30 @@ def _check_base_config(path: Path, node: yaml.Node, config: dict[str, Any]) -> N
     ]
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _check_simulated_hero(path: Path, node: yaml.Node, hero: HeroConfig) -> None:
+    """Refuse a simulated hero whose parameters the simulator refuses, or that names what needs a model."""
+    from realm_pipeline.simulation.hero import SimParamError
+
+    try:
+        hero.base.params()
+    except SimParamError as exc:
+        loc = ("base", *exc.field.split("."))
+        raise ConfigError(
+            f"{path}: line {_line_of(node, loc)}: field 'base.{exc.field}': value {exc.value!r}: {exc.reason}"
+        ) from None
+    # the Mirror probes and the Oracle's loss need a model's outputs; a served eval needs a model to serve
+    if hero.schools != ["scribe"]:
+        raise ConfigError(
+            f"{path}: line {_line_of(node, ('schools',))}: field 'schools': value {hero.schools!r}: "
+            "a simulated hero trains with the Scribe only (mirror and oracle need a model)"
+        )
+    if hero.eval.backend != "local":
+        raise ConfigError(
+            f"{path}: line {_line_of(node, ('eval', 'backend'))}: field 'eval.backend': value "
+            f"{hero.eval.backend!r}: a simulated hero answers in process (leave eval.backend local)"
+        )
 
 
 class Settings:
@@ -655,6 +708,8 @@ class Settings:
                 )
             if hero.base.kind == "config":
                 _check_base_config(path, node, hero.base.config)
+            if hero.base.kind == "simulated":
+                _check_simulated_hero(path, node, hero)
             for i, skill in enumerate(hero.campaign.skills):
                 if skill not in self.skills:
                     raise ConfigError(

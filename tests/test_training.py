@@ -158,7 +158,7 @@ def test_trained_tokens_record_the_mix_it_trained(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     from realm_pipeline.training.data import MixStream
-    from realm_pipeline.training.trainer import _sources
+    from realm_pipeline.training.trainer import mix_sources
 
     spec = _spec(tmp_path / "m", steps=6, mix=[("bin", 1, 0.7), ("bin", 2, 0.3)], quests=[CHAT], heldout=[])
     r = train_segment(spec)
@@ -166,7 +166,7 @@ def test_trained_tokens_record_the_mix_it_trained(tmp_path: Path) -> None:
     assert sum(r.trained_tokens.values()) == r.tokens  # every packed token belongs to one source
     # Replay the same stream for the examples the segment consumed, counting tokens per source.
     encoder = ExampleEncoder(AutoTokenizer.from_pretrained(spec.output_dir))
-    stream = MixStream(_sources(spec), spec.seed, encoder)
+    stream = MixStream(mix_sources(spec), spec.seed, encoder)
     replayed: dict[str, int] = {}
     for _ in range(r.examples):
         name = stream.next_source()

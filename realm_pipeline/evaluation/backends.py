@@ -6,6 +6,7 @@ completion text, so the same scorer and fingerprint apply whichever backend prod
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -332,6 +333,84 @@ class OpenAICompatibleBackend:
         }
 
 
+class _CharCounter:
+    """A tokenizer's call shape, one id per character: how a simulated hero's answer budgets are sized."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) for c in text]}
+
+
+class SimulatedBackend:
+    """A simulated hero's answers (simulation.hero.answer) to the eval items it is given, for the real scorer.
+
+    Each item is answered with its reference answer with the checkpoint's true accuracy at the item's
+    level, else a wrong answer, decided by a hash of (the hero's seed, the checkpoint id, the item's key:
+    a hash of its rendered prompt), so the same checkpoint answers the same item the same way every time.
+    """
+
+    kind = "simulated"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        params: Any,
+        *,
+        checkpoint_id: str,
+        skill: str,
+        items: Mapping[int, Sequence[Any]],
+    ) -> None:
+        from realm_pipeline.simulation.hero import STATE_FILE, load_state
+
+        self.model_dir = Path(model_dir)
+        self.params, self.checkpoint_id, self.skill = params, checkpoint_id, skill
+        try:
+            self.state = load_state(self.model_dir)
+            self.sha256 = hashlib.sha256((self.model_dir / STATE_FILE).read_bytes()).hexdigest()
+        except (ValueError, OSError) as exc:
+            raise BackendError(f"cannot load the checkpoint: {exc}") from exc
+        self.tokenizer = _CharCounter()
+        self.max_new_tokens = 0  # set per level by the scorer; a simulated answer needs no budget
+        # the items it may be asked, by their key: (level, reference answer)
+        self._items = {
+            self.item_key(self.render(item.messages[:-1])): (level, item.answer)
+            for level, level_items in items.items()
+            for item in level_items
+        }
+
+    @staticmethod
+    def item_key(prompt: str) -> str:
+        """An item's stable key: a hash of its rendered prompt."""
+        return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:32]
+
+    def render(self, messages: Messages) -> str:
+        """The messages in the character chat template's shape (role marker, content, end marker)."""
+        return "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages) + "<|assistant|>"
+
+    def complete(self, prompts: list[str]) -> list[str]:
+        """The hero's answer to each prompt (one of the items it was given), in order."""
+        from realm_pipeline.simulation.hero import answer
+
+        outputs = []
+        for prompt in prompts:
+            key = self.item_key(prompt)
+            if key not in self._items:
+                raise BackendError(
+                    f"simulated hero {self.checkpoint_id}: asked a prompt that is none of the {self.skill} "
+                    f"items it was given ({prompt[:80]!r})"
+                )
+            level, reference = self._items[key]
+            outputs.append(
+                answer(self.params, self.state, self.checkpoint_id, self.skill, level, key, reference)
+            )
+        return outputs
+
+    def describe(self) -> dict:
+        """Kind and the simulator's constants (they decide every answer), and the state file's sha."""
+        from realm_pipeline.simulation.hero import params_json
+
+        return {"kind": self.kind, "params": params_json(self.params), "model_sha256": self.sha256}
+
+
 def _wait_for_models(backend: OpenAICompatibleBackend, process: Any, timeout_s: float, command: str) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -400,11 +479,19 @@ def build_backend(
     device: str = "cpu",
     environ: Mapping[str, str] | None = None,
     checkpoint_id: str | None = None,
-) -> LocalBackend | OpenAICompatibleBackend:
+    simulated: Any = None,
+    skill: str | None = None,
+    items: Mapping[int, Sequence[Any]] | None = None,
+) -> LocalBackend | OpenAICompatibleBackend | SimulatedBackend:
     """The backend a hero's `eval` config (settings.HeroEval) names, over checkpoint `model_dir`.
 
     The server backend renders prompts and sizes budgets with the checkpoint's own tokenizer, and reads
-    its API key from the environment variable the config names (the key itself is never stored)."""
+    its API key from the environment variable the config names (the key itself is never stored).
+    With `simulated` (a simulated hero's SimParams), the simulated hero answers `items` of `skill`."""
+    if simulated is not None:
+        return SimulatedBackend(
+            model_dir, simulated, checkpoint_id=checkpoint_id or "", skill=skill or "", items=items or {}
+        )
     if hero_eval.backend == "local":
         return LocalBackend(model_dir, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
     environ = os.environ if environ is None else environ

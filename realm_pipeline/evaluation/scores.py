@@ -50,6 +50,10 @@ def protocol_spec(
     }
     if served.backend == "openai":  # how the checkpoint gets into the server, not where it listens
         backend |= {"serve_command": served.serve_command, "load_endpoint": served.load_endpoint}
+    if hero_cfg.base.kind == "simulated":  # its constants decide every answer: never mixed with others
+        from realm_pipeline.simulation.hero import params_json
+
+        backend = {**backend, "kind": "simulated", "params": params_json(hero_cfg.base.params())}
     return {
         "schema": FINGERPRINT_SCHEMA,
         "eval_set_hash": eval_set_hash,

@@ -96,8 +96,9 @@ def level_lengths(skill: Skill, level: int, eval_count: int) -> LevelLengths:
 
 
 def token_kind(base_kind: str) -> TokenKind:
-    """How a hero's tokens are counted from characters: `config` heroes use the character tokenizer."""
-    return "char" if base_kind == "config" else "bytes"
+    """How a hero's tokens are counted from characters: `config` heroes use the character tokenizer, and a
+    `simulated` hero counts as one (a token per character, its turn markers included)."""
+    return "char" if base_kind in ("config", "simulated") else "bytes"
 
 
 def training_tokens(kind: TokenKind, lengths: LevelLengths) -> int:

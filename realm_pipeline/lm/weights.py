@@ -57,11 +57,19 @@ def safetensors_problem(path: str | Path) -> str | None:
 
 
 def checkpoint_problem(directory: str | Path) -> str | None:
-    """Why a checkpoint directory cannot be loaded (missing, no weights, a truncated weights file); None
-    when it looks whole. Cheap: reads the weights' headers only."""
+    """Why a checkpoint directory cannot be loaded (missing, no weights, a truncated weights file, an
+    unreadable simulated state); None when it looks whole. Cheap: reads the weights' headers only."""
     d = Path(directory)
     if not d.is_dir():
         return f"checkpoint directory missing ({d})"
+    from realm_pipeline.simulation.hero import STATE_FILE, load_state
+
+    if (d / STATE_FILE).exists():  # a simulated hero's checkpoint: its state, not weights
+        try:
+            load_state(d)
+        except ValueError as exc:
+            return str(exc)
+        return None
     files = sorted(d.glob("*.safetensors"))
     if not files:
         return f"no *.safetensors weights in {d}"

@@ -1,17 +1,20 @@
-"""Tokenize chat examples with answer-only labels and pack them into fixed-length rows (resumable stream)."""
+"""Tokenize chat examples with answer-only labels and pack them into fixed-length rows (resumable stream).
+
+torch is imported where rows become tensors: the stream alone (Source, MixStream) needs none."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from realm_pipeline.lm.chat import chat_ids
 
 from .tokenizer import END, SPECIAL_TOKENS, is_char_tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100
 Messages = list[dict[str, str]]
@@ -207,6 +210,9 @@ class PackedBatch:
 def _rows_to_batch(
     rows: list[list[tuple[list[int], list[int]]]], max_length: int, pad_id: int
 ) -> PackedBatch:
+    # torch only here and below: the mix stream itself (MixStream) serves torch-free callers too
+    import torch
+
     ids = torch.full((len(rows), max_length), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), max_length), IGNORE, dtype=torch.long)
     pos = torch.zeros((len(rows), max_length), dtype=torch.long)
@@ -288,6 +294,8 @@ def pack_examples(
 
 def token_nll(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token NLL of the shifted labels and the supervised-position mask (attention stays per example)."""
+    import torch
+
     # attention_mask=None + restarting position_ids makes transformers build a block-diagonal causal mask.
     logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
     targets = batch.labels[:, 1:]
@@ -300,17 +308,19 @@ def token_nll(model: Any, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tenso
     return nll * mask, mask
 
 
-@torch.no_grad()
 def loss_sum(model: Any, batches: Sequence[PackedBatch], device: Any = "cpu") -> tuple[float, int]:
     """(summed answer-token NLL, supervised-token count) over packed batches (eval mode, no grad)."""
+    import torch
+
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for b in batches:
-        nll, mask = token_nll(model, b.to(device))
-        total += nll.sum().double().cpu()
-        count += int(mask.sum())
+    with torch.no_grad():
+        for b in batches:
+            nll, mask = token_nll(model, b.to(device))
+            total += nll.sum().double().cpu()
+            count += int(mask.sum())
     model.train(was_training)
     return float(total), count
 

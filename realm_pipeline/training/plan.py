@@ -69,12 +69,13 @@ def segment_spec(
     from realm_pipeline.skills.heldout import DEFAULT_EVAL_COUNT
     from realm_pipeline.training.trainer import SegmentSpec
 
-    base = (
+    if hero.base.kind == "config":
         # the hero's seed draws the initial weights (and, with the key, each segment's stream)
-        {"tiny": {**hero.base.config, "seed": hero.seed}}
-        if hero.base.kind == "config"
-        else hero.base.path or hero.base.model_id
-    )
+        base = {"tiny": {**hero.base.config, "seed": hero.seed}}
+    elif hero.base.kind == "simulated":  # no model: the simulator's constants (simulation.segment)
+        base = {"simulated": hero.base.model_dump(exclude={"kind"})}
+    else:
+        base = hero.base.path or hero.base.model_id
     t = hero.training
     kind = token_kind(hero.base.kind)
     # Held-out loss is measured on the levels trained and on `measure_levels` (the trainer sizes those
@@ -202,6 +203,8 @@ def segment_disk_bytes(
     """
     from realm_pipeline.disk import tree_bytes
 
+    if hero.base.kind == "simulated":
+        return DISK_MARGIN_BYTES  # its checkpoint is one small JSON state file
     n_params = segment_parameters(hero, parent_dir)
     if n_params is None:
         return None

@@ -370,7 +370,8 @@ def _prepare(model: Any, spec: SegmentSpec) -> tuple[Any, Any]:
     return model, build_optimizer(model, spec.optimizer, spec.lr, spec.weight_decay, method=spec.method)
 
 
-def _sources(spec: SegmentSpec) -> list[Any]:
+def mix_sources(spec: SegmentSpec) -> list[Any]:
+    """The weighted sources of the segment's training stream: its mix levels, quests and reflections."""
     from .data import Source
 
     sources = [
@@ -604,7 +605,7 @@ def train_segment(
     resumed_from = counters["step"]
     state = StreamState(**counters["data"]) if counters["data"]["counts"] is not None else None
     rank = engine.global_rank if engine is not None else 0
-    stream = MixStream(_sources(spec), spec.seed + rank, encoder, state)
+    stream = MixStream(mix_sources(spec), spec.seed + rank, encoder, state)
     device = str(engine.device) if engine is not None else spec.device
     tail_from = spec.steps - max(1, spec.steps // 4)
     use_bf16 = spec.dtype in ("bfloat16", "bf16") and spec.device.startswith("cuda")

@@ -8,6 +8,7 @@ import dagster as dg
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
     curriculum_state,
+    ground_truth,
     hero_paused,
     hint_reason,
     level_up_facts,
@@ -69,6 +70,8 @@ def curriculum(
             # The hint is read from the strain trend over segments, not from one value (none: too few yet).
             sheets[hero]["hint"] = strain.hint.value if strain.hint else None
             sheets[hero]["hint_reason"] = hint_reason(strain, settings.heroes[hero].training.strain_hint)
+            # a simulated hero's known capacity, beside realm's verdicts on it (None: a real model)
+            sheets[hero]["ground_truth"] = ground_truth(con, settings, hero)
             efforts[hero] = [
                 {
                     "skill": e.skill,
@@ -157,6 +160,8 @@ def curriculum(
             if slope is not None:  # accuracy slope per eval at the level being learned
                 metadata[f"{hero}/{skill}/trend"] = slope
         metadata[f"{hero}/status"] = statuses[hero]
+        for skill, truth in (sheet["ground_truth"] or {}).items():
+            metadata[f"{hero}/{skill}/true_cap"] = truth["cap"]
         metadata[f"{hero}/primitives"] = dg.MetadataValue.json(primitives[hero])
         metadata[f"{hero}/weakest_primitive"] = weakest_primitive(primitives[hero]) or "n/a"
     return dg.MaterializeResult(metadata=metadata)

@@ -121,7 +121,7 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
             allow_retries=False,
         )
     check_result = dg.AssetCheckResult(check_name=EVAL_SET_CHECK, passed=True, metadata=check_metadata)
-    try:  # local transformers, or the OpenAI-compatible server the hero's YAML names
+    try:  # local transformers, the OpenAI-compatible server the hero's YAML names, or the simulator
         backend = build_backend(
             hero_cfg.eval,
             path,
@@ -129,6 +129,10 @@ def eval_scores(context: dg.AssetExecutionContext, realm: RealmResource, ledger_
             max_new_tokens=eval_cfg.max_new_tokens,
             device=profile.device,
             checkpoint_id=checkpoint_id,
+            # a simulated hero answers these items itself (no model: its state decides each answer)
+            simulated=hero_cfg.base.params() if hero_cfg.base.kind == "simulated" else None,
+            skill=skill_name,
+            items=items_by_level,
         )
     except BackendError as exc:
         raise dg.Failure(f"eval {checkpoint_id} x {skill_name}: {exc}", allow_retries=False) from exc

@@ -167,7 +167,9 @@ def checkpoints(
     )
     if WORKER_TAG not in context.run.tags:  # a launcher's run: record its worker, as `realm` does its own
         context.instance.add_run_tags(context.run_id, {WORKER_TAG: worker_id()})
-    if profile.launch == "in_process":
+    if hero.base.kind == "simulated":  # no model and no torch: the simulator consumes the same stream
+        result, check_results = _train_simulated(context, key, spec)
+    elif profile.launch == "in_process":
         result, check_results = _train_in_process(context, key, spec_dict, output_dir)
     else:
         command = segment_command(
@@ -176,7 +178,8 @@ def checkpoints(
         result, check_results = _train_in_subprocess(
             context, pipes_subprocess_client, key, command, spec_dict, output_dir
         )
-    cumulative_effort = effort([c["strain"] for c in earlier if c["strain"] is not None] + [result["strain"]])
+    strains = [c["strain"] for c in earlier] + [result["strain"]]
+    cumulative_effort = effort([s for s in strains if s is not None])  # a simulated hero has no strain
     row = {
         "checkpoint_id": str(key),
         "hero": key.hero,
@@ -265,6 +268,26 @@ def _train_in_process(
         check_name=HELDOUT_CHECK, passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=check_metadata
     )
     return result_values(trained), [check]
+
+
+def _train_simulated(
+    context: dg.AssetExecutionContext, key: CheckpointKey, spec
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    """Train a simulated hero's segment (simulation.segment): its result, and the held-out check, which
+    has no loss to judge (a simulated hero has no model; its accuracy is its state)."""
+    from realm_pipeline.simulation.segment import simulate_segment
+
+    try:
+        result = simulate_segment(spec)
+    except ValueError as exc:  # an unreadable parent state fails the same way every attempt
+        raise dg.Failure(f"checkpoint {key}: {exc}", allow_retries=False) from exc
+    context.log.info(f"{key}: simulated segment: {result['tokens']} tokens {result['trained_tokens']}")
+    check = dg.AssetCheckResult(
+        check_name=HELDOUT_CHECK,
+        passed=True,
+        metadata={"heldout_loss": "none: a simulated hero has no model to measure a loss of"},
+    )
+    return result, [check]
 
 
 def _train_in_subprocess(
