@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(REALM_HOME)/dagster
 export REALM_HOME DAGSTER_HOME
 BIN := $(VENV)/bin
 
-.PHONY: setup browser wordnet run test test-slow test-all dev defs lint bench clean
+.PHONY: setup browser wordnet run test test-slow test-all dev defs lint bench gpu-wheels clean
 
 setup: $(VENV)/.installed wordnet
 
@@ -67,6 +67,26 @@ lint: setup
 
 bench: setup
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# The wheels a lent GPU machine lacks for bench/gpu_check.sh (it fetches nothing; its image already has torch,
+# transformers, peft and accelerate): cp312 manylinux x86_64 binaries, as the device README's Notes say, and
+# deepspeed built here from its sdist (PyPI has no wheel of it). The pins are this checkout's .venv versions.
+# Run by hand before a GPU session, not in CI; .whl/ must stay under 56 MiB so the repo fits the 64 MiB a call
+# carries. It needs .venv (make setup) but does not depend on it, so it never reinstalls the venv.
+GPU_WHEELS ?= bitsandbytes==0.50.2 galore-torch==1.0 hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 \
+	annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 dagster-pipes==1.13.27
+DEEPSPEED_WHEEL ?= deepspeed==0.19.8
+WHEEL_PLATFORMS := $(foreach n,28 27 24 17,--platform manylinux_2_$(n)_x86_64) \
+	--platform manylinux2014_x86_64 --platform manylinux1_x86_64
+
+gpu-wheels:
+	@test -x $(BIN)/pip || { echo "gpu-wheels needs $(VENV) (with torch, to build deepspeed): make setup"; exit 1; }
+	rm -rf .whl && mkdir .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(WHEEL_PLATFORMS) -d .whl $(GPU_WHEELS)
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w .whl $(DEEPSPEED_WHEEL)
+	@du -cb .whl/*.whl | tail -1 | awk '{ printf ".whl/: %.1f MiB\n", $$1 / 1048576; \
+		if ($$1 > 56 * 1048576) { print "over 56 MiB: with the repo it passes the 64 MiB a call carries"; exit 1 } }'
 
 clean:
 	rm -rf $(VENV) .realm

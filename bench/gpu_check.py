@@ -27,6 +27,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -281,7 +282,6 @@ def _peak_reserved() -> int | None:
 
 
 def _finish_segment(
-    plan: Plan,
     spec: Any,
     result: Any,
     estimate: Any,
@@ -406,7 +406,7 @@ def method_item(name: str, method: str, optimizer: str, cuda_only: bool, needs: 
             spec = dataclasses.replace(spec, base={"path": str(base)})
         result = train_segment(spec)
         tolerance = RELOAD_TOLERANCE.get(method, RELOAD_TOLERANCE["default"])
-        return _finish_segment(plan, spec, result, estimate, tolerance=tolerance)
+        return _finish_segment(spec, result, estimate, tolerance=tolerance)
 
     return run
 
@@ -447,7 +447,11 @@ def run_refused(plan: Plan) -> dict[str, Any]:
         "refusal": refusal,
     }
     if plan.dry:
-        return skipped("trying the refused run needs CUDA (torch.cuda.OutOfMemoryError)", **rec)
+        return skipped(
+            f"check_fits refuses batch {batch} (est {_gib(estimate.total)} > {_gib(available)}); "
+            "trying it needs CUDA",
+            **rec,
+        )
     import torch
 
     from realm_pipeline.training.trainer import train_segment
@@ -569,7 +573,6 @@ def run_deepspeed(plan: Plan) -> dict[str, Any]:
         return failed(f"the deepspeed launcher exited {done.returncode} (see deepspeed_zero2.log)", **rec)
     result = SegmentResult(**json.loads((Path(spec.output_dir) / RESULT_FILE).read_text()))
     return _finish_segment(
-        plan,
         spec,
         result,
         estimate,
@@ -671,6 +674,13 @@ def run_item(item: Item, plan: Plan, limit_s: float) -> dict[str, Any]:
         record = json.loads(result.read_text())
     record.update(seconds=round(seconds, 1), limit_s=round(limit_s))
     write_json(result, record)
+    for path in plan.work.glob(f"{item.name}*"):  # its checkpoints: a 0.6B-shaped one is 2.4 GB
+        if path in (log, result):  # --work may be the output folder
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return record
 
 
@@ -723,12 +733,15 @@ def make_plan(args: argparse.Namespace, out: Path, work: Path) -> Plan:
 def _preload() -> None:
     # Imported once here so that every forked item starts warm; CUDA stays untouched (fork-safe).
     import peft  # noqa: F401
-    import torch  # noqa: F401
+    import torch
     import transformers  # noqa: F401
     from transformers import AutoModelForCausalLM, Qwen3ForCausalLM, Trainer  # noqa: F401
 
     import realm_pipeline.evaluation.backends  # noqa: F401
     import realm_pipeline.training.trainer  # noqa: F401
+
+    if torch.cuda.is_initialized():  # a forked child could not use CUDA then
+        raise SystemExit("gpu check: CUDA was initialised before the first fork; no item could use it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -766,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(os.environ.get("OUT") or "gpu_check_out")
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # torch.cuda.is_available() through NVML does not initialise CUDA, so a fork after it stays usable.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
