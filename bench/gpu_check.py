@@ -137,10 +137,9 @@ def _vocab_size(plan: Plan) -> int:
     return len(build_char_tokenizer(CHARACTERS))  # build_tiny_hero's default: the tokenizer's size
 
 
-def _model_cfg(plan: Plan, shape: dict[str, Any] | None = None) -> dict[str, Any]:
+def _model_cfg(plan: Plan) -> dict[str, Any]:
     # As build_tiny_hero merges it, plus what model_shape_for reads.
-    shape = plan.shape if shape is None else shape
-    return {**DEFAULT_TINY_CONFIG, **shape, "vocab_size": _vocab_size(plan), "model_type": "qwen3"}
+    return {**DEFAULT_TINY_CONFIG, **plan.shape, "vocab_size": _vocab_size(plan), "model_type": "qwen3"}
 
 
 def lora_params(cfg: dict[str, Any], r: int) -> int:
@@ -275,6 +274,19 @@ def reload_check(spec: Any, result: Any, *, tolerance: float, dtype: str = "floa
     }
 
 
+def _precision(spec: Any) -> str:
+    """How the trainer holds the weights for `spec` (what the estimate assumes)."""
+    if spec.deepspeed_config:
+        return "DeepSpeed bf16 engine, fp32 master weights and moments (ZeRO-2)"
+    if spec.method == "qlora":
+        return "NF4 4-bit base, bf16 compute, fp32 LoRA adapters"
+    note = "fp32 weights under bf16 autocast (realm's trainer keeps fp32 master weights)"
+    if spec.optimizer == "paged_adamw":
+        # bitsandbytes pages its state through CUDA managed memory, which the caching allocator never sees.
+        note += "; paged AdamW state is managed memory, outside torch.cuda.max_memory_allocated"
+    return note
+
+
 def _peak_reserved() -> int | None:
     import torch
 
@@ -292,6 +304,7 @@ def _finish_segment(
 ) -> dict[str, Any]:
     rec = {
         "spec": {k: getattr(spec, k) for k in ("method", "optimizer", "batch_size", "max_length", "steps")},
+        "precision": _precision(spec),
         "train_loss": result.train_loss,
         "tokens_per_s": result.tokens_per_s,
         "peak_reserved_bytes": _peak_reserved(),
@@ -573,7 +586,7 @@ def run_deepspeed(plan: Plan) -> dict[str, Any]:
         return failed(f"the deepspeed launcher exited {done.returncode} (see deepspeed_zero2.log)", **rec)
     result = SegmentResult(**json.loads((Path(spec.output_dir) / RESULT_FILE).read_text()))
     return _finish_segment(
-        spec,
+        dataclasses.replace(spec, deepspeed_config=str(ds_json)),
         result,
         estimate,
         tolerance=RELOAD_TOLERANCE["deepspeed"],
