@@ -788,19 +788,24 @@ class Settings:
                     )
 
     def _check_eval_items(self, path: Path, cfg: SkillConfig) -> None:
-        """Refuse an eval set size some level (up to level_cap) cannot hold, instead of shrinking it silently."""
+        """Refuse an eval set size some level (up to level_cap) cannot hold, instead of shrinking it silently
+        or exhausting the level's prompts at run time; the message says the largest that fits them all."""
         from realm_pipeline.skills import SKILLS
-        from realm_pipeline.skills.heldout import eval_size
+        from realm_pipeline.skills.heldout import largest_eval_count
 
-        for level in range(1, cfg.level_cap + 1):
-            fits = eval_size(SKILLS[cfg.name], level, cfg.eval_items_per_level)
-            if fits < cfg.eval_items_per_level:
-                line = _line_of(read_yaml(path)[0], ("eval_items_per_level",))
-                raise ConfigError(
-                    f"{path}: line {line}: field 'eval_items_per_level': value {cfg.eval_items_per_level}: "
-                    f"level {level} has room for {fits} held-out eval items (its prompt space is small); "
-                    f"use at most {fits} or lower level_cap below {level}"
-                )
+        # every finite space counts, BIN's measured one too (eval_size caps only what distinct_prompts gives)
+        rooms = [(lv, largest_eval_count(SKILLS[cfg.name], lv)) for lv in range(1, cfg.level_cap + 1)]
+        finite = [(level, room) for level, room in rooms if room is not None]
+        short = [(level, room) for level, room in finite if room < cfg.eval_items_per_level]
+        if short:
+            level, fits = short[0]
+            line = _line_of(read_yaml(path)[0], ("eval_items_per_level",))
+            lower = f" or lower level_cap below {level}" if level > 1 else ""
+            raise ConfigError(
+                f"{path}: line {line}: field 'eval_items_per_level': value {cfg.eval_items_per_level}: "
+                f"level {level} has room for {fits} held-out eval items (its prompt space is small); "
+                f"use at most {min(room for _, room in finite)}{lower}"
+            )
 
     @cached_property
     def deepspeed_configs(self) -> dict[str, dict[str, Any]]:

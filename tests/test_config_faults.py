@@ -11,7 +11,9 @@ from tiny_hero import set_training_key
 from realm_pipeline.cli import main
 from realm_pipeline.settings import MAX_EVAL_ITEMS_PER_LEVEL, ConfigError, Settings
 from realm_pipeline.skills import SKILLS
-from realm_pipeline.skills.heldout import eval_size
+from realm_pipeline.skills.heldout import eval_size, largest_eval_count, training_items
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _refused(config_dir: Path, path: Path) -> str:
@@ -103,6 +105,43 @@ def test_an_eval_set_a_level_cannot_hold_is_refused_with_the_limit(config_dir: P
     assert str(path) in msg and f"value {room + 1}" in msg
     first_short = next(lvl for lvl in range(1, 11) if eval_size(SKILLS[name], lvl, room + 1) < room + 1)
     assert f"level {first_short} has room for" in msg and "use at most" in msg
+
+
+def _largest_eval_set(name: str, level_cap: int) -> int | None:
+    rooms = [largest_eval_count(SKILLS[name], lvl) for lvl in range(1, level_cap + 1)]
+    return min((r for r in rooms if r is not None), default=None)
+
+
+# the shipped skills whose finite prompt space an allowed eval_items_per_level can exceed
+FINITE = [
+    name
+    for name in sorted(SKILLS)
+    if (room := _largest_eval_set(name, Settings(CONFIGS).skills[name].level_cap)) is not None
+    and room < MAX_EVAL_ITEMS_PER_LEVEL
+]
+
+
+@pytest.mark.parametrize("name", FINITE)
+def test_an_eval_set_larger_than_a_finite_prompt_space_is_refused_with_the_largest_that_fits(
+    config_dir: Path, name: str
+) -> None:
+    """Before: BIN (whose distinct_prompts is None) took 900, and eval_sets then failed at run time: 900
+    eval + 737 reserve prompts left BIN L1's training stream none of its 1,637."""
+    path = config_dir / "skills" / f"{name}.yaml"
+    largest = _largest_eval_set(name, Settings(config_dir).skills[name].level_cap)
+    text = path.read_text()
+    path.write_text(text.replace("eval_items_per_level: 50", f"eval_items_per_level: {largest + 1}"))
+    msg = _refused(config_dir, path)
+    assert str(path) in msg and f"value {largest + 1}" in msg and f"use at most {largest}" in msg
+    path.write_text(text.replace("eval_items_per_level: 50", f"eval_items_per_level: {largest}"))
+    Settings(config_dir).validate_all()  # the largest that fits loads
+
+
+def test_bins_largest_eval_set_leaves_its_first_level_a_training_stream() -> None:
+    """The limit the config check says is real: at 491 BIN L1 still trains on hundreds of prompts."""
+    largest = largest_eval_count(SKILLS["bin"], 1)
+    stream = training_items(SKILLS["bin"], 1, seed=1, eval_count=largest)
+    assert len({next(stream).prompt for _ in range(2000)}) > 300
 
 
 def test_an_eval_set_too_costly_to_build_is_refused(config_dir: Path) -> None:

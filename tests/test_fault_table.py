@@ -447,6 +447,18 @@ FAULT_CASES = (
         "test_config_faults.py::test_an_eval_set_a_level_cannot_hold_is_refused_with_the_limit",
     ),
     (
+        "eval_items_per_level: 900 (BIN L1 holds 491 beside its reserve and training)",
+        "test_config_faults.py::test_an_eval_set_larger_than_a_finite_prompt_space_is_refused_with_the_largest_that_fits",
+    ),
+    (
+        "a NUL byte in a config file",
+        "test_config_faults.py::test_a_nul_byte_is_named_with_its_line",
+    ),
+    (
+        "a config error (heroes/big.yml) in status, campaign, train, retry, pause, resume",
+        "test_config_faults.py::test_a_config_error_is_one_line_in_every_command",
+    ),
+    (
         "non-UTF-8 YAML",
         "test_config_faults.py::test_a_file_that_is_not_utf8_is_named_with_its_line",
     ),

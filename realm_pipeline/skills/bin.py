@@ -744,6 +744,9 @@ def _canonical(line: str, t: Notation) -> str:
 # ---------------------------------------------------------------- the skill
 
 
+L1_PROMPTS = 1637  # distinct L1 prompts (tests/test_holdout.py draws them)
+
+
 class BinSkill:
     """Binary arithmetic as the reference defines it; see the module docstring."""
 
@@ -824,6 +827,12 @@ class BinSkill:
         (half the space) and training keeps the rest (tests/test_holdout.py checks L1)."""
         params(level)
         return None
+
+    def prompt_space(self, level: int) -> int | None:
+        """The measured size of a prompt space an allowed eval_items_per_level could exhaust: L1's 1,637
+        (saturated over 200k draws), where 900 eval + 737 reserve items would leave training nothing;
+        None from L2 (~7.4k), which holds the largest allowed sets with room to spare."""
+        return L1_PROMPTS if params(level).level == 1 else None
 
     def facts(self, item: SkillItem) -> str:
         """The question with signal, Symbol Key and renamings stripped: canonical operation names, bits

@@ -55,6 +55,20 @@ def eval_size(skill: Skill, level: int, count: int) -> int:
     return min(count, max(1, int(distinct * HELDOUT_MAX_FRACTION * EVAL_SHARE)))
 
 
+def largest_eval_count(skill: Skill, level: int) -> int | None:
+    """The largest eval set a level's finite prompt space holds beside its reserve and a training stream
+    (EVAL_SHARE of the HELDOUT_MAX_FRACTION held out); None where the space is unbounded.
+
+    The space is `distinct_prompts`, else a generator's measured `prompt_space` (BIN: too large to cap
+    its eval sets by, small enough at L1 for a large eval_items_per_level to exhaust it).
+    """
+    space = skill.distinct_prompts(level)
+    measured = getattr(skill, "prompt_space", None)
+    if space is None and callable(measured):
+        space = measured(level)
+    return None if space is None else max(1, int(space * HELDOUT_MAX_FRACTION * EVAL_SHARE))
+
+
 def reserve_size(skill: Skill, level: int, count: int) -> int:
     """How many reserve items a level gets: count, capped by the rest of the held-out share."""
     _check_count(count)
