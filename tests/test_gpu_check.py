@@ -44,7 +44,8 @@ def _gpu_check():
 
 
 def _run(out: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    # this interpreter, without the GPU machine's wheels (which would change what the dry run can run)
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "GPU_CHECK_NO_WHEELS": "1"}
     env.pop("OUT", None)
     return subprocess.run(
         [str(WRAPPER), *args, "--out", str(out)],
