@@ -26,6 +26,7 @@ from realm_pipeline.settings import (
     ledger_path,
     realm_home,
 )
+from realm_pipeline.stop_signals import Stopped, ends_on_stop_signals, signals_seen
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -324,12 +325,14 @@ def _execute(
     # who runs it: if this process dies, the next `realm campaign` / `realm status` sees it and retries
     tags = {**(tags or {}), WORKER_TAG: worker_id(), IN_PROCESS_TAG: "true"}
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, signals_seen() as stops:
         progress = None
         if job_name == TRAIN_JOB and not verbose:
             progress = SegmentProgress(instance, run_id, str(partition_key))
             progress.start()
         try:
+            # Dagster turns Ctrl-C and SIGTERM inside a step into its interrupt (a segment saves where it
+            # stops): `stops` notes them so the campaign ends here instead of starting the next run.
             result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance,
                 partition_key=partition_key,
@@ -343,6 +346,11 @@ def _execute(
             if progress is not None:
                 progress.finish()
     status = "ok" if result.success else "FAILED"
+    if not result.success:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_run_by_id(run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.CANCELED:
+            status = "CANCELED"
     partition = str(partition_key) if partition_key is not None else "-"
     click.echo(
         f"{job_name:<13} {partition:<18} {status:<6} {time.monotonic() - started:6.1f}s  run {run_id[:8]}"
@@ -354,7 +362,24 @@ def _execute(
             error = run_error_line(instance, run_id)
         if error:
             click.echo(f"  {error}")
+    if stops:
+        _stopped_by(stops[0], run_id, status, result.success)
     return result.success
+
+
+def _stopped_by(signum: int, run_id: str, status: str, success: bool) -> None:
+    """End the command after a run a stop signal reached: a run it stopped is acknowledged for retry, so
+    the next `realm campaign` resumes it (from the segment's save) without a person."""
+    import signal
+
+    import dagster as dg
+
+    from realm_pipeline.defs.training.workers import acknowledge_stopped
+
+    if not success:
+        with dg.DagsterInstance.get() as instance:
+            acknowledge_stopped(instance, run_id, signal.Signals(signum).name)
+    raise Stopped(signum, None if success else f"{run_id[:8]} {status.lower()}")
 
 
 def _quiet_deepspeed(hero: HeroConfig) -> None:
@@ -537,6 +562,7 @@ def ui_hint(hero: str, settings: Settings, decision: Decision) -> str:
 @click.option(
     "--verbose", is_flag=True, help="print Dagster's event log too (it always goes to the instance)"
 )
+@ends_on_stop_signals
 def campaign(hero: str, segments: int, verbose: bool) -> None:
     """Run a short campaign of HERO end to end, every step a run in the Dagster instance.
 
@@ -594,6 +620,7 @@ def _ledger():
 @main.command()
 @click.argument("hero")
 @click.option("--verbose", is_flag=True, help="print Dagster's event log too")
+@ends_on_stop_signals
 def train(hero: str, verbose: bool) -> None:
     """Train HERO's next segment, if that is what it needs next (else say what it needs)."""
     settings = _hero_settings(hero)

@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .trainer import RESULT_FILE, SegmentResult, spec_from_json, train_segment
+from .stopping import stop_on_signals
+from .trainer import RESULT_FILE, SegmentInterrupted, SegmentResult, spec_from_json, train_segment
 
 
 def result_values(result: SegmentResult) -> dict[str, Any]:
@@ -37,6 +38,9 @@ ORPHANED_EXIT = 75  # the segment stopped because its parent died; its last save
 # The disk filled while the segment wrote (ENOSPC's own number): nothing half-written is left, the last
 # whole save is kept, and the launcher reports a full disk the campaign waits out, not a crash.
 DISK_FULL_EXIT = 28
+# Stopped on request (SIGINT or SIGTERM: Ctrl-C, Dagster's run termination forwarded by Pipes), its resume
+# save written where it stopped: 128 + SIGINT, as a shell reports a Ctrl-C.
+INTERRUPTED_EXIT = 130
 PR_SET_PDEATHSIG = 1
 
 
@@ -97,8 +101,11 @@ def heldout_check(result: SegmentResult) -> tuple[bool, dict[str, Any]]:
     return passed, metadata
 
 
-def run_segment(spec_data: str | dict, log: Callable[[str], Any]) -> SegmentResult:
-    """Train the segment `spec_data` describes, logging one line per progress report through `log`."""
+def run_segment(
+    spec_data: str | dict, log: Callable[[str], Any], should_stop: Callable[[], bool] | None = None
+) -> SegmentResult:
+    """Train the segment `spec_data` describes, logging one line per progress report through `log`;
+    `should_stop` as train_segment's (SegmentInterrupted once it says yes)."""
     spec = spec_from_json(spec_data)
 
     def progress(p: dict[str, Any]) -> None:
@@ -107,7 +114,7 @@ def run_segment(spec_data: str | dict, log: Callable[[str], Any]) -> SegmentResu
             f"tokens {p['tokens']} tok/s {p['tokens_per_s']:.0f}"
         )
 
-    result = train_segment(spec, on_progress=progress)
+    result = train_segment(spec, on_progress=progress, should_stop=should_stop)
     # train_segment already wrote it inside the atomic swap; rewrite defensively in case the dir was reused
     # (rank 0 only: the other ranks of a DeepSpeed segment return what rank 0 wrote).
     path = Path(spec.output_dir) / RESULT_FILE
@@ -125,16 +132,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     die_with_parent()
+    if os.environ.get(PARENT_PID_ENV):
+        # Out of the launcher's process group: a terminal's Ctrl-C (or `timeout`'s SIGTERM to the group)
+        # reaches the launcher alone, which forwards one stop (Pipes' forward_termination); a second one
+        # straight from the terminal would otherwise stop the segment before it saves where it stopped.
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
     from realm_pipeline.disk import DiskFull
 
     try:
-        return _main(args, parser)
+        with stop_on_signals(_stop_at_once) as stop:
+            return _main(args, parser, stop)
     except DiskFull as exc:  # already one line naming ENOSPC and the path; the traceback adds nothing
         print(f"segment: {exc}", file=sys.stderr, flush=True)
         return DISK_FULL_EXIT
+    except SegmentInterrupted as exc:
+        print(f"segment: {exc} ({stop.name})", file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT
 
 
-def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _stop_at_once(signum: int) -> NoReturn:
+    """A second stop signal: stop now (the last whole resume save is kept)."""
+    raise KeyboardInterrupt
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser, should_stop: Callable[[], bool]) -> int:
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
     def spec_data(extras_spec: Any = None) -> dict:
@@ -147,19 +169,19 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if PipesEnvVarParamsLoader().is_dagster_pipes_process() and os.environ.get("RANK", "0") == "0":
         with open_dagster_pipes() as pipes:
             result = run_segment(
-                spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info
+                spec_data(pipes.get_extra("spec") if not args.spec else None), pipes.log.info, should_stop
             )
             pipes.report_asset_materialization(metadata=result_metadata(result))
             passed, check_metadata = heldout_check(result)
             pipes.report_asset_check(HELDOUT_CHECK, passed=passed, severity="ERROR", metadata=check_metadata)
         return 0
     if os.environ.get("RANK", "0") != "0":
-        run_segment(spec_data(), lambda msg: None)
+        run_segment(spec_data(), lambda msg: None, should_stop)
         return 0
 
     if not args.spec:
         parser.error("not under Dagster Pipes: pass --spec FILE.json")
-    result = run_segment(spec_data(), lambda msg: print(msg, flush=True))
+    result = run_segment(spec_data(), lambda msg: print(msg, flush=True), should_stop)
     print(json.dumps(dataclasses.asdict(result)), flush=True)
     return 0
 

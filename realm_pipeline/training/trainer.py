@@ -113,6 +113,25 @@ class SegmentResult:
     optimizer_carried: bool = False  # the segment started from its parent's optimizer state
 
 
+class SegmentInterrupted(Exception):
+    """Training stopped between two steps because it was asked to (`should_stop`); its resume save holds
+    the step where it stopped (or, under DeepSpeed, the last periodic save)."""
+
+    def __init__(self, output_dir: str | Path, step: int, steps: int, saved_step: int | None) -> None:
+        self.step, self.steps, self.saved_step = step, steps, saved_step
+        kept = f"its resume save holds step {saved_step}" if saved_step else "it had no resume save yet"
+        super().__init__(f"{output_dir}: stopped on request at step {step} of {steps}; {kept}")
+
+
+def resume_step(output_dir: str | Path) -> int | None:
+    """The step a segment's resume save in `output_dir` holds, None without one."""
+    state = Path(output_dir) / RESUME_DIR / "state.json"
+    try:
+        return int(json.loads(state.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def spec_to_json(spec: SegmentSpec) -> str:
     """Serialise a spec to JSON."""
     return json.dumps(dataclasses.asdict(spec), sort_keys=True)
@@ -542,9 +561,15 @@ def _finished(out: Path) -> SegmentResult | None:
 
 
 def train_segment(
-    spec: SegmentSpec, *, on_progress: Callable[[dict[str, Any]], None] | None = None
+    spec: SegmentSpec,
+    *,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SegmentResult:
-    """Train one segment (resuming from output_dir/resume if present) and atomically write its checkpoint."""
+    """Train one segment (resuming from output_dir/resume if present) and atomically write its checkpoint.
+
+    `should_stop` is asked between steps; once it says yes the segment saves its resume state at that step
+    and raises SegmentInterrupted, so the next attempt goes on from there."""
     import torch
 
     from .data import ExampleEncoder, MixStream, StreamState, loss_sum, pack_examples, pack_from_stream
@@ -611,9 +636,32 @@ def train_segment(
     use_bf16 = spec.dtype in ("bfloat16", "bf16") and spec.device.startswith("cuda")
     _reset_peak_memory(spec.device)
 
+    saved_step = resumed_from if resumed is not None else None
+
+    def save() -> None:
+        nonlocal wall_mark, saved_step
+        now = time.perf_counter()
+        counters["wall"] += now - wall_mark
+        wall_mark = now
+        counters["data"] = dataclasses.asdict(stream.state)
+        if engine is not None:
+            # DeepSpeed writes a file named `latest` naming the newest tag: the tag must not be "latest"
+            engine.save_checkpoint(
+                str(out / RESUME_DIR), tag=DEEPSPEED_RESUME_TAG, client_state={"counters": counters}
+            )
+        else:
+            _save_resume(out, model, opt, sched, counters)
+        saved_step = counters["step"]
+
     model.train()
     wall_mark = time.perf_counter()
     while counters["step"] < spec.steps:
+        if should_stop is not None and should_stop():
+            # A save here is one atomic swap; under DeepSpeed it is a collective that every rank would have
+            # to reach at the same step, so the last periodic save is what the next attempt resumes from.
+            if engine is None and counters["step"] != saved_step:
+                save()
+            raise SegmentInterrupted(out, counters["step"], spec.steps, saved_step)
         t0 = time.perf_counter()
         batch = pack_from_stream(stream, spec.batch_size, spec.max_length, pad_id).to(device)
         with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16):
@@ -654,17 +702,7 @@ def train_segment(
                 }
             )
         if spec.save_every and step % spec.save_every == 0 and step < spec.steps:
-            now = time.perf_counter()
-            counters["wall"] += now - wall_mark
-            wall_mark = now
-            counters["data"] = dataclasses.asdict(stream.state)
-            if engine is not None:
-                # DeepSpeed writes a file named `latest` naming the newest tag: the tag must not be "latest"
-                engine.save_checkpoint(
-                    str(out / RESUME_DIR), tag=DEEPSPEED_RESUME_TAG, client_state={"counters": counters}
-                )
-            else:
-                _save_resume(out, model, opt, sched, counters)
+            save()
 
     level_losses: dict[str, float] = {}
     total_nll, total_count = 0.0, 0

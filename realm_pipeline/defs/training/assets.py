@@ -6,7 +6,7 @@ import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 
@@ -90,6 +90,55 @@ def checkpoints(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     """Trains one segment from the parent checkpoint (or the base model) and saves it with save_pretrained."""
+    try:
+        return _checkpoint(context, config, realm, ledger_db, pipes_subprocess_client)
+    except BaseException as exc:
+        # Left alone, the retry policy turns an interrupt into a retry: the segment would train on
+        # against the stop (Ctrl-C once went 600 s unheard that way).
+        if not _stop_requested(exc):
+            raise
+        raise _stopped(context, realm) from exc
+
+
+def _stop_requested(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) is a stop: Ctrl-C, SIGTERM, Dagster's run termination."""
+    from realm_pipeline.training.trainer import SegmentInterrupted
+
+    stops = (dg.DagsterExecutionInterruptedError, KeyboardInterrupt, SegmentInterrupted)
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, stops):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _stopped(context: dg.AssetExecutionContext, realm: RealmResource) -> dg.Failure:
+    """The end of a segment stopped on request: the run is canceled (as the UI's termination cancels it),
+    the step not retried, and the resume save it left is where the next attempt goes on."""
+    from realm_pipeline.training.trainer import resume_step
+
+    key = CheckpointKey.parse(context.partition_key)
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status not in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        context.instance.report_run_canceling(run, message=f"checkpoint {key}: stopped on request")
+    step = resume_step(realm.checkpoint_dir(key.hero, str(key)))
+    kept = f"its resume save at step {step} is kept" if step else "it stopped before its first resume save"
+    return dg.Failure(
+        f"checkpoint {key}: stopped on request; {kept}, and its next attempt resumes from there",
+        allow_retries=False,
+    )
+
+
+def _checkpoint(
+    context: dg.AssetExecutionContext,
+    config: CheckpointsConfig,
+    realm: RealmResource,
+    ledger_db: LedgerResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
     key = CheckpointKey.parse(context.partition_key)
     settings = realm.settings
     if key.hero not in settings.heroes:
@@ -256,11 +305,14 @@ def _train_in_process(
     context: dg.AssetExecutionContext, key: CheckpointKey, spec_dict: dict, output_dir: Path
 ) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
     """Train the segment inside this run's process (`launch: in_process`): its result and check."""
+    from realm_pipeline.training.stopping import stop_on_signals
     from realm_pipeline.training.trainer import torch_state_kept
 
     try:
-        with torch_state_kept():
-            trained = run_segment(spec_dict, context.log.info)
+        # Dagster delivers Ctrl-C, SIGTERM and its run termination as SIGINT to this process: the first
+        # stops the segment between two steps with a save there, a second one at once.
+        with torch_state_kept(), stop_on_signals(_stop_at_once) as stop:
+            trained = run_segment(spec_dict, context.log.info, stop)
     except DiskFull as exc:
         raise _disk_full(key, output_dir) from exc
     passed, check_metadata = heldout_check(trained)
@@ -288,6 +340,11 @@ def _train_simulated(
         metadata={"heldout_loss": "none: a simulated hero has no model to measure a loss of"},
     )
     return result, [check]
+
+
+def _stop_at_once(signum: int) -> NoReturn:
+    """A second stop signal during an in-process segment: Dagster's interrupt, raised where the code is."""
+    raise dg.DagsterExecutionInterruptedError()
 
 
 def _train_in_subprocess(

@@ -78,3 +78,14 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         instance.add_run_tags(run.run_id, tags)
         lines.append(f"{message}; marked failed, the next attempt resumes from its last save")
     return lines
+
+
+STOPPED_TAG = "realm/stopped"  # the signal (SIGINT, SIGTERM) that stopped a run inside a `realm` command
+
+
+def acknowledge_stopped(instance: dg.DagsterInstance, run_id: str, signal_name: str) -> None:
+    """Tag a run a stop signal ended inside a `realm` command for retry: nobody else can re-execute an
+    in-process run, and the person who stopped it goes on by running `realm campaign` again."""
+    instance.add_run_tags(
+        run_id, {STOPPED_TAG: signal_name, ACKNOWLEDGED_TAG: "true", WILL_RETRY_TAG: "false"}
+    )
