@@ -48,7 +48,7 @@ def curriculum_state(
     cfg = settings.heroes[hero]
     prog = settings.realm.progression
     evals = [
-        EvalPoint(r["checkpoint_id"], r["step"], r["skill"], r["level"], r["accuracy"])
+        EvalPoint(r["checkpoint_id"], r["step"], r["skill"], r["level"], r["accuracy"], r.get("n"))
         for r in latest_scores(con, hero, before_step)
     ]
     segments = [
@@ -71,6 +71,7 @@ def curriculum_state(
         earned=earned_levels(con, hero),
         trained=trained_tokens(con, hero, before_step),
         checks=regression_checks(con, hero, before_step),
+        cap_rule=prog.cap_rule,
     )
 
 

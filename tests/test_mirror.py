@@ -113,7 +113,8 @@ def populate(con) -> None:
             {
                 "hero": hero,
                 "paused": False,
-                "maxed_out": hero == "dio",
+                # as its verdicts say: dio's bin is capped while attn_count climbs, so not maxed out
+                "maxed_out": DIO_VERDICTS["maxed_out"] if hero == "dio" else False,
                 "champion": f"{hero}.{last:06d}",
                 "levels_json": json.dumps(levels, sort_keys=True),
                 "updated_at": T0,
@@ -338,7 +339,7 @@ def test_documents_match_schemas(db: Path):
     assert lb["schema_version"] == 1 and len(lb["rows"]) == n_rows > 0
     tiny = next(h for h in heroes["heroes"] if h["hero"] == "tiny")
     dio = next(h for h in heroes["heroes"] if h["hero"] == "dio")
-    assert tiny["champion"] == "tiny.001200" and dio["maxed_out"] is True and tiny["maxed_out"] is False
+    assert tiny["champion"] == "tiny.001200" and dio["maxed_out"] is False and tiny["maxed_out"] is False
     binary = next(s for s in tiny["skills"] if s["skill"] == "binary_add")
     assert [p["level"] for p in binary["levels"]][:4] == [1, 1, 2, 2]  # level-up to L2 earned at step 300
     assert [p["learning"] for p in binary["levels"]][:4] == [1, 1, 1, 2]

@@ -223,7 +223,9 @@ def test_timeline_reports_levels_trend_and_multiplier_per_segment():
     assert last.levels == {"bin": 3} and last.accuracy == {"bin": 0.98}
     assert last.trend["bin"] > 0.1  # L3 climbs ~0.16 per eval
     assert state.timeline[0].trend == {"bin": None}  # one eval: too few to judge
+    assert last.window_multiplier is not None
     assert last.window_multiplier == pytest.approx(state.window_maintenance_multiplier)
     # Each row's multiplier covers the window ending at that row, not the segments after it.
     early = run([e for e in _reported_history() if e.step <= 700], segs(7), caps={"bin": 30})
+    assert early.window_maintenance_multiplier is not None
     assert state.timeline[6].window_multiplier == pytest.approx(early.window_maintenance_multiplier)

@@ -57,6 +57,7 @@ class EvalPoint:
     skill: str
     level: int
     accuracy: float
+    items: int | None = None  # the eval set's size (None: the caller's `eval_items`)
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,8 @@ def apply_progression(
     earned: Sequence[tuple[str, int, str, int, float]] = (),
     trained: Mapping[str, Mapping[tuple[str, int], int]] | None = None,
     checks: Sequence[Check] = (),
+    cap_rule: str = "forgetting",
+    eval_items: int | None = None,
 ) -> CurriculumState:
     """Replay evals and segments in step order into the hero's curriculum state (see module docstring).
 
@@ -268,6 +271,8 @@ def apply_progression(
     once earned stays earned from that step on, whatever the scores replayed now (stale, deleted) say.
     `trained` holds, per checkpoint, the tokens its segment really trained per (skill, level) (the
     trainer's record); `checks` the reserve sample's verdicts on drops. Both feed the per-skill verdicts.
+    `cap_rule` picks the cap rule (evaluation/verdicts.py CAP_RULES); an eval without its set's size
+    counts as `eval_items` items (default 50, realm's `eval_items_per_level`).
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -295,6 +300,8 @@ def apply_progression(
     ckpt_score: dict[str, tuple[int, float]] = {}  # checkpoint -> (step, mean acc at learned levels)
     history: dict[tuple[str, int], list[float]] = {}  # (skill, level) -> accuracies in step order
     points_at: dict[tuple[str, int], list[tuple[int, str, float]]] = {}  # ... with their step, checkpoint
+    samples: dict[tuple[str, int], list[tuple[int, float, int]]] = {}  # ... (step, accuracy, items)
+    default_items = eval_items or 50
     snaps: list[
         tuple[str, int, dict, dict, dict, dict]
     ] = []  # per checkpoint: id, step, levels, acc, trend, regr
@@ -324,6 +331,7 @@ def apply_progression(
                 raise ValueError(f"accuracy of {e} must be finite")
             history.setdefault((e.skill, int(e.level)), []).append(acc)
             points_at.setdefault((e.skill, int(e.level)), []).append((step, ckpt, acc))
+            samples.setdefault((e.skill, int(e.level)), []).append((step, acc, e.items or default_items))
             if e.level == learning[e.skill]:
                 at_level.append(acc)
             if e.level < learning[e.skill] or (s.complete and e.level == s.cap):
@@ -430,6 +438,8 @@ def apply_progression(
         min_trend=min_trend,
         min_trend_points=min_trend_points,
         maintenance_min=maintenance_min,
+        cap_rule=cap_rule,
+        samples=samples,
     )
     newest = snaps[-1][0] if snaps else None
     # a drop the reserve sample refuted is no regression: it gets no maintenance weight

@@ -45,7 +45,13 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from realm_pipeline.evaluation.cap_rule import Forgetting, cap_call, forgetting
+
 LEARNING, PLATEAU, CAPPED, COMPLETE = "learning", "plateau", "capped", "complete"
+# realm.yaml progression.cap_rule: "forgetting" (evaluation/cap_rule.py, the default) or "multiplier", the
+# rule before it (maintenance tokens over earning tokens), kept as the baseline bench/cap_detection.py
+# prints beside it
+CAP_RULES = ("forgetting", "multiplier")
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class SkillVerdict:
     multiplier: float | None  # maintenance / earning tokens of the last level; None: undefined
     trend: float | None  # slope of the current level since the last level-up
     knocked_down: tuple[Episode, ...]  # confirmed episodes its learning caused (any skill), newest last
+    cap_level: int | None = None  # a capped skill: the level the call says the hero holds at most
+    forgotten: tuple[Forgetting, ...] = ()  # the forgetting rule's evidence: its mastered levels lost
 
     def to_json(self) -> dict:
         """JSON-ready dict."""
@@ -128,6 +136,8 @@ class SkillVerdict:
             "multiplier": None if self.multiplier is None else round(self.multiplier, 4),
             "trend": None if self.trend is None else round(self.trend, 4),
             "knocked_down": [e.to_json() for e in self.knocked_down],
+            "cap_level": self.cap_level,
+            "forgotten": [f.to_json() for f in self.forgotten],
         }
 
     def summary(self) -> str:
@@ -144,6 +154,8 @@ class HeroVerdict:
     episodes: tuple[Episode, ...]
     maxed_out: bool
     reason: str
+    # the multiplier rule's verdicts on the same history, where the forgetting rule decided (a baseline)
+    multiplier_skills: dict[str, SkillVerdict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """JSON-ready dict."""
@@ -180,8 +192,12 @@ def judge(
     min_trend: float,
     min_trend_points: int,
     maintenance_min: int,
+    cap_rule: str = "forgetting",
+    samples: Mapping[tuple[str, int], Sequence[tuple[int, float, int]]] | None = None,
 ) -> HeroVerdict:
-    """Every skill's verdict (see the module docstring).
+    """Every skill's verdict (see the module docstring; `cap_rule` "forgetting": evaluation/cap_rule.py).
+
+    `samples`: (skill, level) -> (step, accuracy, items) of every eval, the forgetting rule's input.
 
     `level_ups`: (skill, level mastered, step); `history`: (skill, level) -> (step, checkpoint_id,
     accuracy) in step order; `segments`: (checkpoint_id, step) of every trained segment; `trained`: checkpoint_id ->
@@ -271,7 +287,75 @@ def judge(
             maintenance_min=maintenance_min,
             n_segments=len(segs),
         )
-    return _hero(verdicts, tuple(episodes))
+    if cap_rule not in CAP_RULES:
+        raise ValueError(f"cap_rule must be one of {', '.join(CAP_RULES)}, got {cap_rule!r}")
+    baseline = {
+        n: replace(v, cap_level=v.level - 1) if v.verdict == CAPPED else v for n, v in verdicts.items()
+    }
+    for name, v in list(verdicts.items()):
+        if cap_rule == "multiplier":
+            verdicts[name] = baseline[name]
+            continue
+        if v.verdict == COMPLETE:
+            continue
+        lost = _forgotten(name, ups[name], samples or {}, segs, trained, threshold, maintenance_min)
+        call = cap_call(lost)
+        if call is not None:
+            verdicts[name] = replace(v, verdict=CAPPED, reason=call[1], cap_level=call[0], forgotten=lost)
+        elif v.verdict == CAPPED:  # the multiplier's call is not this rule's
+            verdicts[name] = replace(v, verdict=PLATEAU, reason=_not_lost(lost), forgotten=lost)
+        else:
+            verdicts[name] = replace(v, forgotten=lost)
+    hero = _hero(verdicts, tuple(episodes))
+    return replace(hero, multiplier_skills=baseline) if cap_rule != "multiplier" else hero
+
+
+def _forgotten(
+    skill: str,
+    ups: list[tuple[int, int]],
+    samples: Mapping[tuple[str, int], Sequence[tuple[int, float, int]]],
+    segs: list[tuple[int, str]],
+    trained: Mapping[str, Mapping[tuple[str, int], int]],
+    threshold: float,
+    owed: int,
+) -> tuple[Forgetting, ...]:
+    """Every mastered level of `skill` its newest test says lost (cap_rule.forgetting)."""
+    learning = {st: 1 + sum(1 for up, _ in ups if up < st) for st, _ in segs}
+    out = []
+    pooled: dict[int, list[float]] = {}  # step -> [correct, items] over every mastered level
+    for earned_step, level in ups:
+        points = [p for p in samples.get((skill, level), ()) if p[0] > earned_step]
+        for st, acc, n in points:
+            tally = pooled.setdefault(st, [0.0, 0])
+            tally[0] += acc * n
+            tally[1] += n
+        spent = [(st, int((trained.get(ck) or {}).get((skill, level), 0))) for st, ck in segs]
+        found = forgetting(
+            skill, level, points, threshold=threshold, learning_level=learning, trained_since=spent, owed=owed
+        )
+        if found is not None:
+            out.append(found)
+    if len(ups) > 1:  # every mastered level together: the test with the most items
+        review = [
+            (st, sum(n for (sk, _), n in (trained.get(ck) or {}).items() if sk == skill)) for st, ck in segs
+        ]
+        points = [(st, c / n, int(n)) for st, (c, n) in sorted(pooled.items())]
+        found = forgetting(
+            skill, 0, points, threshold=threshold, learning_level=learning, trained_since=review, owed=owed
+        )
+        if found is not None:
+            out.append(found)
+    return tuple(out)
+
+
+def _not_lost(lost: tuple[Forgetting, ...]) -> str:
+    if not lost:
+        return "no mastered level is lost (each within its evals' error of the threshold or above)"
+    return "; ".join(
+        f"L{f.level} lost for {f.tests} tests and {f.maintenance_segments} maintenance segments "
+        "(not yet what the loss is owed)"
+        for f in lost
+    )
 
 
 def _episode(
