@@ -1,12 +1,14 @@
 """Quest files: JSONL chat examples people drop into `$REALM_HOME/inbox/` (pure: files and DuckDB only).
 
 One example a line: `{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}`, the last
-message the assistant's. A line is refused (each with its rule in the report) when it is no such example, or
-when it has no user turn, two turns of one role in a row, a system message that is not first, an empty
-assistant turn, an answer that repeats its prompt, or a user prompt that is a held-out eval prompt of any
-level of any skill (quests must not leak the eval). A file is validated whole, registered whole in one
-transaction, and never deleted: it ends in `inbox/accepted/` or in `inbox/rejected/` beside a
-`<name>.error.json` report.
+message the assistant's. A line is refused (each with its rule in the report) when it is no such example (a
+key given twice in one object included), or when it has no user turn, two turns of one role in a row, a
+system message that is not first, a control character such as NUL, an assistant turn with nothing visible
+in it (empty, blank, or only zero-width characters), an answer that repeats its prompt, a user prompt that
+is a held-out eval prompt of any level of any skill (quests must not leak the eval), or when it repeats an
+earlier example of the file (one example given many times would outweigh the rest). A file is validated
+whole, registered whole in one transaction, and never deleted: it ends in `inbox/accepted/` or in
+`inbox/rejected/` beside a `<name>.error.json` report.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +52,8 @@ class LineProblem:
 # Shown in an exception's message; the report beside a rejected file lists every problem.
 MAX_PROBLEMS_SHOWN = 5
 MAX_PROBLEMS_KEPT = 1000
+# Line breaks and tabs are text; every other control character (NUL first) is not what a chat carries.
+ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
 class QuestRejected(ValueError):
@@ -131,6 +136,24 @@ def eval_prompt_index(settings: Settings) -> dict[str, str]:
     return index
 
 
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object (json.loads would keep the last without a word)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _invisible(text: str) -> bool:
+    """True when no character of `text` shows: whitespace and format characters (U+200B, U+FEFF) only."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+
+
 def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -> list[LineProblem]:
     """Every rule one JSONL line breaks (empty: the line is a good example)."""
 
@@ -162,6 +185,20 @@ def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -
             UnicodeEncodeError
         ) as exc:  # a lone surrogate such as "\ud800": no text, and no ledger, holds it
             return bad("invalid_unicode", f"{where}.content holds {exc.object[exc.start]!r}, not a character")
+        control = next(
+            (
+                i
+                for i, c in enumerate(m["content"])
+                if unicodedata.category(c) == "Cc" and c not in ALLOWED_CONTROLS
+            ),
+            None,
+        )
+        if control is not None:
+            return bad(
+                "control_character",
+                f"{where}.content holds U+{ord(m['content'][control]):04X} (a control character) at "
+                f"character {control}: not text",
+            )
     problems: list[LineProblem] = []
     roles = [m["role"] for m in messages]
     if roles[-1] != "assistant":
@@ -180,8 +217,10 @@ def _example_problems(obj: object, line: int, eval_prompts: Mapping[str, str]) -
             "system_not_first", f"messages[{late_system[0]}] is a system message; only the first may be"
         )
     for i, m in enumerate(messages):
-        if m["role"] == "assistant" and not m["content"].strip():
-            problems += bad("empty_assistant", f"messages[{i}].content is empty")
+        if m["role"] == "assistant" and _invisible(m["content"]):
+            unseen = sorted({f"U+{ord(c):04X}" for c in m["content"] if not c.isspace()})
+            only = f" (only invisible {', '.join(unseen)})" if unseen else ""
+            problems += bad("empty_assistant", f"messages[{i}].content is empty{only}")
             break
     for i in range(1, len(messages)):
         prompt, answer = messages[i - 1], messages[i]
@@ -227,12 +266,21 @@ def validate_quest_file(
     if sha in registered_sha256s:
         raise QuestRejected(f"duplicate: a quest with sha256 {sha} is already registered", rule="duplicate")
     examples = []
+    first_line: dict[str, int] = {}  # each example's canonical JSON -> the line that first gave it
+    repeats: dict[str, list[int]] = {}  # ... -> the lines that give it again
     problems: list[LineProblem] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue  # blank lines (a trailing newline) carry nothing
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            problems.append(
+                LineProblem(
+                    number, "duplicate_key", f"key {exc.args[0]!r} given twice in one object: give it once"
+                )
+            )
+            continue
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(LineProblem(number, "not_json", f"not JSON: {exc}"))
             continue
@@ -244,12 +292,27 @@ def validate_quest_file(
             problems += found
         else:
             examples.append(obj["messages"])
+            canonical = json.dumps(obj["messages"], sort_keys=True, ensure_ascii=False)
+            if canonical in first_line:
+                repeats.setdefault(canonical, []).append(number)
+            else:
+                first_line[canonical] = number
         if len(examples) + len(problems) > max_examples:
             problems.append(LineProblem(number, "oversized", f"oversized: more than {max_examples} examples"))
             break
         if len(problems) >= MAX_PROBLEMS_KEPT:
             problems.append(LineProblem(number, "too_many_problems", "stopped reading here"))
             break
+    for canonical, lines in list(repeats.items())[:MAX_PROBLEMS_KEPT]:
+        problems.append(
+            LineProblem(
+                lines[0],
+                "repeated_example",
+                f"the example of line {first_line[canonical]} again ({len(lines) + 1} copies in all, the "
+                f"last on line {lines[-1]}): give each example once",
+            )
+        )
+    problems.sort(key=lambda p: p.line or 0)
     if problems:
         raise QuestRejected("", problems=problems)
     if not examples:

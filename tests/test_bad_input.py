@@ -252,6 +252,7 @@ def _msgs(*turns: tuple[str, str]) -> dict:
 
 
 GOOD = _msgs(("user", "what is 2+2?"), ("assistant", "4"))
+GOOD_TOO = _msgs(("user", "what is 3+3?"), ("assistant", "6"))  # a second example: a repeat is refused
 
 
 def _eval_prompt_line() -> dict:
@@ -297,10 +298,36 @@ QUEST_CASES = {  # lines of the file -> [(line, rule, words of the problem)]
     ),
     "an eval prompt": ([GOOD, "EVAL"], [(2, "eval_prompt", "held-out eval prompt of bin L3")]),
     "every bad line reported": (
-        [GOOD, _msgs(("assistant", "x")), GOOD, "{", _msgs(("user", "a"), ("assistant", ""))],
+        [GOOD, _msgs(("assistant", "x")), GOOD_TOO, "{", _msgs(("user", "a"), ("assistant", ""))],
         [(2, "assistant_only", "no user turn"), (4, "not_json", "not JSON"), (5, "empty_assistant", "empty")],
     ),
     "empty file": ([], [(None, "empty", "no examples")]),
+    # issue 38: each was registered before
+    "10,000 identical lines": (
+        [GOOD] * 10_000,
+        [
+            (
+                2,
+                "repeated_example",
+                "the example of line 1 again (10000 copies in all, the last on line 10000)",
+            )
+        ],
+    ),
+    "a NUL character": (
+        [GOOD, _msgs(("user", "what is a\x00b?"), ("assistant", "c"))],
+        [(2, "control_character", "messages[0].content holds U+0000 (a control character) at character 9")],
+    ),
+    "messages given twice in one object": (
+        [
+            '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], '
+            '"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}'
+        ],
+        [(1, "duplicate_key", "key 'messages' given twice in one object")],
+    ),
+    "an answer of a zero-width space": (
+        [_msgs(("user", "say something"), ("assistant", "\u200b"))],
+        [(1, "empty_assistant", "messages[1].content is empty (only invisible U+200B)")],
+    ),
     "already registered": ("SEED", [(None, "duplicate", "already registered")]),
 }
 

@@ -435,6 +435,10 @@ FAULT_CASES = (
         "test_inbox_faults.py::test_an_unreadable_file_is_rejected_with_a_report_not_failed_for_ever",
     ),
     (
+        "inbox: 10,000 identical lines, a NUL, `messages` twice in one object, a zero-width answer",
+        "test_bad_input.py::test_bad_quest_file_is_kept_with_a_report",
+    ),
+    (
         "YAML alias bomb",
         "test_config_faults.py::test_an_alias_bomb_is_refused_not_expanded",
     ),
