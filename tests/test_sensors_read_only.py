@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from realm_pipeline.ledger import TABLES, connect
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+HERO = "sim_cap3"  # the subject is the campaign's mechanics, not training: a simulated segment takes seconds
+FIRST = f"{HERO}.000010"
 
 SENSORS = [
     "campaign_sensor",
@@ -36,25 +41,37 @@ def _rows(db: Path) -> dict[str, list]:
         return {name: sorted(map(repr, con.execute(f"SELECT * FROM {name}").fetchall())) for name in TABLES}
 
 
+def _use(home: Path, mp: pytest.MonkeyPatch) -> None:
+    """Point realm and Dagster at the campaign's home and at its configs (the simulated hero active)."""
+    mp.setenv("REALM_HOME", str(home))
+    mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+    mp.setenv("REALM_CONFIG_DIR", str(home.parent / "configs"))
+
+
 @pytest.fixture(scope="module")
 def campaign_with_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One trained, evaluated and rolled-up checkpoint; then a leaderboard newer than the mirror, and
-    a good and a bad quest file in the inbox: every sensor has something to request."""
-    home = tmp_path_factory.mktemp("readonly") / "realm_home"
+    """One trained, evaluated and rolled-up checkpoint of the active (simulated) hero; then a leaderboard
+    newer than the mirror, and a good and a bad quest file in the inbox: every sensor has something to
+    request."""
+    root = tmp_path_factory.mktemp("readonly")
+    home = root / "realm_home"
+    realm_yaml = shutil.copytree(CONFIGS, root / "configs") / "realm.yaml"
+    realm_yaml.write_text(realm_yaml.read_text().replace("active_heroes: [tiny]", f"active_heroes: [{HERO}]"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REALM_HOME", str(home))
-        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        _use(home, mp)
         from realm_pipeline.cli import init_instance
         from realm_pipeline.definitions import build_defs
+        from realm_pipeline.settings import Settings
 
+        assert Settings().realm.campaign.active_heroes == [HERO]
         init_instance()
         defs = build_defs()
         with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
+            instance.add_dynamic_partitions("checkpoints", [FIRST])
             for job, partition, assets in [
                 ("eval_sets_job", "bin", None),
-                ("train_job", "tiny.000150", None),
-                ("eval_job", dg.MultiPartitionKey({"checkpoint": "tiny.000150", "skill": "bin"}), None),
+                ("train_job", FIRST, None),
+                ("eval_job", dg.MultiPartitionKey({"checkpoint": FIRST, "skill": "bin"}), None),
                 ("rollup_job", None, None),
                 ("rollup_job", None, [dg.AssetKey("leaderboard")]),  # the mirror is now behind
             ]:
@@ -70,8 +87,7 @@ def campaign_with_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_sensor_of_the_definitions_is_covered(campaign_with_work: Path, monkeypatch) -> None:
-    monkeypatch.setenv("REALM_HOME", str(campaign_with_work))
-    monkeypatch.setenv("DAGSTER_HOME", str(campaign_with_work / "dagster"))
+    _use(campaign_with_work, monkeypatch)
     from realm_pipeline.definitions import build_defs
 
     names = {s.name for s in build_defs().get_repository_def().sensor_defs}
@@ -83,8 +99,7 @@ def test_evaluating_a_sensor_writes_nothing(
     name: str, campaign_with_work: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     home = campaign_with_work
-    monkeypatch.setenv("REALM_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    _use(home, monkeypatch)
     from realm_pipeline.definitions import build_defs
 
     defs = build_defs()
@@ -109,3 +124,4 @@ def test_evaluating_a_sensor_writes_nothing(
     assert _files(home / "inbox") == inbox
     if name == "campaign_sensor":  # it had work: the next segment (a tick that requested nothing proves less)
         assert requested >= 1
+        assert f"{HERO}.000020" in {r.partition_key for r in result.run_requests}
