@@ -558,7 +558,13 @@ def ui_hint(hero: str, settings: Settings, decision: Decision) -> str:
 
 @main.command()
 @click.option("--hero", default="tiny", show_default=True, help="hero config name (configs/heroes/)")
-@click.option("--segments", default=3, show_default=True, help="segments to train in this invocation")
+@click.option(
+    "--segments",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="segments to train in this invocation (0: only evaluate and roll up what is there)",
+)
 @click.option(
     "--verbose", is_flag=True, help="print Dagster's event log too (it always goes to the instance)"
 )
@@ -712,6 +718,8 @@ def compare(lane_a: str, lane_b: str, skill: str, level: int, items: int) -> Non
     from realm_pipeline.campaign import unloadable_checkpoint
     from realm_pipeline.compare import compare_checkpoints
 
+    if lane_a == lane_b:  # a tie by construction: a row of it would only skew the preference votes
+        raise click.UsageError(f"{lane_a} compared with itself: name two different checkpoints")
     settings = Settings()
     _check_prompt_set(settings, skill, level, items)
     with _ledger().read() as con:

@@ -421,6 +421,11 @@ CLI_CASES = {
         2,
         "'lots' is not a valid integer",
     ),
+    "campaign segments negative": (
+        ["campaign", "--segments", "-1"],
+        2,
+        "Invalid value for '--segments': -1 is not in the range x>=0",
+    ),
     "pref unknown compare run": (["pref", "nosuch", "A"], 1, "no compare run 'nosuch'"),
     "pref bad choice": (["pref", "nosuch", "maybe"], 2, "'maybe' is not one of"),
     "compare unknown lanes": (

@@ -114,6 +114,12 @@ def test_compare_with_items_the_level_cannot_give_names_the_range(home: Path, it
     assert re.search(rf"--items {items}: bin L1 holds 1 to \d+ held-out prompts", out), out
 
 
+def test_compare_of_a_checkpoint_with_itself_is_refused_and_writes_no_row(home: Path) -> None:
+    """Before: both lanes ran the same weights and a compare_runs row (a tie by construction) was written."""
+    out = _refused(home, ["compare", "tiny.000300", "tiny.000300", "--items", "4"], code=2)
+    assert "tiny.000300 compared with itself: name two different checkpoints" in out
+
+
 # ---------------------------------------------------------------- a checkpoint deleted or cut short
 
 
@@ -501,6 +507,14 @@ FAULT_CASES = (
     (
         "compare --items",
         "test_fault_table.py::test_compare_with_items_the_level_cannot_give_names_the_range",
+    ),
+    (
+        "compare of a lane with itself",
+        "test_fault_table.py::test_compare_of_a_checkpoint_with_itself_is_refused_and_writes_no_row",
+    ),
+    (
+        "campaign --segments -1",
+        "test_bad_input.py::test_bad_cli_arguments_change_nothing",
     ),
     (
         "a deleted checkpoint directory",
