@@ -595,7 +595,7 @@ def _check_simulated_hero(path: Path, node: yaml.Node, hero: HeroConfig) -> None
     try:
         hero.base.params()
     except SimParamError as exc:
-        loc = ("base", *exc.field.split("."))
+        loc = ("base", *(int(p) if p.isdigit() else p for p in exc.field.split(".")))
         raise ConfigError(
             f"{path}: line {_line_of(node, loc)}: field 'base.{exc.field}': value {exc.value!r}: {exc.reason}"
         ) from None

@@ -260,3 +260,12 @@ def test_a_simulated_campaign_runs_through_dagster_without_torch(realm_env: Path
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("curriculum"))
     assert event.asset_materialization.metadata["sim_cap3/bin/true_cap"].value == 3
+
+
+def test_a_bad_shock_is_named_by_its_index(config_dir: Path) -> None:
+    path = _edit_hero(config_dir, "sim_cap3", lambda d: d["base"].update(shocks=[[5, 0.5], [9, 1.75]]))
+    with pytest.raises(ConfigError) as err:
+        _ = Settings(config_dir).heroes
+    msg = str(err.value)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip() == "- - 9")
+    assert f"line {line}: field 'base.shocks.1': value [9, 1.75]" in msg, msg

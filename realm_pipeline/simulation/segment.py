@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from realm_pipeline.lm.budgets import chat_tokens
-from realm_pipeline.simulation.hero import STATE_FILE, SimParams, SimState, load_state, save_state, train
+from realm_pipeline.simulation.hero import SimParams, SimState, load_state, save_state, train
 
 Messages = list[dict[str, str]]
 
@@ -96,5 +96,4 @@ def simulate_segment(spec: Any) -> dict[str, Any]:
         "level_losses": {},
         "trained_tokens": trained,
         "optimizer_carried": False,
-        "state_file": STATE_FILE,
     }
