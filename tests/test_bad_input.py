@@ -406,6 +406,8 @@ def test_a_good_quest_passes_the_same_validator(home: Path) -> None:
 
 # ---------------------------------------------------------------- CLI arguments
 
+HEROES = ", ".join(Settings(CONFIGS).heroes)  # the shipped heroes, as an error lists them
+
 CLI_CASES = {
     "retain keeps no newest": (
         ["retain", "--keep-newest", "0", "--apply"],
@@ -414,7 +416,7 @@ CLI_CASES = {
     ),
     "retain negative best": (["retain", "--keep-best", "-1"], 2, "Invalid value for '--keep-best'"),
     "quest add missing file": (["quest", "add", "/no/such/file.jsonl"], 2, "does not exist"),
-    "pause unknown hero": (["pause", "nohero"], 1, "no hero 'nohero' (known: dio, flo, ojas, tiny)"),
+    "pause unknown hero": (["pause", "nohero"], 1, f"no hero 'nohero' (known: {HEROES})"),
     "train unknown hero": (["train", "nohero"], 1, "no hero 'nohero'"),
     "campaign segments not a number": (
         ["campaign", "--segments", "lots"],
@@ -436,7 +438,7 @@ CLI_CASES = {
     "compare a key that names no hero": (
         ["compare", "nosuch", "tiny.000150"],
         1,
-        "no checkpoint 'nosuch': a key is <hero>.<step, 6 digits> (heroes: dio, flo, ojas, tiny)",
+        f"no checkpoint 'nosuch': a key is <hero>.<step, 6 digits> (heroes: {HEROES})",
     ),
 }
 
