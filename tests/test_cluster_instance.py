@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -70,6 +71,20 @@ def cluster_home(
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     monkeypatch.setenv(cluster.PG_URL_ENV, url)
     return home, url
+
+
+@contextmanager
+def _children_gone() -> Iterator[None]:
+    """On the way out, pass or fail: wait for the code server and run worker this test started, killing
+    any left after 60 s. A code server still shutting down when the module's PostgreSQL stops retries its
+    connection and outlives the test."""
+    try:
+        yield
+    finally:
+        _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=60)
+        for proc in alive:
+            proc.kill()
+    assert not alive, f"still running after 60 s: {alive}"
 
 
 def _set_gpus(config_dir: Path, gpus: int) -> None:
@@ -207,6 +222,7 @@ def test_the_daemon_queue_dequeues_a_run_whose_worker_writes_to_postgres(
         location_name="realm",
     )
     with (
+        _children_gone(),
         dg.DagsterInstance.get() as instance,
         create_test_daemon_workspace_context(target, instance) as context,
     ):
@@ -232,8 +248,6 @@ def test_the_daemon_queue_dequeues_a_run_whose_worker_writes_to_postgres(
             assert time.monotonic() < deadline, "the dequeued run did not finish in 240 s"
             time.sleep(1)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
-    # the code server and the run worker let go of the database before the module's server stops
-    assert not psutil.wait_procs(psutil.Process().children(recursive=True), timeout=60)[1]
     kinds = {
         k for (k,) in _rows(url, "SELECT dagster_event_type FROM event_logs WHERE run_id = %s", run.run_id)
     }
