@@ -198,6 +198,135 @@ def level_up_facts(con: duckdb.DuckDBPyConnection, hero: str, level_ups: Iterabl
     ]
 
 
+# ---------------------------------------------------------------------------------------------------
+# Cap calls you can revisit (issue 37): the first time the verdicts call a skill capped is a fact in the
+# ledger (`cap_calls`, like `level_ups`), and the level-ups after it say whether it held.
+
+
+@dataclass(frozen=True)
+class CapCall:
+    """A recorded cap call and how it stands: held while no level of its skill is earned after it."""
+
+    skill: str
+    checkpoint_id: str  # the newest checkpoint when the curriculum first saw the skill capped
+    step: int
+    segment: int
+    cap_level: int | None  # the level the call says the hero holds at most
+    reason: str
+    forgotten: tuple[dict, ...]  # the lost levels it cited (cap_rule.Forgetting.to_json)
+    segments_since: int  # segments trained after the call's checkpoint
+    refuted_by: tuple[int, str, int] | None = None  # (level, checkpoint, step) first earned after it
+
+    @property
+    def held(self) -> bool:
+        """True while no level of the skill was earned after the call."""
+        return self.refuted_by is None
+
+    def to_json(self) -> dict:
+        """JSON-ready dict (the hero sheet's and the mirror's `cap_calls`)."""
+        level, ckpt, step = self.refuted_by or (None, None, None)
+        return {
+            "skill": self.skill,
+            "checkpoint_id": self.checkpoint_id,
+            "step": self.step,
+            "segment": self.segment,
+            "cap_level": self.cap_level,
+            "reason": self.reason,
+            "forgotten": list(self.forgotten),
+            "segments_since": self.segments_since,
+            "status": "held" if self.held else "refuted",
+            "refuted_by": None if level is None else {"level": level, "checkpoint_id": ckpt, "step": step},
+        }
+
+    def summary(self) -> str:
+        """One line: `bin capped at L3 by sim_cap3.000120 (segment 12): held, 36 segments trained since`."""
+        claim = f"L{self.cap_level}" if self.cap_level is not None else "its level"
+        head = f"{self.skill} capped at {claim} by {self.checkpoint_id} (segment {self.segment})"
+        since = f"{self.segments_since} segment(s) trained since"
+        if self.refuted_by is None:
+            return f"{head}: held, {since}"
+        level, ckpt, _ = self.refuted_by
+        return f"{head}: refuted, L{level} earned after it at {ckpt}; {since}"
+
+
+def recorded_cap_calls(con: duckdb.DuckDBPyConnection, hero: str) -> list[dict]:
+    """The hero's `cap_calls` rows, oldest first."""
+    return _dicts(con.execute("SELECT * FROM cap_calls WHERE hero = ? ORDER BY step, skill", [hero]))
+
+
+def review_cap_calls(
+    calls: Iterable[dict], level_ups: Iterable[tuple[str, int, str, int]], checkpoint_steps: Iterable[int]
+) -> list[CapCall]:
+    """Each recorded call (a `cap_calls` row) judged by the level-ups after it: (skill, level mastered,
+    checkpoint_id, step); `checkpoint_steps`: the step of every checkpoint the hero trained."""
+    ups = sorted(level_ups, key=lambda u: (int(u[3]), int(u[1])))
+    steps = [int(s) for s in checkpoint_steps]
+    out = []
+    for c in sorted(calls, key=lambda c: (int(c["step"]), c["skill"])):
+        after = [u for u in ups if u[0] == c["skill"] and int(u[3]) > int(c["step"])]
+        out.append(
+            CapCall(
+                skill=c["skill"],
+                checkpoint_id=c["checkpoint_id"],
+                step=int(c["step"]),
+                segment=int(c["segment"]),
+                cap_level=c["cap_level"],
+                reason=c["reason"] or "",
+                forgotten=tuple(json.loads(c["forgotten_json"] or "[]")),
+                segments_since=sum(1 for s in steps if s > int(c["step"])),
+                refuted_by=(int(after[0][1]), after[0][2], int(after[0][3])) if after else None,
+            )
+        )
+    return out
+
+
+def cap_calls_of(
+    con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState, new: Iterable[dict] = ()
+) -> list[CapCall]:
+    """The hero's cap calls (the recorded ones and `new` rows not written yet), judged against `state`."""
+    ups = [(u.skill, u.mastered, u.checkpoint_id, u.step) for u in state.level_ups]
+    steps = [c["step"] for c in hero_checkpoints(con, hero)]
+    return review_cap_calls([*recorded_cap_calls(con, hero), *new], ups, steps)
+
+
+def cap_call_facts(con: duckdb.DuckDBPyConnection, hero: str, state: CurriculumState, now) -> list[dict]:
+    """`cap_calls` rows for the skills the verdicts call capped now with no call standing (none recorded,
+    or the last one refuted), at the hero's newest checkpoint: the first time the curriculum sees it."""
+    verdicts = state.verdicts.skills if state.verdicts is not None else {}
+    capped = {name: v for name, v in verdicts.items() if v.verdict == "capped"}
+    ckpts = [c for c in hero_checkpoints(con, hero) if c["step"] <= state.latest_step]
+    if not capped or not ckpts:
+        return []
+    standing = {c.skill for c in cap_calls_of(con, hero, state) if c.held}
+    newest = ckpts[-1]
+    return [
+        {
+            "hero": hero,
+            "skill": name,
+            "checkpoint_id": newest["checkpoint_id"],
+            "step": int(newest["step"]),
+            "segment": len(ckpts),
+            "cap_level": v.cap_level,
+            "reason": v.reason,
+            "forgotten_json": json.dumps([f.to_json() for f in v.forgotten if f.counts], sort_keys=True),
+            "called_at": now,
+        }
+        for name, v in sorted(capped.items())
+        if name not in standing
+    ]
+
+
+def segments_past_call(state: CurriculumState, calls: Iterable[CapCall]) -> int | None:
+    """Segments a maxed-out hero trained since the call that stopped it (the newest standing call of its
+    capped skills; 0 where one is not recorded yet); None when no skill is capped (every skill complete)."""
+    verdicts = state.verdicts.skills if state.verdicts is not None else {}
+    capped = [name for name, v in verdicts.items() if v.verdict == "capped"]
+    if not capped:
+        return None
+    standing = {c.skill: c.segments_since for c in calls if c.held}
+    return min(standing.get(name, 0) for name in capped)
+
+
 def confirmed_regressions(con: duckdb.DuckDBPyConnection, hero: str) -> list[tuple[str, int, str]]:
     """(skill, level, checkpoint_id) of every drop a confirming re-run reproduced on the reserve sample."""
     rows = con.execute(
@@ -373,6 +502,9 @@ class HeroFacts:
     disk_short: str | None = None
     # why its newest checkpoint cannot be loaded (truncated, missing), if so: nothing can go on from it
     unloadable: str | None = None
+    past_cap: int = 0  # segments to train on after the cap call that maxed it out (campaign.past_cap)
+    # segments trained since that call (`segments_past_call`); None: no call to revisit (all complete)
+    segments_past_call: int | None = None
 
 
 @dataclass(frozen=True)
@@ -549,7 +681,11 @@ def decide_next(facts: HeroFacts) -> Decision:
     if len(facts.checkpoints) >= facts.segment_budget:
         return decision(f"at its segment budget ({facts.segment_budget} segments)")
     if facts.maxed_out_reason:
-        return decision(f"maxed out: {facts.maxed_out_reason}")
+        past = facts.segments_past_call
+        if past is None or past >= facts.past_cap:
+            trained_on = f"; {past} segment(s) trained past the call" if facts.past_cap and past else ""
+            return decision(f"maxed out: {facts.maxed_out_reason}{trained_on}")
+        # past_cap: trains on so the call can be judged (it held if no level is earned after it)
     key = facts.next_checkpoint
     if facts.disk_short and not newest.get((TRAIN_JOB, key)):
         short.append(facts.disk_short)  # refused before it writes anything; the sensor asks again later
@@ -582,6 +718,7 @@ def hero_facts(
     unloadable = None
     if home is not None and ckpts:
         unloadable = newest_checkpoint_problem(ckpts[-1], home)
+    past_call = segments_past_call(state, cap_calls_of(con, hero, state)) if state.maxed_out else None
     return HeroFacts(
         hero=hero,
         skills=tuple(cfg.campaign.skills),
@@ -603,6 +740,8 @@ def hero_facts(
             settings, hero, home, ckpts[-1]["checkpoint_id"] if ckpts else None, next_checkpoint
         ),
         unloadable=unloadable,
+        past_cap=cfg.campaign.past_cap,
+        segments_past_call=past_call,
     )
 
 

@@ -481,10 +481,18 @@ def unknown_checkpoint(con: duckdb.DuckDBPyConnection, key: str) -> str:
 
 def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     """The hero sheet: levels, champion, zone, the leaderboard's top rows and what it does next."""
-    from realm_pipeline.campaign import curriculum_state, ground_truth, hero_checkpoints, truth_summary
+    from realm_pipeline.campaign import (
+        cap_calls_of,
+        curriculum_state,
+        ground_truth,
+        hero_checkpoints,
+        truth_summary,
+    )
 
     with _ledger().read() as con:
-        sheet = curriculum_state(con, settings, hero).hero_sheet()
+        state = curriculum_state(con, settings, hero)
+        sheet = state.hero_sheet()
+        calls = cap_calls_of(con, hero, state)
         truth = ground_truth(con, settings, hero)
         ckpts = hero_checkpoints(con, hero)
         tops = con.execute(
@@ -505,6 +513,8 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
     for bench, lane, acc, chance in tops:  # chance: what always giving the commonest answer scores
         click.echo(f"  #1 {bench:<8} {lane} accuracy {acc} (chance {chance if chance is not None else '-'})")
     _print_verdicts(sheet)
+    for call in calls:  # each cap call, judged by the level-ups after it
+        click.echo(f"  cap call   {call.summary()}")
     _print_unconfirmed(hero)
     click.echo(f"  status     {why}")
 
@@ -566,17 +576,29 @@ def ui_hint(hero: str, settings: Settings, decision: Decision) -> str:
     help="segments to train in this invocation (0: only evaluate and roll up what is there)",
 )
 @click.option(
+    "--past-cap",
+    type=click.IntRange(min=0),
+    default=None,
+    help="segments to train on after a cap call, so the call can be judged (default: the hero's "
+    "campaign.past_cap, 0: stop at the call)",
+)
+@click.option(
     "--verbose", is_flag=True, help="print Dagster's event log too (it always goes to the instance)"
 )
 @ends_on_stop_signals
-def campaign(hero: str, segments: int, verbose: bool) -> None:
+def campaign(hero: str, segments: int, past_cap: int | None, verbose: bool) -> None:
     """Run a short campaign of HERO end to end, every step a run in the Dagster instance.
 
     The same decision the campaign sensor makes under `dg dev`: eval sets, then per segment
     train -> evaluate every skill -> rollup, until SEGMENTS are trained, a pause, the budget,
-    maxed out or a failed run.
+    maxed out (or PAST_CAP segments after the cap call) or a failed run.
     """
     settings = _hero_settings(hero)
+    if past_cap is not None:  # this invocation's decisions only: the sensors keep the hero YAML's
+        cfg = settings.heroes[hero]
+        settings.heroes[hero] = cfg.model_copy(
+            update={"campaign": cfg.campaign.model_copy(update={"past_cap": past_cap})}
+        )
     init_instance()
     if not verbose:
         _quiet_deepspeed(settings.heroes[hero])

@@ -194,6 +194,8 @@ TABLES: dict[str, Table] = {
                 _c("status", "VARCHAR", public=PRIV),
                 # per skill: learning | plateau | capped | complete and its evidence (evaluation/verdicts.py)
                 _c("verdicts_json", "VARCHAR", public=PUB),
+                # per cap call (`cap_calls`): its checkpoint, claimed level, segments since, held or refuted
+                _c("cap_calls_json", "VARCHAR", public=PUB),
             ),
             ("hero",),
         ),
@@ -360,6 +362,24 @@ TABLES: dict[str, Table] = {
                 _c("earned_at", "TIMESTAMP", public=PUB),
             ),
             ("hero", "skill", "level"),
+        ),
+        Table(
+            # a skill's cap call as the curriculum first saw it (facts: the first write stands), so the
+            # call can be revisited: it held while no level of the skill is earned after its step
+            "cap_calls",
+            (
+                _c("hero", "VARCHAR", public=PUB),
+                _c("skill", "VARCHAR", public=PUB),
+                _c("checkpoint_id", "VARCHAR", public=PUB),  # the newest checkpoint when it was called
+                _c("step", "BIGINT", public=PUB),
+                _c("segment", "INTEGER", public=PUB),  # that checkpoint's segment number
+                _c("cap_level", "INTEGER", public=PUB),  # the level the call says the hero holds at most
+                _c("reason", "VARCHAR", public=PUB),
+                _c("forgotten_json", "VARCHAR", public=PUB),  # the lost levels it cited (cap_rule.Forgetting)
+                _c("called_at", "TIMESTAMP", public=PUB),
+            ),
+            ("hero", "skill", "checkpoint_id"),
+            since=4,
         ),
         Table(
             "schema_version",

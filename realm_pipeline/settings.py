@@ -290,6 +290,9 @@ class HeroCampaign(_Strict):
     # every skill (within its cap), every one of them evaluated.
     curriculum: Literal["levels", "pooled", "uniform"] = "levels"
     uniform_levels: int | None = Field(None, ge=1, le=1000)
+    # segments trained on after a cap call instead of stopping there, so the call can be judged: it held
+    # when no level of the skill is earned after it (`realm campaign --past-cap N` for one invocation)
+    past_cap: int = Field(0, ge=0, le=100_000)
 
     @field_validator("skills")
     @classmethod

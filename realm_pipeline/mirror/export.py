@@ -187,8 +187,9 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
             timeline = json.loads(state.get("timeline_json") or "[]")
             primitives = json.loads(state.get("primitives_json") or "{}")
             verdicts = json.loads(state.get("verdicts_json") or "{}")
+            cap_calls = json.loads(state.get("cap_calls_json") or "[]")
         except ValueError:
-            timeline, primitives, verdicts = [], {}, {}
+            timeline, primitives, verdicts, cap_calls = [], {}, {}, []
         heroes.append(
             {
                 "hero": hero,
@@ -202,6 +203,8 @@ def _heroes(con: duckdb.DuckDBPyConnection, generated_at: str) -> dict:
                 # per skill: learning | plateau | capped | complete, with its evidence
                 "verdicts": verdicts.get("skills", {}),
                 "regressions": verdicts.get("regressions", []),
+                # per cap call: its checkpoint, the level claimed, segments since, held or refuted
+                "cap_calls": cap_calls,
                 "paused": state.get("paused"),
                 "updated_at": _jsonable(state.get("updated_at")),
                 "skills": skill_series,

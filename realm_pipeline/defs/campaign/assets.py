@@ -7,6 +7,8 @@ import dagster as dg
 
 from realm_pipeline import ledger
 from realm_pipeline.campaign import (
+    cap_call_facts,
+    cap_calls_of,
     curriculum_state,
     ground_truth,
     hero_paused,
@@ -38,6 +40,7 @@ def curriculum(
     settings = realm.settings
     now = datetime.now(UTC).replace(tzinfo=None)
     sheets, events, states, statuses, efforts, primitives, facts = {}, [], [], {}, {}, {}, []
+    calls: list[dict] = []  # cap calls seen for the first time: facts, like level-ups
     with ledger_db.get_connection() as con:  # replayed under the protocol the running configuration uses
         declare_protocols(con, settings)
     with ledger_db.read() as con:
@@ -101,6 +104,11 @@ def curriculum(
                 for e in happened
             ]
             facts += level_up_facts(con, hero, state.level_ups, now)
+            # a skill called capped with no call standing is recorded here, at its newest checkpoint; the
+            # sheet judges every call by the level-ups after it (held or refuted)
+            new_calls = cap_call_facts(con, hero, state, now)
+            calls += new_calls
+            sheets[hero]["cap_calls"] = [c.to_json() for c in cap_calls_of(con, hero, state, new_calls)]
             states.append(
                 {
                     "hero": hero,
@@ -117,11 +125,13 @@ def curriculum(
                     "verdicts_json": json.dumps(
                         state.verdicts.to_json() if state.verdicts else {}, sort_keys=True
                     ),
+                    "cap_calls_json": json.dumps(sheets[hero]["cap_calls"], sort_keys=True),
                 }
             )
     with ledger_db.get_connection() as con:
         con.execute("BEGIN TRANSACTION")
         ledger.insert_new(con, "level_ups", facts)  # facts: a level once earned stays earned
+        ledger.insert_new(con, "cap_calls", calls)  # and a call once made stays made (judged later)
         # Events are re-derived from the whole history: replace them, keeping confirmed regressions
         # (those come from confirming re-runs, not from the replay).
         con.execute("DELETE FROM curriculum_events WHERE event IN ('level_up', 'regression')")
@@ -160,6 +170,11 @@ def curriculum(
             if slope is not None:  # accuracy slope per eval at the level being learned
                 metadata[f"{hero}/{skill}/trend"] = slope
         metadata[f"{hero}/status"] = statuses[hero]
+        # per cap call: held (no level of the skill earned after it) or refuted, and the segments since
+        metadata[f"{hero}/cap_calls"] = dg.MetadataValue.json(sheet["cap_calls"])
+        for call in sheet["cap_calls"]:
+            metadata[f"{hero}/{call['skill']}/cap_call"] = call["status"]
+            metadata[f"{hero}/{call['skill']}/segments_past_call"] = call["segments_since"]
         for skill, truth in (sheet["ground_truth"] or {}).items():
             metadata[f"{hero}/{skill}/true_cap"] = truth["cap"]
         metadata[f"{hero}/primitives"] = dg.MetadataValue.json(primitives[hero])
