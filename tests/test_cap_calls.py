@@ -216,3 +216,54 @@ def test_the_first_call_is_recorded_and_judged_by_what_came_after(
     import jsonschema
 
     jsonschema.Draft202012Validator(schema("heroes")).validate(heroes)
+
+
+# ---------------------------------------------------------------- `realm campaign --past-cap` end to end
+
+
+@pytest.mark.slow  # about 16 simulated segments through Dagster: minutes on a loaded 2-core box
+@pytest.mark.timeout(2700)
+def test_realm_campaign_stops_at_the_call_and_past_cap_trains_on_past_it(
+    realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A simulated hero that caps within ~15 segments: `realm campaign` stops at the call as before; then
+    `--past-cap 2` trains exactly two more segments and the sheet, hero_state and heroes.json say held."""
+    from click.testing import CliRunner
+
+    from realm_pipeline import ledger
+    from realm_pipeline.cli import main
+
+    for other in config_dir.glob("heroes/*.yaml"):
+        if other.stem != "sim_cap3":
+            other.unlink()
+    data = yaml.safe_load((config_dir / "heroes" / "sim_cap3.yaml").read_text())
+    # learns fast and holds two levels at most (simulation.oracle): a call comes early and stands
+    data["base"].update(base_tokens=2000, capacity=4.5)
+    data["campaign"]["segment_budget"] = 60
+    (config_dir / "heroes" / "sim_cap3.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    db = realm_env / "realm.duckdb"
+
+    def segments_and_calls() -> tuple[int, list[tuple]]:
+        with ledger.connect(db, read_only=True) as con:
+            n = con.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+            calls = con.execute("SELECT skill, segment, cap_level FROM cap_calls").fetchall()
+        return n, calls
+
+    runner = CliRunner()
+    first = runner.invoke(main, ["campaign", "--hero", "sim_cap3", "--segments", "40"])
+    assert first.exit_code == 0, first.output
+    n, calls = segments_and_calls()
+    assert "stopped: maxed out:" in first.output and "trained past the call" not in first.output
+    assert len(calls) == 1 and calls[0][1] == n < 40  # stopped at the checkpoint that called it
+    called = n
+
+    again = runner.invoke(main, ["campaign", "--hero", "sim_cap3", "--segments", "40", "--past-cap", "2"])
+    assert again.exit_code == 0, again.output
+    n, calls = segments_and_calls()
+    assert n == called + 2 and len(calls) == 1, again.output
+    assert "2 segment(s) trained past the call" in again.output
+    assert f"(segment {called}): held, 2 segment(s) trained since" in again.output
+    heroes = json.loads((realm_env / "mirror" / "heroes.json").read_text())
+    (mirrored,) = next(h for h in heroes["heroes"] if h["hero"] == "sim_cap3")["cap_calls"]
+    assert (mirrored["segment"], mirrored["segments_since"], mirrored["status"]) == (called, 2, "held")
