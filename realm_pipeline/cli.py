@@ -314,6 +314,7 @@ def _execute(
 ) -> bool:
     """Run one job in this process, recorded in the Dagster instance; print one line; True on success."""
     import dagster as dg
+    from dagster._utils.interrupts import capture_interrupts
 
     from realm_pipeline.definitions import build_defs
 
@@ -325,7 +326,9 @@ def _execute(
     # who runs it: if this process dies, the next `realm campaign` / `realm status` sees it and retries
     tags = {**(tags or {}), WORKER_TAG: worker_id(), IN_PROCESS_TAG: "true"}
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance, signals_seen() as stops:
+    # Dagster's advice for a process that executes runs: a stop signal is held from here until a step can
+    # take it as its interrupt, so none leaves a run half-created (NOT_STARTED, waited on for ever).
+    with dg.DagsterInstance.get() as instance, signals_seen() as stops, capture_interrupts():
         progress = None
         if job_name == TRAIN_JOB and not verbose:
             progress = SegmentProgress(instance, run_id, str(partition_key))
