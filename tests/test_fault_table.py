@@ -564,6 +564,18 @@ FAULT_CASES = (
         "a copied home, the original deleted",
         "test_fault_table.py::test_a_copied_home_trains_and_compares_after_the_original_is_deleted",
     ),
+    (
+        "Ctrl-C (SIGINT) or SIGTERM of realm campaign mid-segment",
+        "test_stop_signals.py::test_a_stop_signal_mid_segment_stops_the_campaign_and_a_rerun_resumes_from_its_save",
+    ),
+    (
+        "a run terminated from the Dagster UI mid-segment (in-process and Pipes)",
+        "test_stop_signals.py::test_dagster_run_termination_stops_the_segment_in_the_runs_process",
+    ),
+    (
+        "a served eval of a hero that rambles to realm's max_tokens",
+        "test_served.py::test_a_hero_that_rambles_to_realms_budget_is_scored_as_the_local_backend_scores_it",
+    ),
 )
 
 
