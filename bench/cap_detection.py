@@ -9,7 +9,10 @@ the tokens of its slowest level-up past the budget (a call never ends a run), so
 The ground truth is the simulator's oracle (realm_pipeline/simulation/oracle.py), never realm's rule.
 
 Per rule it prints:
-* precision: calls after which the skill earned no level (a call is false when it levels up after it);
+* false %: calls after which the hero levelled up: truly held one level more than it claimed (levels
+  1..cap+1 all at or above the threshold by the simulator's true accuracies); and, stricter, "recorded
+  level after %": calls after which realm's own record earned a level of the skill (a level realm records
+  by trading lower ones away, or on a lucky streak, counts against the call here);
 * claim right: calls whose claimed cap equals the oracle's;
 * recall: skills with a true cap that realm mastered at least `--room` segments before the budget's end,
   called within the budget;
@@ -127,6 +130,7 @@ def judge_hero(draw: Draw, room: int) -> list[dict]:
                     "rule": rule,
                     "hero": draw.index,
                     "kind": draw.kind,
+                    "recipe": draw.recipe,
                     "skill": skill,
                     "truth": truth,
                     "reached": reached,
@@ -134,7 +138,8 @@ def judge_hero(draw: Draw, room: int) -> list[dict]:
                     "call": call.segment if call else None,
                     "call_in_budget": bool(call and call.segment <= draw.budget),
                     "claim": call.cap if call else None,
-                    "false": bool(call and call.levelled_after is not None),
+                    "false": bool(call and call.held_more_after is not None),
+                    "recorded after": bool(call and call.levelled_after is not None),
                     "delay": (call.segment - reached) if call and reached is not None else None,
                 }
             )
@@ -146,6 +151,7 @@ def summarise(rows: list[dict], rule: str) -> dict:
     mine = [r for r in rows if r["rule"] == rule]
     calls = [r for r in mine if r["call"] is not None]
     false = [r for r in calls if r["false"]]
+    recorded = [r for r in calls if r["recorded after"]]
     right = [r for r in calls if r["claim"] == r["truth"]]
     due = [r for r in mine if r["inside"]]
     hit = [r for r in due if r["call_in_budget"]]
@@ -155,11 +161,19 @@ def summarise(rows: list[dict], rule: str) -> dict:
         "calls": len(calls),
         "false calls": len(false),
         "false %": 100 * len(false) / len(calls) if calls else 0.0,
+        "recorded level after %": 100 * len(recorded) / len(calls) if calls else 0.0,
         "claim right %": 100 * len(right) / len(calls) if calls else 0.0,
         "true caps due": len(due),
         "recall %": 100 * len(hit) / len(due) if due else 0.0,
         "median delay": statistics.median(delays) if delays else None,
         "p90 delay": delays[int(0.9 * (len(delays) - 1))] if delays else None,
+        "claim vs truth by recipe": {
+            recipe: {
+                side: sum(1 for r in calls if r["recipe"] == recipe and cmp(r["claim"], r["truth"]))
+                for side, cmp in (("below", int.__lt__), ("equal", int.__eq__), ("above", int.__gt__))
+            }
+            for recipe in RECIPES
+        },
         "false by kind": {
             k: sum(1 for r in false if r["kind"] == k) for k in ("capped", "uncapped", "slow", "shock")
         },
@@ -191,9 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         for part in pool.map(judge_hero, draws, [args.room] * len(draws), chunksize=4):
             rows += part
     kinds = {k: sum(1 for d in draws if d.kind == k) for k in ("capped", "uncapped", "slow", "shock")}
-    print(
-        f"{len(draws)} heroes ({kinds}), {len(rows) // len(rules)} skills, {redraws} redrawn within the eval's resolution"
-    )
+    skills = len(rows) // len(rules)
+    print(f"{len(draws)} heroes ({kinds}), {skills} skills, {redraws} redrawn within the eval's resolution")
     print(f"{time.perf_counter() - start:.0f} s on {args.jobs} processes")
     for rule in rules:
         print(rule, summarise(rows, rule))

@@ -111,6 +111,11 @@ def recovering(points: Sequence[tuple[int, float, int]], threshold: float, now: 
     return now + (slope + Z_RECOVERY * math.sqrt(var)) * RECOVERY_HORIZON >= threshold
 
 
+def _pooled(points: Sequence[tuple[int, float, int]]) -> float:
+    n = sum(items for _, _, items in points)
+    return sum(acc * items for _, acc, items in points) / n if n else 1.0
+
+
 def forgetting(
     skill: str,
     level: int,
@@ -140,8 +145,10 @@ def forgetting(
     if not run:
         return None
     run.reverse()
-    began = i + 1 - (POOLED_EVALS - 1)  # the first eval of the first lost test ...
-    while began > 0 and points[began - 1][1] < threshold:  # ... or earlier, back to the last eval held
+    # The loss began at the first eval of the first lost test, or earlier: back while the pooled accuracy
+    # of the evals before stayed under the threshold (a level sliding down is lost from its first slip).
+    began = i + 1 - (POOLED_EVALS - 1)
+    while began > 0 and _pooled(points[max(began - POOLED_EVALS, 0) : began]) < threshold:
         began -= 1
     onset = points[began][0]
     maintenance = [(st, n) for st, n in trained_since if st > onset and n > 0]
@@ -160,13 +167,24 @@ def forgetting(
     )
 
 
-def cap_call(forgotten: Sequence[Forgetting]) -> tuple[int, str] | None:
-    """(cap level, reason) when a lost level counts (the earliest onset decides the claim); else None."""
+def cap_call(
+    forgotten: Sequence[Forgetting], earned: Sequence[tuple[int, int]] = (), steps: Sequence[int] = ()
+) -> tuple[int, str] | None:
+    """(cap level, reason) when a lost level counts; else None.
+
+    The claim is the highest level held before the earliest counting loss began: mastered at least
+    POOLED_EVALS evals (`steps`, the checkpoints) before it. A level earned later was earned while the
+    hold was already sliding (a lucky streak on the way down), never held with the others. `earned`:
+    (step, level) of the skill's level-ups.
+    """
     counting = sorted((f for f in forgotten if f.counts), key=lambda f: (f.onset_step, f.level))
     if not counting:
         return None
     first = counting[0]
     cap = first.learning_at_onset - 1
+    for step, level in sorted(earned, reverse=True):
+        if level <= cap and sum(1 for st in steps if step < st < first.onset_step) < POOLED_EVALS - 1:
+            cap = level - 1  # earned too close to the loss to have been held
     lost = ", ".join(
         f"{'mastered levels pooled' if f.level == 0 else f'L{f.level}'} {f.accuracy:.2f} (< {f.upper:.2f})"
         for f in counting

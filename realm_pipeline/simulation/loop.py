@@ -73,7 +73,11 @@ class Call:
     segment: int
     cap: int  # the level the call says the hero caps at
     reason: str
-    levelled_after: int | None = None  # the first segment after the call that earned a level (a false call)
+    levelled_after: int | None = None  # the first segment after the call that earned a level (realm's record)
+    # the first segment after the call at which the hero truly held one level more: levels 1..cap+1 all at
+    # or above the threshold by the simulator's true accuracies (a level realm records while lower ones are
+    # lost is not one)
+    held_more_after: int | None = None
 
 
 @dataclass
@@ -162,6 +166,10 @@ def run_campaign(
                 call = calls.get(name)
                 if call is not None and call.levelled_after is None and len(s.mastered) > before.get(name, 0):
                     call.levelled_after = i
+                if call is not None and call.held_more_after is None and call.segment < i:
+                    true = accuracies(params, sim, name, list(range(1, call.cap + 2)))
+                    if min(true.values()) >= rules.threshold:
+                        call.held_more_after = i
                 v = verdicts.get(name)
                 if call is None and v is not None and v.verdict == CAPPED:
                     calls[name] = Call(name, i, v.cap_level, v.reason)
