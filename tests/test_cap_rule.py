@@ -23,9 +23,10 @@ def _verdict(story: Story):
     return story.run(cap_rule="forgetting").verdicts.skills["bin"]
 
 
-def _bin_l2_then(after: list[float], maintenance: dict | None = None) -> Story:
-    """BIN earns L1 and L2, learns L3 (flat 0.3) with L2 then scoring `after` (L1 held)."""
+def _bin_l2_then(after: list[float], maintenance: dict | None = None, held_for: int = 3) -> Story:
+    """BIN earns L1 and L2, learns L3 (flat 0.3) holding L2 for `held_for` segments, then L2 scores `after`."""
     s = Story(bin=8).learn("bin", 1).learn("bin", 2, held=("bin@1",))
+    s.seg({"bin@3": 1000, "bin@2": 500}, {"bin@1": HELD, "bin@2": HELD, "bin@3": 0.3}, n=held_for)
     trained = {"bin@3": 1000, "bin@2": 3000} if maintenance is None else maintenance
     return s.seg(trained, {"bin@1": HELD, "bin@2": after, "bin@3": 0.3}, n=len(after))
 
@@ -47,6 +48,11 @@ def test_a_level_lost_through_maintenance_is_a_cap_below_the_level_being_learned
     assert v.verdict == "capped" and v.cap_level == 2, v.reason
     lost = {f.level: f for f in v.forgotten}
     assert lost[2].counts and lost[2].learning_at_onset == 3 and lost[2].maintenance_segments >= 3
+
+
+def test_a_level_lost_as_soon_as_it_was_earned_was_never_held_so_the_claim_is_the_one_below():
+    v = _verdict(_bin_l2_then([0.6] * 12, held_for=0))
+    assert v.verdict == "capped" and v.cap_level == 1, v.reason
 
 
 def test_forgetting_that_ends_four_segments_later_is_no_cap():
