@@ -168,14 +168,18 @@ def forgetting(
 
 
 def cap_call(
-    forgotten: Sequence[Forgetting], earned: Sequence[tuple[int, int]] = (), steps: Sequence[int] = ()
+    forgotten: Sequence[Forgetting],
+    earned: Sequence[tuple[int, int]] = (),
+    steps: Sequence[int] = (),
+    experience: Mapping[int, int] | None = None,
 ) -> tuple[int, str] | None:
     """(cap level, reason) when a lost level counts; else None.
 
     The claim is the highest level held before the earliest counting loss began: mastered at least
     POOLED_EVALS evals (`steps`, the checkpoints) before it. A level earned later was earned while the
     hold was already sliding (a lucky streak on the way down), never held with the others. `earned`:
-    (step, level) of the skill's level-ups.
+    (step, level) of the skill's level-ups; `experience`: level -> tokens trained on it so far, previews
+    included (the evidence of what the new level was given).
     """
     counting = sorted((f for f in forgotten if f.counts), key=lambda f: (f.onset_step, f.level))
     if not counting:
@@ -189,7 +193,9 @@ def cap_call(
         f"{'mastered levels pooled' if f.level == 0 else f'L{f.level}'} {f.accuracy:.2f} (< {f.upper:.2f})"
         for f in counting
     )
+    given = (experience or {}).get(first.learning_at_onset)
+    spent = f" after {given} tokens on it (previews included)" if given else ""
     return cap, (
-        f"learning L{first.learning_at_onset} cost what it mastered: {lost} below the threshold for "
+        f"learning L{first.learning_at_onset}{spent} cost what it mastered: {lost} below the threshold for "
         f"{first.tests} tests and {first.maintenance_segments} maintenance segments; caps at L{cap}"
     )

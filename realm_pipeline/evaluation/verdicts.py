@@ -299,7 +299,12 @@ def judge(
         if v.verdict == COMPLETE:
             continue
         lost = _forgotten(name, ups[name], samples or {}, segs, trained, threshold, maintenance_min)
-        call = cap_call(lost, [(st, lv) for st, lv in ups[name]], [st for st, _ in segs])
+        experience: dict[int, int] = {}
+        for _, ck in segs:
+            for (sk, lv), n in (trained.get(ck) or {}).items():
+                if sk == name:
+                    experience[lv] = experience.get(lv, 0) + int(n)
+        call = cap_call(lost, [(st, lv) for st, lv in ups[name]], [st for st, _ in segs], experience)
         if call is not None:
             verdicts[name] = replace(v, verdict=CAPPED, reason=call[1], cap_level=call[0], forgotten=lost)
         elif v.verdict == CAPPED:  # the multiplier's call is not this rule's
