@@ -151,3 +151,12 @@ def test_a_simulated_hero_without_a_cap_is_never_called():
     assert not skill_truth(params, "bin", 20, 0.8).capped
     run = run_campaign(params, {"bin": 20}, segments=80, segment_tokens=SEGMENT, seed=4)
     assert run.calls == {} and len(run.mastered_at["bin"]) >= 8
+
+
+def test_the_hero_sheet_prints_the_lost_levels_a_call_rests_on(capsys):
+    from realm_pipeline.cli import _print_verdicts
+
+    _print_verdicts(_bin_l2_then([0.6] * 12).run(cap_rule="forgetting").hero_sheet())
+    out = capsys.readouterr().out
+    assert "bin        L3 capped" in out and "caps at L2" in out
+    assert "lost L2 since step 1000 (learning L3): 0.60" in out and "counts toward a cap" in out
