@@ -33,9 +33,10 @@ wordnet:
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null) \
 		|| echo "wordnet-base not installed: run 'apt-get install -y wordnet-base' as root (SY needs it)"; }
 
+# the demo hero: tiny's model and recipe on a quick drill, so a first campaign shows a level-up (README)
 run: setup
 	$(BIN)/realm init
-	$(BIN)/realm campaign --hero tiny
+	$(BIN)/realm campaign --hero demo --segments 3
 
 test: setup browser
 	$(BIN)/python -m pytest

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from realm_pipeline.campaign import TRAIN_JOB, segment_budget
+from realm_pipeline.campaign import ROLLUP_JOB, TRAIN_JOB, segment_budget
 from realm_pipeline.settings import (
     DEFAULT_CONFIG_DIR,
     ConfigError,
@@ -29,10 +29,13 @@ from realm_pipeline.settings import (
 from realm_pipeline.stop_signals import Stopped, ends_on_stop_signals, signals_seen
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import dagster as dg
     import duckdb
 
     from realm_pipeline.campaign import Decision, Step
+    from realm_pipeline.evaluation.progression import LevelUp
 
 INSTANCE_TEMPLATE = DEFAULT_CONFIG_DIR.parent / "dagster.yaml"
 GPU_POOL = "gpu"
@@ -504,10 +507,12 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
             "ORDER BY bench",
             [hero],
         ).fetchall()
-    levels = ", ".join(f"{skill} L{level}" for skill, level in sorted(sheet["skills"].items())) or "-"
+    # in words: "bin L1" alone read as a level held when it is only the one being learned
+    levels = "; ".join(state.skills[skill].describe() for skill in sorted(state.skills)) or "-"
     click.echo(f"hero {hero}")
     click.echo(f"  segments   {len(ckpts)} (latest {ckpts[-1]['checkpoint_id'] if ckpts else '-'})")
     click.echo(f"  levels     {levels}")
+    click.echo(f"  level-ups  {_level_ups_line(state.level_ups, settings)}")
     if truth is not None:  # a simulated hero: what it can really hold, to judge realm's call against
         click.echo(f"  truth      {truth_summary(truth)}")
     click.echo(f"  champion   {sheet['champion'] or '-'}")
@@ -520,6 +525,47 @@ def _print_hero_sheet(hero: str, settings: Settings, why: str) -> None:
         click.echo(f"  cap call   {call.summary()}")
     _print_unconfirmed(hero)
     click.echo(f"  status     {why}")
+
+
+LEVEL_UPS_SHOWN = 3  # the newest level-ups the sheet names
+
+
+def _level_ups_line(ups: Sequence[LevelUp], settings: Settings) -> str:
+    """The sheet's level-ups: how many, the newest named; with none, the rule that earns one."""
+    if not ups:
+        prog = settings.realm.progression
+        return (
+            f"none yet (a level is earned by {prog.evals_required} evals in a row at "
+            f">= {prog.level_up_accuracy:.2f} accuracy)"
+        )
+    named = ", ".join(f"{u.skill} L{u.mastered} at {u.checkpoint_id}" for u in ups[-LEVEL_UPS_SHOWN:])
+    return f"{len(ups)} ({'latest: ' if len(ups) > LEVEL_UPS_SHOWN else ''}{named})"
+
+
+def _announce_level_ups(
+    hero: str, settings: Settings, announced: set[tuple[str, int, str]], *, quiet: bool = False
+) -> None:
+    """A line for each of HERO's level-ups not in `announced` (then added): the game's move, as it lands."""
+    from realm_pipeline.campaign import curriculum_state
+
+    with _ledger().read() as con:
+        ups = curriculum_state(con, settings, hero).level_ups
+    for u in ups:
+        if (u.skill, u.mastered, u.checkpoint_id) in announced:
+            continue
+        announced.add((u.skill, u.mastered, u.checkpoint_id))
+        if not quiet:
+            click.echo(_level_up_line(hero, u, settings))
+
+
+def _level_up_line(hero: str, up: LevelUp, settings: Settings) -> str:
+    """One level-up as the campaign announces it: what was earned, where, by which rule, and what is next."""
+    prog = settings.realm.progression
+    after = "its cap: complete" if up.mastered == up.level else f"learning L{up.level} next"
+    return (
+        f"LEVEL UP  {hero} {up.skill} L{up.mastered} earned at {up.checkpoint_id}: {prog.evals_required} "
+        f"evals in a row at >= {prog.level_up_accuracy:.2f} (the last {up.accuracy:.2f}); {after}"
+    )
 
 
 def _print_verdicts(sheet: dict) -> None:
@@ -562,6 +608,12 @@ def ui_hint(hero: str, settings: Settings, decision: Decision) -> str:
     line = f"Dagster UI: make dev REALM_HOME={realm_home()} DAGSTER_HOME={dagster_home()}"
     if decision.stop:
         return f"{line}  (its sensors train {hero} no further: {decision.stop})"
+    active = settings.realm.campaign.active_heroes
+    if hero not in active:  # the sensors train only campaign.active_heroes (configs/realm.yaml)
+        return (
+            f"{line}  (its sensors train {', '.join(active) or 'no hero'}, not {hero}: "
+            f"`realm campaign --hero {hero}` goes on with it)"
+        )
     budget = segment_budget(settings, hero)
     return (
         f"{line}  (its sensors resume the campaign: {hero} trains on up to its budget of {budget} "
@@ -608,6 +660,8 @@ def campaign(hero: str, segments: int, past_cap: int | None, verbose: bool) -> N
     click.echo(f"campaign {hero}: up to {segments} segment(s); REALM_HOME={realm_home()}")
     _notice_dead_runs()
     trained, done, failures = 0, set(), 0  # failures: runs this invocation started that failed
+    announced: set[tuple[str, int, str]] = set()
+    _announce_level_ups(hero, settings, announced, quiet=True)  # earlier invocations' are not news
     while True:
         decision = _decide(hero, settings)
         steps = [s for s in decision.steps if not (s.job == TRAIN_JOB and trained >= segments)]
@@ -619,6 +673,8 @@ def campaign(hero: str, segments: int, past_cap: int | None, verbose: bool) -> N
             done.add(step.run_key)
             ok = _execute_step(step, verbose=verbose)
             trained += step.job == TRAIN_JOB
+            if ok and step.job == ROLLUP_JOB:  # the rollup records level-ups: say so as they land
+                _announce_level_ups(hero, settings, announced)
             if not ok:
                 failures += 1
                 break  # the next decision names the failure

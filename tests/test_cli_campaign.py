@@ -65,7 +65,13 @@ def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -
     assert bar and re.search(r"150/150 steps .*loss \d+\.\d{4}\s+\d+ tok/s", bar[-1]), bar
     # the hero sheet, and why the campaign stopped
     sheet = out.output[out.output.index("hero tiny") :]
-    for field in ("segments   1 (latest tiny.000150)", "levels     bin L1", "champion   tiny.000150", "zone"):
+    for field in (
+        "segments   1 (latest tiny.000150)",
+        "levels     bin: learning L1, none earned yet",
+        "level-ups  none yet (a level is earned by 3 evals in a row at >= 0.80 accuracy)",
+        "champion   tiny.000150",
+        "zone",
+    ):
         assert field in sheet, sheet
     assert "status     1 segment(s) trained as asked; next tiny.000300" in sheet
     # the closing hint opens this very instance, and says that its sensors go on with the campaign

@@ -17,7 +17,7 @@ def test_shipped_configs_load() -> None:
     assert settings.realm.progression.evals_required == 3
     assert settings.realm.regression.tau == 0.05
     assert settings.realm.leaderboard.vote_minimum == 5
-    assert set(settings.heroes) == {"tiny", "dio", "flo", "ojas", "sim_cap3", "sim_nocap"}
+    assert set(settings.heroes) == {"tiny", "demo", "dio", "flo", "ojas", "sim_cap3", "sim_nocap"}
     assert {"bin", "sy", "seq_reverse", "attn_count", "xfm_map"} <= set(settings.skills)
     assert {"24gb_qlora", "24gb_full_small", "24gb_galore", "cpu_tiny"} <= set(settings.memory_profiles)
     tiny = settings.heroes["tiny"]

@@ -136,6 +136,21 @@ class SkillState:
     streak: int
     regressed: tuple[int, ...]
 
+    def describe(self) -> str:
+        """The skill's standing in words: the levels earned (passed) and the one being learned."""
+        # `level` is the level being learned, so "bin L1" alone reads as earned when nothing is yet
+        if not self.mastered:
+            text = f"{self.skill}: learning L{self.level}, none earned yet"
+        else:
+            top = self.mastered[-1]
+            earned = "L1" if top == 1 else f"L1-L{top}"
+            text = f"{self.skill}: {earned} earned, " + (
+                "complete (its cap)" if self.complete else f"learning L{self.level}"
+            )
+        if self.regressed:
+            text += f" (regressed: {', '.join(f'L{lv}' for lv in self.regressed)})"
+        return text
+
 
 @dataclass(frozen=True)
 class CurriculumState:
