@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from sim_hero import SIM, ckpt, use_sim_hero
 
 from realm_pipeline import ledger
 from realm_pipeline.defs.resources import LedgerResource
@@ -15,15 +16,15 @@ from realm_pipeline.ledger import connect
 CKPT = "tiny.000150"
 
 
-def _ledger_row(home: Path) -> tuple:
+def _ledger_row(home: Path, key: str = CKPT) -> tuple:
     with connect(home / "realm.duckdb", read_only=True) as con:
-        return con.execute("SELECT * FROM checkpoints WHERE checkpoint_id = ?", [CKPT]).fetchone()
+        return con.execute("SELECT * FROM checkpoints WHERE checkpoint_id = ?", [key]).fetchone()
 
 
-def _materializations(instance: dg.DagsterInstance) -> int:
+def _materializations(instance: dg.DagsterInstance, key: str = CKPT) -> int:
     return len(
         instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("checkpoints"), asset_partitions=[CKPT]), limit=100
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("checkpoints"), asset_partitions=[key]), limit=100
         ).records
     )
 
@@ -69,34 +70,38 @@ def test_an_existing_checkpoint_is_refused_with_the_way_to_retrain(realm_env: Pa
     assert weights.read_bytes() == b"the first training's weights"
 
 
-@pytest.mark.proof
-@pytest.mark.slow  # two real training segments of the tiny hero
-def test_retrain_on_purpose_trains_again_and_records_it(realm_env: Path) -> None:
+@pytest.mark.proof  # retraining is the campaign's mechanics, not training: the simulated hero
+def test_retrain_on_purpose_trains_again_and_records_it(
+    realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from realm_pipeline.definitions import build_defs
-    from realm_pipeline.training.trainer import RESULT_FILE
+    from realm_pipeline.simulation.hero import STATE_FILE
 
+    use_sim_hero(config_dir)
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    key = ckpt(1)
     defs = build_defs()
     with dg.DagsterInstance.get() as instance:
         assert defs.resolve_job_def("eval_sets_job").execute_in_process(
             instance=instance, partition_key="bin"
         )
-        instance.add_dynamic_partitions("checkpoints", [CKPT])
+        instance.add_dynamic_partitions("checkpoints", [key])
         train = defs.resolve_job_def("train_job")
-        assert train.execute_in_process(instance=instance, partition_key=CKPT).success
-        first = _ledger_row(realm_env)
-        result_file = realm_env / "checkpoints" / "tiny" / CKPT / RESULT_FILE
-        first_result = result_file.stat().st_mtime_ns
+        assert train.execute_in_process(instance=instance, partition_key=key).success
+        first = _ledger_row(realm_env, key)
+        state_file = realm_env / "checkpoints" / SIM / key / STATE_FILE
+        first_state = state_file.stat().st_mtime_ns
         again = train.execute_in_process(
             instance=instance,
-            partition_key=CKPT,
+            partition_key=key,
             run_config={"ops": {"checkpoints": {"config": {"retrain": True}}}},
         )
         assert again.success
-        assert _materializations(instance) == 2
-    second = _ledger_row(realm_env)
-    assert result_file.stat().st_mtime_ns != first_result  # trained again, not the saved segment adopted
+        assert _materializations(instance, key) == 2
+    second = _ledger_row(realm_env, key)
+    assert state_file.stat().st_mtime_ns != first_state  # trained again: the checkpoint file rewritten
     assert second != first  # a new ledger row (its created_at, wall time) replaced the first, not added
     with connect(realm_env / "realm.duckdb", read_only=True) as con:
         assert (
-            con.execute("SELECT count(*) FROM checkpoints WHERE checkpoint_id = ?", [CKPT]).fetchone()[0] == 1
+            con.execute("SELECT count(*) FROM checkpoints WHERE checkpoint_id = ?", [key]).fetchone()[0] == 1
         )
