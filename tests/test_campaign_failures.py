@@ -1,5 +1,6 @@
 """A failed segment through a real Dagster instance: retried under its policy, then reported by name
-(sensor skip reason, hero_state, `realm status`), and retried again once a person asks (`realm retry`)."""
+(sensor skip reason, hero_state, `realm status`), and retried again once a person asks (`realm retry`).
+The segment's failure and its retries are the campaign's mechanics, not training: the simulated hero."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from sim_hero import SIM, ckpt, use_sim_hero
 
 from realm_pipeline.cli import main
 from realm_pipeline.ledger import connect
@@ -17,6 +19,16 @@ from realm_pipeline.ledger import connect
 def defs(realm_env: Path) -> dg.Definitions:
     from realm_pipeline.definitions import build_defs
 
+    return build_defs()
+
+
+@pytest.fixture
+def sim_defs(realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+    """The definitions with the simulated hero the only active one."""
+    from realm_pipeline.definitions import build_defs
+
+    use_sim_hero(config_dir)
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
     return build_defs()
 
 
@@ -45,20 +57,20 @@ def _launch(defs: dg.Definitions, request: dg.RunRequest) -> dg.ExecuteInProcess
         )
 
 
-@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
 def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
-    realm_env: Path, defs: dg.Definitions
+    realm_env: Path, sim_defs: dg.Definitions
 ) -> None:
+    defs, first_ckpt = sim_defs, ckpt(1)
     first = _tick(defs)
     assert [r.run_key for r in first.run_requests] == ["eval_sets:bin"]
     assert _launch(defs, first.run_requests[0]).success
 
-    # A stray file where the first checkpoint's directory goes: the training subprocess fails on it.
-    blocker = realm_env / "checkpoints" / "tiny" / "tiny.000150"
+    # A stray file where the first checkpoint's directory goes: the segment's write fails on it.
+    blocker = realm_env / "checkpoints" / SIM / first_ckpt
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a checkpoint directory")
     train = _tick(defs)
-    assert [r.run_key for r in train.run_requests] == ["tiny.000150"]
+    assert [r.run_key for r in train.run_requests] == [first_ckpt]
     failed = _launch(defs, train.run_requests[0])
     assert not failed.success
     # retried under the asset's RetryPolicy before the run gave up: three attempts in all
@@ -72,31 +84,31 @@ def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     assert record.run_requests[0].asset_selection == [dg.AssetKey("curriculum")]
     assert _launch(defs, record.run_requests[0]).success
     with connect(realm_env / "realm.duckdb", read_only=True) as con:
-        status = con.execute("SELECT status FROM hero_state WHERE hero = 'tiny'").fetchone()[0]
-    assert status.startswith("stopped: train_job tiny.000150 failed") and run_id[:8] in status
-    assert "after 3 attempts: FileExistsError" in status and "realm retry tiny" in status
+        status = con.execute("SELECT status FROM hero_state WHERE hero = ?", [SIM]).fetchone()[0]
+    assert status.startswith(f"stopped: train_job {first_ckpt} failed") and run_id[:8] in status
+    assert "after 3 attempts: FileExistsError" in status and f"realm retry {SIM}" in status
     with dg.DagsterInstance.get() as instance:
         meta = instance.get_latest_materialization_event(dg.AssetKey("curriculum")).asset_materialization
-    assert meta.metadata["tiny/status"].value == status
+    assert meta.metadata[f"{SIM}/status"].value == status
 
     # ... then every tick skips, naming the checkpoint and the run
     skipped = _tick(defs)
     assert isinstance(skipped, dg.SkipReason)
-    assert "tiny.000150" in skipped.skip_message and run_id[:8] in skipped.skip_message
+    assert first_ckpt in skipped.skip_message and run_id[:8] in skipped.skip_message
     assert _tick(defs).skip_message == skipped.skip_message  # stays failed: no new request
     runner = CliRunner()
-    shown = runner.invoke(main, ["status", "tiny"])
-    assert shown.exit_code == 0 and run_id[:8] in shown.output and "tiny.000150 failed" in shown.output
+    shown = runner.invoke(main, ["status", SIM])
+    assert shown.exit_code == 0 and run_id[:8] in shown.output and f"{first_ckpt} failed" in shown.output
 
     # The cause fixed, a person asks for the retry: a new run key, the same checkpoint, and it trains.
     blocker.unlink()
-    asked = runner.invoke(main, ["retry", "tiny"])
+    asked = runner.invoke(main, ["retry", SIM])
     assert (
-        asked.exit_code == 0 and f"retrying train_job tiny.000150 failed in run {run_id[:8]}" in asked.output
+        asked.exit_code == 0 and f"retrying train_job {first_ckpt} failed in run {run_id[:8]}" in asked.output
     )
     again = _tick(defs)
     assert [(r.run_key, r.partition_key) for r in again.run_requests] == [
-        (f"tiny.000150#retry-after-{run_id[:8]}", "tiny.000150")
+        (f"{first_ckpt}#retry-after-{run_id[:8]}", first_ckpt)
     ]
     with dg.DagsterInstance.get() as instance:  # where the automation stands before the segment lands
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
@@ -104,14 +116,14 @@ def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     # its evals are the automation conditions' alone: the campaign sensor names them and asks nothing
     evals = _tick(defs)
     assert isinstance(evals, dg.SkipReason), evals
-    assert "next eval_job tiny.000150|bin (automation)" in evals.skip_message
+    assert f"next eval_job {first_ckpt}|bin (automation)" in evals.skip_message
     with dg.DagsterInstance.get() as instance:
         automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     (requested,) = [
         r for r in automation.results if r.key == dg.AssetKey("eval_scores") and r.true_subset.size
     ]
-    assert requested.true_subset.expensively_compute_partition_keys() == {"tiny.000150|bin"}
-    assert "nothing failed to retry" in runner.invoke(main, ["retry", "tiny"]).output
+    assert requested.true_subset.expensively_compute_partition_keys() == {f"{first_ckpt}|bin"}
+    assert "nothing failed to retry" in runner.invoke(main, ["retry", SIM]).output
 
 
 def test_a_run_the_instance_will_retry_is_in_flight_and_an_acknowledged_one_is_retried(
