@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from sim_hero import SIM, ckpt, use_sim_hero
 from tiny_hero import set_launch
 
 from realm_pipeline.disk import DiskFull, disk_full_line, free_bytes
@@ -118,8 +119,8 @@ def _env(home: Path, dagster_home: Path | None = None) -> dict[str, str]:
     return env
 
 
-def _campaign(env: dict, segments: int, **kw) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", CAMPAIGN, "campaign", "--hero", "tiny", "--segments", str(segments)]
+def _campaign(env: dict, segments: int, hero: str = "tiny", **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", CAMPAIGN, "campaign", "--hero", hero, "--segments", str(segments)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
@@ -135,42 +136,48 @@ def _checkpoints(home: Path) -> list[tuple]:
         return con.execute("SELECT checkpoint_id, step FROM checkpoints ORDER BY step").fetchall()
 
 
-@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
-@pytest.mark.timeout(900)
+@pytest.mark.slow  # three `realm campaign` processes (no training): about a minute of CPU
+@pytest.mark.timeout(900)  # a hang guard only
 def test_a_segment_the_disk_cannot_hold_waits_with_the_numbers_then_trains_once_space_is_freed(
-    small_fs,
+    small_fs, config_dir: Path
 ) -> None:
-    pytest.importorskip("torch")
+    """The campaign loop's refusal and its wait are its mechanics, not training: the simulated hero, whose
+    segment needs its state file and the margin (training.plan.segment_disk_bytes)."""
+    from realm_pipeline.training.plan import DISK_MARGIN_BYTES
+
+    use_sim_hero(config_dir)
     fs = small_fs(64 * MIB)
     home = fs / "home"
-    env = _env(home)
-    built = _campaign(env, 0)  # the eval sets only
+    env = {**_env(home), "REALM_CONFIG_DIR": str(config_dir)}
+    built = _campaign(env, 0, SIM)  # the eval sets only
     assert built.returncode == 0, built.stdout + built.stderr
     used = 64 * MIB - free_bytes(fs)
-    fs = small_fs(used + 2 * MIB)  # room for the ledger and the instance, not for a checkpoint
+    # room for the ledger and the instance, not for a checkpoint: less than the segment's margin free
+    fs = small_fs(used + DISK_MARGIN_BYTES * 3 // 4)
     before = _ledger(home)
 
-    refused = _campaign(env, 1)
+    first = ckpt(1)
+    refused = _campaign(env, 1, SIM)
     out = refused.stdout + refused.stderr
     assert refused.returncode == 1, out
     match = re.search(
-        r"checkpoint tiny\.000150: not enough free space to write (\S+): needs (\d+) bytes \([^)]*\), "
+        rf"checkpoint {re.escape(first)}: not enough free space to write (\S+): needs (\d+) bytes \([^)]*\), "
         r"(\d+) bytes free",
         out,
     )
     assert match, out
-    assert match[1] == str(home / "checkpoints" / "tiny" / "tiny.000150") and int(match[2]) > int(match[3])
-    assert abs(int(match[3]) - free_bytes(fs)) < 2 * MIB  # the real free space, not a made-up number
+    assert match[1] == str(home / "checkpoints" / SIM / first) and int(match[2]) > int(match[3])
+    assert abs(int(match[3]) - free_bytes(fs)) < DISK_MARGIN_BYTES  # the real free space, not a made-up one
     assert "waiting for free space" in out and "resumes by itself" in out
     assert "Traceback" not in out
     assert _ledger(home) == before  # no ledger row changed
-    assert not (home / "checkpoints" / "tiny" / "tiny.000150").exists()
+    assert not (home / "checkpoints" / SIM / first).exists()
 
     small_fs(64 * MIB)  # space freed
-    again = _campaign(env, 1)
+    again = _campaign(env, 1, SIM)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert re.search(r"train_job\s+tiny\.000150\s+ok", again.stdout), again.stdout
-    assert _checkpoints(home) == [("tiny.000150", 150)]
+    assert re.search(rf"train_job\s+{re.escape(first)}\s+ok", again.stdout), again.stdout
+    assert _checkpoints(home) == [(first, 10)]
 
 
 @pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
