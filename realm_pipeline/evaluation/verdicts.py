@@ -141,7 +141,11 @@ class SkillVerdict:
         }
 
     def summary(self) -> str:
-        """One line: `bin L4 capped (multiplier 6.00x): reason`."""
+        """One line: `bin capped at L3 (learning L4): reason`, or under the multiplier rule
+        `bin L4 capped (multiplier 6.00x): reason`."""
+        if self.forgotten:  # the forgetting rule's evidence: the multiplier is not what decided
+            claim = f" at L{self.cap_level}" if self.cap_level is not None else ""
+            return f"{self.skill} {self.verdict}{claim} (learning L{self.level}): {self.reason}"
         mult = "undefined" if self.multiplier is None else f"{self.multiplier:.2f}x"
         return f"{self.skill} L{self.level} {self.verdict} (multiplier {mult}): {self.reason}"
 
