@@ -586,6 +586,15 @@ def _print_verdicts(sheet: dict) -> None:
                 f"    knocked down {e['skill']} L{e['level']} at step {e['onset_step']} ({e['status']}), "
                 f"{state}, {e['accuracy']:.2f} now, trend since the drop {trend}"
             )
+        for f in v.get("forgotten", []):  # the cap rule's evidence (evaluation/cap_rule.py)
+            what = "every mastered level pooled" if f["level"] == 0 else f"L{f['level']}"
+            mends = "may still mend by itself" if f["recovering"] else "not mending"
+            click.echo(
+                f"    lost {what} since step {f['onset_step']} (learning L{f['learning_at_onset']}): "
+                f"{f['accuracy']:.2f}, upper bound {f['upper_bound']:.2f} < the threshold, {f['lost_tests']} "
+                f"tests, maintenance in {f['maintenance_segments']} segments, {mends}"
+                + ("; counts toward a cap" if f["counts"] else "")
+            )
 
 
 def _print_unconfirmed(hero: str) -> None:

@@ -55,6 +55,9 @@ class Progression(_Strict):
     min_trend: float = Field(0.005, ge=0, lt=1)  # accuracy slope per eval above which a level is "climbing"
     min_trend_points: int = Field(3, ge=2, le=1000)  # no trend is judged from fewer evals
     maintenance_min: int = Field(3, ge=1, le=1000)  # maintenance segments tried before a cap is declared
+    # forgetting (evaluation/cap_rule.py: what the evals lost, as samples) or multiplier (the rule before
+    # issue 37, maintenance tokens over earning tokens; a baseline)
+    cap_rule: Literal["forgetting", "multiplier"] = "forgetting"
 
 
 class Regression(_Strict):
