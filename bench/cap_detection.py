@@ -28,14 +28,20 @@ held from not held there, so no rule could be judged on them.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
-from realm_pipeline.simulation.hero import SimParams
+from realm_pipeline.simulation.hero import SimParams, accuracies, load_state
 from realm_pipeline.simulation.loop import Recipe, run_campaign
 from realm_pipeline.simulation.oracle import skill_truth
 
@@ -180,6 +186,125 @@ def summarise(rows: list[dict], rule: str) -> dict:
     }
 
 
+REPO = Path(__file__).resolve().parent.parent
+E2E_SKILLS = {"s1": "bin", "s2": "seq_reverse", "s3": "attn_count"}  # the simulated skills -> real ones
+E2E_SEGMENT_TOKENS = 7_400  # tokens of a 10-step x 8-example segment of the real stream (sim_cap3.yaml)
+
+
+def e2e_hero(draw: Draw, home: Path, budget: int, past_cap: int) -> dict:
+    """Run one drawn hero end to end: `realm init` and `realm campaign` through Dagster in its own home,
+    the hero YAML in a copy of configs/; read back its cap calls, level-ups and final state."""
+    configs = home / "configs"
+    shutil.copytree(REPO / "configs", configs)
+    skills = [E2E_SKILLS[s] for s in draw.skills]
+    params = {
+        k: v
+        for k, v in vars(draw.params).items()
+        if k not in ("capacities", "shocks", "seed") and v is not None
+    }
+    params["base_tokens"] = draw.params.base_tokens / SEGMENT_TOKENS * E2E_SEGMENT_TOKENS
+    params["capacities"] = {E2E_SKILLS[s]: c for s, c in draw.params.capacities.items() if c < 1e8}
+    params["shocks"] = [list(x) for x in draw.params.shocks]
+    recipe = RECIPES[draw.recipe]
+    name = f"bench{draw.index}"
+    hero = {
+        "name": name,
+        "base": {"kind": "simulated", **params, "seed": draw.index},
+        "memory_profile": "simulated",
+        "training": {
+            "lr": 0.001,
+            "batch_size": 8,
+            "max_length": 6144,
+            "mastered_share": recipe.mastered_share,
+            "preview_share": recipe.preview_share,
+            "preview_levels": recipe.preview_levels,
+            "strain_hint": False,
+        },
+        "schools": ["scribe"],
+        "campaign": {"skills": skills, "segment_steps": 10, "segment_budget": budget + past_cap},
+        "seed": draw.index,
+    }
+    (configs / "heroes" / f"{name}.yaml").write_text(json.dumps(hero))
+    env = {
+        **os.environ,
+        "REALM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "REALM_CONFIG_DIR": str(configs),
+        "OMP_NUM_THREADS": "1",
+    }
+    realm = [sys.executable, "-c", "from realm_pipeline.cli import main; main()"]
+    start = time.perf_counter()
+    subprocess.run([*realm, "init"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            *realm,
+            "campaign",
+            "--hero",
+            name,
+            "--segments",
+            str(budget + past_cap),
+            "--past-cap",
+            str(past_cap),
+        ],
+        env=env,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - start
+    from realm_pipeline import ledger
+    from realm_pipeline.settings import Settings
+    from realm_pipeline.simulation.oracle import skill_truth as truth_of
+
+    settings = Settings(configs)
+    with ledger.connect(home / "realm.duckdb", read_only=True) as con:
+        calls = {
+            r[0]: (r[1], r[2])
+            for r in con.execute("SELECT skill, segment, cap_level FROM cap_calls").fetchall()
+        }
+        ups = con.execute(
+            "SELECT skill, level, step FROM curriculum_events WHERE event = 'level_up' ORDER BY step"
+        ).fetchall()
+        ckpts = con.execute("SELECT checkpoint_id, path FROM checkpoints ORDER BY step").fetchall()
+    params_obj = settings.heroes[name].base.params()
+    state = load_state(ledger.resolve_home_path(ckpts[-1][1], home)) if ckpts else None
+    rows = []
+    for skill in skills:
+        truth = truth_of(params_obj, skill, settings.skills[skill].level_cap, THRESHOLD)
+        call = calls.get(skill)
+        held_more = None
+        if call is not None and state is not None:
+            true = accuracies(params_obj, state, skill, list(range(1, call[1] + 2)))
+            held_more = min(true.values()) >= THRESHOLD
+        rows.append(
+            {
+                "hero": name,
+                "skill": skill,
+                "truth": truth.cap,
+                "capped": truth.capped,
+                "segments": len(ckpts),
+                "levels": sorted(lv for sk, lv, _ in ups if sk == skill),
+                "call": call,
+                "recorded level after call": bool(
+                    call and any(sk == skill and st // 10 > call[0] for sk, _, st in ups)
+                ),
+                "holds one more at the end": held_more,
+                "wall_s": round(wall),
+            }
+        )
+    return rows
+
+
+def run_e2e(count: int, seed: int, budget: int, past_cap: int, keep: Path | None) -> None:
+    """Draw `count` heroes and run each end to end, printing a row per skill as it finishes."""
+    rng = random.Random(seed)
+    for i in range(count):
+        draw, _ = draw_hero(10_000 + i, rng)
+        home = Path(tempfile.mkdtemp(prefix=f"e2e{i}-", dir=keep))
+        for row in e2e_hero(draw, home, budget, past_cap):
+            print(json.dumps({"kind": draw.kind, "recipe": draw.recipe, **row}), flush=True)
+        if keep is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Draw, run, print the table."""
     parser = argparse.ArgumentParser(
@@ -191,7 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--room", type=int, default=30, help="segments a true cap needs before the budget ends"
     )
+    parser.add_argument(
+        "--e2e", type=int, default=0, help="also run this many heroes through `realm campaign`"
+    )
+    parser.add_argument("--e2e-budget", type=int, default=60)
+    parser.add_argument("--e2e-past-cap", type=int, default=20)
+    parser.add_argument("--e2e-home", type=Path, default=None, help="keep the homes under this folder")
     args = parser.parse_args(argv)
+    if args.e2e:
+        run_e2e(args.e2e, args.seed, args.e2e_budget, args.e2e_past_cap, args.e2e_home)
+        if args.heroes == 0:
+            return 0
     rules = ("forgetting", "multiplier")
     rng = random.Random(args.seed)
     draws, redraws = [], 0
