@@ -24,6 +24,7 @@ from realm_pipeline.evaluation.progression import (
 )
 from realm_pipeline.evaluation.regressions import judge as confirmed_on_reserve
 from realm_pipeline.evaluation.verdicts import CAPPED, Check
+from realm_pipeline.settings import Progression, Regression
 from realm_pipeline.simulation.hero import SimParams, SimState, accuracies, train
 
 
@@ -36,19 +37,22 @@ class Recipe:
     preview_levels: int = 1
 
 
+_PROGRESSION, _REGRESSION = Progression(), Regression()  # realm.yaml's defaults, from its schema
+
+
 @dataclass(frozen=True)
 class Rules:
     """realm.yaml's progression and regression settings, as `apply_progression` takes them."""
 
-    threshold: float = 0.8
-    evals_required: int = 3
-    window: int = 6
-    maintenance_max: float = 2.0
-    min_trend: float = 0.005
-    min_trend_points: int = 3
-    maintenance_min: int = 3
-    tau: float = 0.05
-    cap_rule: str = "forgetting"
+    threshold: float = _PROGRESSION.level_up_accuracy
+    evals_required: int = _PROGRESSION.evals_required
+    window: int = _PROGRESSION.maxed_out_window
+    maintenance_max: float = _PROGRESSION.maintenance_multiplier_max
+    min_trend: float = _PROGRESSION.min_trend
+    min_trend_points: int = _PROGRESSION.min_trend_points
+    maintenance_min: int = _PROGRESSION.maintenance_min
+    tau: float = _REGRESSION.tau
+    cap_rule: str = _PROGRESSION.cap_rule
 
     def progression(self) -> dict:
         """Keyword arguments of `apply_progression`."""
