@@ -1,4 +1,5 @@
-"""Concurrency with real runs: GPU steps never overlap; concurrent ledger writers never fail on a lock."""
+"""Concurrency with real runs: GPU steps never overlap; concurrent ledger writers never fail on a lock.
+Its subject is the runs, not training: the simulated hero, on two skills (two evals at once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
+from sim_hero import ckpt, use_sim_hero
+
+from realm_pipeline.ledger import connect
 
 # Each run is its own process, as under the daemon's run launcher; all share one instance and ledger.
 RUNNER = """
@@ -60,23 +65,32 @@ def _gpu_step_windows(instance: dg.DagsterInstance) -> list[tuple[float, float, 
     return sorted(windows)
 
 
-@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
-def test_gpu_runs_never_overlap_and_ledger_writers_all_succeed(realm_env: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # nine run processes, five of them at once (no training): minutes on a loaded 2-core box
+def test_gpu_runs_never_overlap_and_ledger_writers_all_succeed(
+    realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hero_yaml = use_sim_hero(config_dir)
+    hero = yaml.safe_load(hero_yaml.read_text())
+    hero["campaign"]["skills"] = ["bin", "seq_reverse"]
+    hero_yaml.write_text(yaml.safe_dump(hero, sort_keys=False))
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))  # the runs' processes inherit it
+    first, second = ckpt(1), ckpt(2)
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("checkpoints", ["tiny.000150"])
+        instance.add_dynamic_partitions("checkpoints", [first, second])
     _wait([_launch("eval_sets_job", "bin"), _launch("eval_sets_job", "seq_reverse")])
-    _wait([_launch("train_job", "tiny.000150")])
+    _wait([_launch("train_job", first)])
 
     quest = realm_env / "inbox" / "drill.jsonl"
     quest.write_text(
         json.dumps({"messages": [{"role": "user", "content": "2+2"}, {"role": "assistant", "content": "4"}]})
         + "\n"
     )
-    # two GPU runs at once, plus runs that write the ledger at the same time
+    # three GPU runs at once (the next segment and two evals), plus runs that write the ledger meanwhile
     _wait(
         [
-            _launch("eval_job", {"checkpoint": "tiny.000150", "skill": "bin"}),
-            _launch("eval_job", {"checkpoint": "tiny.000150", "skill": "seq_reverse"}),
+            _launch("train_job", second),
+            _launch("eval_job", {"checkpoint": first, "skill": "bin"}),
+            _launch("eval_job", {"checkpoint": first, "skill": "seq_reverse"}),
             _launch("rollup_job", None, {"ops": {"public_mirror": {"config": {"allow_empty": True}}}}),
             _launch("quests_job", None, {"ops": {"quests": {"config": {"files": [str(quest)]}}}}),
         ]
@@ -85,6 +99,9 @@ def test_gpu_runs_never_overlap_and_ledger_writers_all_succeed(realm_env: Path, 
     with dg.DagsterInstance.get() as instance:
         windows = _gpu_step_windows(instance)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in instance.get_runs())
-    assert len(windows) == 3, windows  # one training step, two eval steps
+    assert len(windows) == 4, windows  # two training steps, two eval steps
     for (_, end, a), (start, _, b) in zip(windows, windows[1:], strict=False):
         assert end <= start, f"{a} and {b} overlapped on the gpu pool"
+    with connect(realm_env / "realm.duckdb", read_only=True) as con:
+        trained = con.execute("SELECT checkpoint_id, parent_id FROM checkpoints ORDER BY step").fetchall()
+    assert trained == [(first, None), (second, first)]
