@@ -1,11 +1,13 @@
-"""`make run`'s hero (configs/heroes/demo.yaml): the tiny hero's model and recipe on a quick drill beside
-BIN, so the README's main job shows a real level-up (issue 38) while `tiny`, which the benchmarks train,
+"""`make run`'s hero (configs/heroes/demo.yaml): the tiny hero's model and recipe on a quick drill instead
+of BIN, so the README's main job shows a real level-up (issue 38) while `tiny`, which the benchmarks train,
 keeps its campaign; and the hero sheet's words for levels earned and being learned."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import pytest
 
 from realm_pipeline.evaluation.progression import EvalPoint, apply_progression
 from realm_pipeline.settings import Settings
@@ -112,3 +114,28 @@ def test_a_level_up_is_announced_with_the_rule_that_earned_it() -> None:
     assert _level_up_line("demo", last, settings).endswith(
         "L2 earned at demo.000900: 3 evals in a row at >= 0.80 (the last 0.90); its cap: complete"
     )
+
+
+# three real segments: minutes on two free cores (40 min measured on a box shared at load 17, README); the
+# limit only guards against hangs
+@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
+@pytest.mark.timeout(3600)
+def test_make_runs_campaign_earns_seq_reverse_l1_at_its_third_segment(realm_env: Path) -> None:
+    from click.testing import CliRunner
+
+    from realm_pipeline.cli import main
+
+    assert _make_run_commands()[-1].endswith("--hero demo --segments 3")  # what `make run` trains
+    out = CliRunner().invoke(main, ["campaign", "--hero", "demo", "--segments", "3"])
+    assert out.exit_code == 0, out.output
+    # earned by the real streak rule on the real eval set, as the README's "What `make run` does" shows
+    assert re.search(
+        r"^LEVEL UP  demo seq_reverse L1 earned at demo\.000450: 3 evals in a row at >= 0\.80 "
+        r"\(the last \d\.\d\d\); learning L2 next$",
+        out.output,
+        re.MULTILINE,
+    ), out.output
+    sheet = out.output[out.output.index("hero demo") :]
+    assert "levels     seq_reverse: L1 earned, learning L2" in sheet, sheet
+    assert "level-ups  1 (seq_reverse L1 at demo.000450)" in sheet, sheet
+    assert "status     3 segment(s) trained as asked; next demo.000600 (run again to go on)" in sheet
