@@ -33,7 +33,7 @@ def test_make_run_trains_the_demo_hero_and_the_readme_says_so() -> None:
     assert f"`realm campaign --hero demo --segments {segments}`" in readme
 
 
-def test_the_demo_hero_is_tiny_on_a_drill_beside_bin() -> None:
+def test_the_demo_hero_is_tiny_on_a_drill_instead_of_bin() -> None:
     settings = Settings(REPO / "configs")  # validated as every hero is
     demo, tiny = settings.heroes["demo"], settings.heroes["tiny"]
     # the tiny hero's model and training recipe, field for field: only the campaign's skills differ
