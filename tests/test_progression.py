@@ -223,8 +223,12 @@ def test_timeline_reports_levels_trend_and_multiplier_per_segment():
     assert last.levels == {"bin": 3} and last.accuracy == {"bin": 0.98}
     assert last.trend["bin"] > 0.1  # L3 climbs ~0.16 per eval
     assert state.timeline[0].trend == {"bin": None}  # one eval: too few to judge
-    assert last.window_multiplier is not None
-    assert last.window_multiplier == pytest.approx(state.window_maintenance_multiplier)
+    # the window ending here (segments 8-13) earned no level: undefined, never a count of segments
+    assert last.window_multiplier is None and state.window_maintenance_multiplier is None
+    # L2 regressed at segment 7, so segments 8 on are maintenance; the window ending at segment 9 (4-9)
+    # holds L2's level-up segment (6) and two maintenance segments, 1000 tokens each: 2000 / 1000
+    assert [r.maintenance for r in state.timeline[6:9]] == [False, True, True]
+    assert state.timeline[8].window_multiplier == pytest.approx(2.0)
     # Each row's multiplier covers the window ending at that row, not the segments after it.
     early = run([e for e in _reported_history() if e.step <= 700], segs(7), caps={"bin": 30})
     assert early.window_maintenance_multiplier is not None
