@@ -57,6 +57,7 @@ def _launch(defs: dg.Definitions, request: dg.RunRequest) -> dg.ExecuteInProcess
         )
 
 
+@pytest.mark.slow  # nine runs of the simulated hero and the retry policy's waits: ~35 s of CPU
 def test_a_failed_segment_is_retried_then_reported_then_retried_on_request(
     realm_env: Path, sim_defs: dg.Definitions
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from sim_hero import SIM, ckpt, use_sim_hero
 
 from realm_pipeline.cli import main
 
@@ -90,29 +91,35 @@ def test_realm_campaign_prints_runs_progress_and_a_hero_sheet(realm_env: Path) -
     assert "status     next train_job tiny.000300" in status.output
 
 
-@pytest.mark.slow  # minutes of real training on 2 cores: CI runs it (make test-slow)
-def test_realm_campaign_rolls_up_again_after_confirmations_that_land_last(realm_env: Path) -> None:
+@pytest.mark.slow  # eleven runs of the simulated hero (no training): ~40 s of CPU, minutes on a busy box
+def test_realm_campaign_rolls_up_again_after_confirmations_that_land_last(
+    realm_env: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The campaign loop's order of runs, not training: the simulated hero."""
     from realm_pipeline import ledger
     from realm_pipeline.settings import ledger_path
 
+    use_sim_hero(config_dir)
+    monkeypatch.setenv("REALM_CONFIG_DIR", str(config_dir))
+    second = ckpt(2)
     runner = CliRunner()
-    first = runner.invoke(main, ["campaign", "--hero", "tiny", "--segments", "1"])
+    first = runner.invoke(main, ["campaign", "--hero", SIM, "--segments", "1"])
     assert first.exit_code == 0, first.output
     # The board the next segment is compared with: every standing perfect, so the next build drops on
-    # each bench tiny.000300 does not ace, and the rollup's check raises confirming evals.
+    # each bench the second segment does not ace, and the rollup's check raises confirming evals.
     with ledger.connect(ledger_path()) as con:
         con.execute(
             "UPDATE hero_standings SET accuracy = 1.0 WHERE version = (SELECT max(version) FROM hero_standings)"
         )
-    out = runner.invoke(main, ["campaign", "--hero", "tiny", "--segments", "1"])
+    out = runner.invoke(main, ["campaign", "--hero", SIM, "--segments", "1"])
     assert out.exit_code == 0, out.output  # was: "Error: tiny: rollup_job  changed nothing"
     jobs = [r[:2] for r in _runs(out.output)]
-    assert jobs[:3] == [("train_job", "tiny.000300"), ("eval_job", "tiny.000300|bin"), ("rollup_job", "-")]
+    assert jobs[:3] == [("train_job", second), ("eval_job", f"{second}|bin"), ("rollup_job", "-")]
     confirming = jobs[3:-1]
-    assert confirming and set(confirming) == {("eval_job", "tiny.000300|bin")}, out.output
+    assert confirming and set(confirming) == {("eval_job", f"{second}|bin")}, out.output
     assert jobs[-1] == ("rollup_job", "-"), out.output  # the verdicts rolled up, under a new run key
     with ledger.connect(ledger_path()) as con:
-        verdicts = con.execute("SELECT count(*) FROM regression_checks WHERE checkpoint_id = 'tiny.000300'")
+        verdicts = con.execute("SELECT count(*) FROM regression_checks WHERE checkpoint_id = ?", [second])
         assert verdicts.fetchone()[0] == len(confirming)
 
 
